@@ -1,0 +1,24 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test` (the test suite).
+# Each first runs the idempotent set-up (scripts/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
+.PHONY: setup demo test test-fast completions clean-demo
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+completions: setup
+	$(PY) scripts/gen_completions.py
+
+clean-demo:
+	rm -rf work/demo

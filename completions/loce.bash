@@ -1,0 +1,27 @@
+# bash completion for loce (generated from the loce Typer app by scripts/gen_completions.py; do not edit)
+_loce_complete() {
+    local cur prev path i w words opts valued
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    prev="${COMP_WORDS[COMP_CWORD-1]}"
+    path=""
+    for ((i=1; i<COMP_CWORD; i++)); do
+        w="${COMP_WORDS[i]}"
+        case "${path:+$path }$w" in
+            "data"|"data stats"|"data synth"|"doctor") path="${path:+$path }$w" ;;
+        esac
+    done
+    case "$path" in
+        "") opts="data doctor --debug --version --help -h"; valued="" ;;
+        "data") opts="stats synth --help -h"; valued="" ;;
+        "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
+        "data synth") opts="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;
+        "doctor") opts="--json --help -h"; valued="" ;;
+    esac
+    # an option that takes a value: fall back to file-name completion
+    if [[ -n "$prev" && " $valued " == *" $prev "* ]]; then
+        COMPREPLY=()
+        return 0
+    fi
+    COMPREPLY=( $(compgen -W "$opts" -- "$cur") )
+}
+complete -o default -F _loce_complete loce

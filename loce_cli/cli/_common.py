@@ -1,0 +1,55 @@
+"""Shared CLI plumbing: consoles, the error boundary, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from loce_cli.errors import LoceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE = {"debug": os.environ.get("LOCE_DEBUG", "") not in ("", "0")}
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> "typer.Exit":
+    """Print ``error: message`` on stderr (one line, no markup) and return the Exit to raise."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def engine_errors(fn: F) -> F:
+    """Turn engine failures into one line on stderr and exit code 1 (2 for usage); traceback with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except LoceError as e:
+            if STATE["debug"]:
+                raise
+            raise fail(e.one_line(), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as e:  # an unexpected bug: still one line unless --debug
+            if STATE["debug"]:
+                raise
+            raise fail(f"unexpected {type(e).__name__}: {e} (hint: rerun with --debug for the traceback and "
+                       "report it)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,109 @@
+"""``loce data ...``: datasets (synthetic long-tailed data, statistics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from loce_cli.cli._common import engine_errors, err, out, print_json
+
+app = typer.Typer(help="Datasets: synthetic long-tailed LVIS-format data and class-frequency statistics.",
+                  no_args_is_help=True)
+
+GROUP_STYLE = {"r": "red", "c": "yellow", "f": "blue"}
+GROUP_LABEL = {"r": "rare", "c": "common", "f": "frequent"}
+
+
+@app.command("synth")
+@engine_errors
+def synth(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the dataset into (new or empty)."),
+    num_classes: int = typer.Option(40, "--num-classes", min=2, help="Number of classes (at most 192)."),
+    train_images: int = typer.Option(600, "--train-images", min=1, help="Training images."),
+    val_images: int = typer.Option(200, "--val-images", min=1, help="Validation images (every class appears)."),
+    image_size: int = typer.Option(128, "--image-size", min=48, max=1024, help="Square image side in pixels."),
+    tail_exponent: float = typer.Option(
+        1.0, "--tail-exponent", min=0.1, max=10.0,
+        help="Shape of the long tail: 1 = log-linear in rank; < 1 more rare classes, > 1 fatter head."),
+    max_objects: int = typer.Option(6, "--max-objects", min=1, max=30, help="Most objects in one image."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same options and seed give identical files."),
+    force: bool = typer.Option(False, "--force", help="Replace the dataset in a non-empty --out."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Generate a synthetic long-tailed detection + segmentation dataset in LVIS v1 format."""
+    from loce_cli.engine.synth import SynthOptions, synthesize
+
+    opts = SynthOptions(num_classes=num_classes, train_images=train_images, val_images=val_images,
+                        image_size=image_size, tail_exponent=tail_exponent, max_objects=max_objects, seed=seed)
+    if err.is_terminal and not json_out:
+        with err.status(f"drawing {train_images + val_images} images..."):
+            result = synthesize(out_dir, opts, force=force)
+    else:
+        result = synthesize(out_dir, opts, force=force)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"synthetic LVIS v1 dataset in {result.out_dir}", title_justify="left")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    table.add_column("instances", justify="right")
+    table.add_column("annotation file")
+    for name, s in (("train", result.train), ("val", result.val)):
+        table.add_row(name, f"{s.images:,}", f"{s.instances:,}", s.annotation_file)
+    out.print(table)
+    groups = ", ".join(f"[{GROUP_STYLE[g]}]{GROUP_LABEL[g]} {n}[/]" for g, n in result.classes_per_group.items())
+    out.print(f"{opts.num_classes} classes by training-image frequency: {groups}")
+    out.print(f"{result.files_written:,} files, {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+@app.command("stats")
+@engine_errors
+def stats(
+    annotation_json: Path = typer.Argument(..., help="An LVIS-format annotation file (e.g. lvis_v1_train.json)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output (includes per-class counts)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a log-scale instances-per-class plot (.png)."),
+) -> None:
+    """Class-frequency distribution of an annotation file: counts per rare/common/frequent group."""
+    from loce_cli.engine.stats import dataset_stats, plot_stats
+
+    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+        from loce_cli.cli._common import fail
+
+        raise fail(f"--plot {plot}: unsupported file type {plot.suffix or '(none)'} (hint: use a .png file name)",
+                   2)
+    result = dataset_stats(annotation_json)
+    if plot is not None:
+        plot_stats(result, plot)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{annotation_json.name}: {result.num_images:,} images, {result.num_annotations:,} "
+                        f"instances, {result.num_classes:,} classes", title_justify="left")
+    table.add_column("group")
+    table.add_column("classes", justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("instances", justify="right")
+    table.add_column("share of instances", justify="right")
+    table.add_column("classes w/o instances", justify="right")
+    total = max(result.num_annotations, 1)
+    for g, s in result.groups.items():
+        table.add_row(f"[{GROUP_STYLE[g]}]{GROUP_LABEL[g]}[/]", f"{s.classes:,}", f"{s.images:,}",
+                      f"{s.instances:,}", f"{100 * s.instances / total:.1f}%", f"{s.classes_without_instances:,}")
+    out.print(table)
+    if result.head_tail_ratio is not None:
+        out.print(f"head/tail ratio (instances of the largest / smallest non-empty class): "
+                  f"{result.head_tail_ratio:,.1f}")
+    source = ("the file's category 'frequency' fields (LVIS: from training-image counts)"
+              if result.frequency_source == "categories"
+              else "this file's own image counts (no 'frequency' fields: right for a training file)")
+    out.print(f"groups from {source}")
+    if plot is not None:
+        out.print(f"plot written to {plot}")

@@ -1,0 +1,43 @@
+"""The one answer to numpy >= 1.24 having removed the scalar aliases ``np.float``, ``np.int``, ``np.bool``,
+``np.object``, ``np.str`` (deprecated in 1.20): lvis 0.5.3 (``eval.py``: ``dtype=np.float``) and mmdet 2.28
+(``datasets/custom.py``, ``get_cat_ids``: ``np.int``) still use them at call time.
+
+``apply()`` puts the aliases back, pointing at the builtins they always meant. It is idempotent, is called
+by ``loce_cli.mmdet_ext`` on import (so any mmdet config with ``custom_imports`` gets it) and by every engine
+function that touches lvis or mmdet. Nothing else in numpy is changed.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+ALIASES = ("float", "int", "bool", "object", "str", "complex")
+
+
+def missing_aliases() -> list[str]:
+    """Names of the removed aliases that are currently absent from numpy."""
+    import numpy as np
+
+    return [name for name in ALIASES if name not in np.__dict__]
+
+
+def apply() -> list[str]:
+    """Restore the removed aliases; return the names that were restored by this call."""
+    import numpy as np
+
+    restored = []
+    for name in missing_aliases():
+        setattr(np, name, getattr(builtins, name))
+        restored.append(name)
+    return restored
+
+
+def quiet_known_noise() -> None:
+    """Silence two import-time messages that say nothing to loce users: mmcv 1.x's notice about its 2.0
+    renaming, and torch's "No CUDA runtime is found" log line when mmcv imports ``torch.utils.cpp_extension``
+    on a machine without a GPU."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"On January 1, 2023, MMCV will release v2\.0\.0", category=UserWarning)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

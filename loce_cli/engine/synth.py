@@ -1,0 +1,432 @@
+"""Synthetic long-tailed detection + instance segmentation data in LVIS v1 format.
+
+Each class is a (colour, pattern, shape) triple drawn on a cluttered grey background, so a small detector can
+tell the classes apart. Class ``k`` (by descending frequency) is present in
+
+    n_k = round(n_max * (1 / n_max) ** ((k / (C - 1)) ** p))
+
+training images, with ``n_max = round(0.45 * train_images)`` and ``p`` the tail exponent: ``p = 1`` is
+log-linear in rank (like the middle of LVIS's sorted class curve), ``p < 1`` thins the tail faster (more rare
+classes), ``p > 1`` keeps more classes in the head. Frequency groups follow LVIS from those training image
+counts (rare 1-10, common 11-100, frequent > 100). The val split holds every class at least
+``MIN_VAL_IMAGES`` times, so AP is defined for every group. Everything is drawn from one ``numpy`` generator
+seeded by ``seed``: the same options give byte-identical files.
+
+Layout written under ``out``::
+
+    annotations/lvis_v1_train.json   annotations/lvis_v1_val.json
+    train2017/000000000001.jpg ...   val2017/000000000601.jpg ...
+
+Images carry ``file_name`` and ``coco_url`` as the path relative to ``out`` (so mmdet's LVIS loader, which
+strips the COCO host from ``coco_url``, resolves them with ``img_prefix=out``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from loce_cli.core.frequency import GROUPS, frequency_group
+from loce_cli.errors import LoceUsageError, OutputExistsError
+
+COLOURS: Dict[str, Tuple[int, int, int]] = {
+    "red": (225, 35, 35),
+    "green": (35, 185, 60),
+    "blue": (40, 80, 235),
+    "yellow": (240, 220, 35),
+    "magenta": (225, 45, 205),
+    "cyan": (35, 215, 225),
+    "orange": (250, 140, 15),
+    "white": (248, 248, 248),
+}
+PATTERNS = ("solid", "striped", "checkered")
+SHAPES = ("circle", "square", "triangle", "invtriangle", "diamond", "cross", "hexagon", "star")
+MAX_CLASSES = len(COLOURS) * len(PATTERNS) * len(SHAPES)
+MIN_VAL_IMAGES = 3
+HEAD_FRACTION = 0.45
+OUR_ENTRIES = ("annotations", "train2017", "val2017")
+
+
+@dataclass
+class SynthOptions:
+    num_classes: int = 40
+    train_images: int = 600
+    val_images: int = 200
+    image_size: int = 128
+    tail_exponent: float = 1.0
+    max_objects: int = 6
+    seed: int = 0
+
+    def validate(self) -> None:
+        def bad(msg: str, hint: str) -> None:
+            raise LoceUsageError(msg, hint)
+
+        if not 2 <= self.num_classes <= MAX_CLASSES:
+            bad(f"--num-classes must be between 2 and {MAX_CLASSES}, got {self.num_classes}",
+                f"{len(COLOURS)} colours x {len(PATTERNS)} patterns x {len(SHAPES)} shapes make {MAX_CLASSES} classes")
+        if self.train_images < 1 or self.val_images < 1:
+            bad("--train-images and --val-images must be at least 1", "use e.g. --train-images 600 --val-images 200")
+        if not 48 <= self.image_size <= 1024:
+            bad(f"--image-size must be between 48 and 1024 pixels, got {self.image_size}", "128 trains fast on CPU")
+        if not (0.1 <= self.tail_exponent <= 10.0) or not math.isfinite(self.tail_exponent):
+            bad(f"--tail-exponent must be between 0.1 and 10, got {self.tail_exponent}",
+                "1.0 is log-linear; smaller makes more rare classes")
+        if not 1 <= self.max_objects <= 30:
+            bad(f"--max-objects must be between 1 and 30, got {self.max_objects}", "6 is the default")
+        need = int(sum(train_image_counts(self)))
+        if need > self.train_images * self.max_objects:
+            bad(f"{self.num_classes} classes need {need} class-in-image slots but {self.train_images} images x "
+                f"{self.max_objects} objects hold only {self.train_images * self.max_objects}",
+                "raise --train-images or --max-objects, or lower --num-classes")
+        val_need = int(sum(val_image_counts(self, train_image_counts(self))))
+        if val_need > self.val_images * self.max_objects:
+            bad(f"the val split needs {val_need} class-in-image slots (every class at least {MIN_VAL_IMAGES} "
+                f"times) but {self.val_images} images x {self.max_objects} objects hold only "
+                f"{self.val_images * self.max_objects}", "raise --val-images")
+
+
+@dataclass
+class SplitSummary:
+    images: int
+    instances: int
+    empty_images: int
+    annotation_file: str
+
+
+@dataclass
+class SynthResult:
+    out_dir: str
+    options: SynthOptions
+    train: SplitSummary
+    val: SplitSummary
+    classes_per_group: Dict[str, int]
+    seconds: float
+    files_written: int = 0
+    bytes_written: int = 0
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_image_counts(opts: SynthOptions) -> np.ndarray:
+    """Training images per class, by descending frequency rank ``[num_classes]``."""
+    c = opts.num_classes
+    n_max = max(1, min(opts.train_images, round(HEAD_FRACTION * opts.train_images)))
+    t = np.arange(c, dtype=np.float64) / max(c - 1, 1)
+    counts = np.rint(n_max * (1.0 / n_max) ** (t ** opts.tail_exponent))
+    return np.clip(counts, 1, opts.train_images).astype(np.int64)
+
+
+def val_image_counts(opts: SynthOptions, train_counts: np.ndarray) -> np.ndarray:
+    """Val images per class: proportional to train, at least MIN_VAL_IMAGES (capped by the split size)."""
+    scaled = np.rint(train_counts * (opts.val_images / opts.train_images))
+    return np.clip(scaled, min(MIN_VAL_IMAGES, opts.val_images), opts.val_images).astype(np.int64)
+
+
+def class_table(num_classes: int, rng: np.random.Generator) -> List[Tuple[str, str, str]]:
+    """``num_classes`` distinct (colour, pattern, shape) triples in a seeded random order.
+
+    Shape and colour vary fastest over the first classes so that small sets are still easy to separate.
+    """
+    combos = [(col, pat, shp) for pat in PATTERNS for col in COLOURS for shp in SHAPES]
+    # Solid classes first (easiest), then striped, then checkered; shuffle within each pattern block.
+    blocks = [combos[i:i + len(COLOURS) * len(SHAPES)] for i in range(0, len(combos), len(COLOURS) * len(SHAPES))]
+    ordered: List[Tuple[str, str, str]] = []
+    for block in blocks:
+        perm = rng.permutation(len(block))
+        ordered.extend(block[i] for i in perm)
+    return ordered[:num_classes]
+
+
+def shape_polygon(shape: str) -> np.ndarray:
+    """Unit polygon ``[K, 2]`` (x, y in [0, 1], y down) of a shape."""
+    if shape == "circle":
+        a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+        return np.stack([0.5 + 0.5 * np.cos(a), 0.5 + 0.5 * np.sin(a)], 1)
+    if shape == "square":
+        return np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
+    if shape == "triangle":
+        return np.array([[0.5, 0], [1, 1], [0, 1]], dtype=np.float64)
+    if shape == "invtriangle":
+        return np.array([[0, 0], [1, 0], [0.5, 1]], dtype=np.float64)
+    if shape == "diamond":
+        return np.array([[0.5, 0], [1, 0.5], [0.5, 1], [0, 0.5]], dtype=np.float64)
+    if shape == "cross":
+        a, b = 1 / 3, 2 / 3
+        return np.array([[a, 0], [b, 0], [b, a], [1, a], [1, b], [b, b], [b, 1], [a, 1], [a, b], [0, b], [0, a],
+                         [a, a]], dtype=np.float64)
+    if shape == "hexagon":
+        a = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+        return np.stack([0.5 + 0.5 * np.cos(a), 0.5 + 0.5 * np.sin(a)], 1)
+    if shape == "star":
+        a = np.linspace(-np.pi / 2, 1.5 * np.pi, 10, endpoint=False)
+        r = np.where(np.arange(10) % 2 == 0, 0.5, 0.22)
+        return np.stack([0.5 + r * np.cos(a), 0.5 + r * np.sin(a)], 1)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def allocate(counts: np.ndarray, num_images: int, capacity: int, rng: np.random.Generator) -> List[List[int]]:
+    """Assign class ``k`` to exactly ``counts[k]`` distinct images, at most ``capacity`` classes per image.
+
+    Classes are placed from the most to the least frequent; each picks the images with the lowest load plus a
+    random jitter, which spreads objects evenly without making every image alike.
+    """
+    load = np.zeros(num_images, dtype=np.int64)
+    per_image: List[List[int]] = [[] for _ in range(num_images)]
+    for k in np.argsort(-counts, kind="stable"):
+        free = np.flatnonzero(load < capacity)
+        if len(free) < counts[k]:
+            raise LoceUsageError("not enough room to place every class", "raise the number of images or --max-objects")
+        key = load[free] + 2.0 * rng.random(len(free))
+        chosen = free[np.argsort(key, kind="stable")[: counts[k]]]
+        for i in chosen:
+            per_image[i].append(int(k))
+        load[chosen] += 1
+    return per_image
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Grey, low-saturation textured background with clutter strokes and blobs (never a class colour)."""
+    from PIL import Image, ImageDraw
+
+    base = rng.uniform(70, 150)
+    tint = rng.uniform(-8, 8, size=3)
+    img = base + tint + rng.normal(0, 10, size=(size, size, 1)) + rng.normal(0, 4, size=(size, size, 3))
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(3, 9))):
+        g = int(rng.uniform(40, 190))
+        x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, size, 4))
+        if rng.random() < 0.6:
+            draw.line([x0, y0, x1, y1], fill=(g, g, g), width=int(rng.integers(1, 3)))
+        else:
+            r = rng.uniform(2, size * 0.06)
+            draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=(g, g, g))
+    return np.asarray(pil).copy()
+
+
+def _draw_object(canvas: np.ndarray, poly: np.ndarray, colour: Tuple[int, int, int], pattern: str) -> None:
+    from PIL import Image, ImageDraw
+
+    h, w = canvas.shape[:2]
+    mask_img = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask_img).polygon([tuple(p) for p in poly], fill=1)
+    mask = np.asarray(mask_img).astype(bool)
+    fill = np.empty_like(canvas, dtype=np.float64)
+    fill[...] = colour
+    if pattern != "solid":
+        yy, xx = np.mgrid[0:h, 0:w]
+        dark = (yy // 3) % 2 == 1 if pattern == "striped" else ((yy // 3) + (xx // 3)) % 2 == 1
+        fill[dark] *= 0.3
+    canvas[mask] = fill[mask].astype(np.uint8)
+
+
+def _render_split(
+    split: str,
+    per_image: List[List[int]],
+    classes: List[Tuple[str, str, str]],
+    rank_to_cat: np.ndarray,
+    first_image_id: int,
+    first_ann_id: int,
+    opts: SynthOptions,
+    rng: np.random.Generator,
+    out: Path,
+) -> Tuple[List[dict], List[dict]]:
+    from PIL import Image
+
+    size = opts.image_size
+    folder = f"{split}2017"
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    ann_id = first_ann_id
+    num_classes = len(classes)
+    for idx, ranks in enumerate(per_image):
+        image_id = first_image_id + idx
+        canvas = _background(size, rng)
+        # 1 instance per class-in-image, sometimes 2, within the per-image object budget.
+        instances: List[int] = list(ranks)
+        for k in ranks:
+            if len(instances) < opts.max_objects and rng.random() < 0.25:
+                instances.append(k)
+        rng.shuffle(instances)
+        placed: List[Tuple[float, float, float, float]] = []
+        for k in instances:
+            colour, pattern, shape = classes[k]
+            best = None
+            for attempt in range(40):
+                scale = rng.uniform(0.14, 0.36) * (0.985 ** attempt)
+                aspect = math.exp(rng.uniform(-0.3, 0.3))
+                bw = max(8.0, size * scale * aspect)
+                bh = max(8.0, size * scale / aspect)
+                x0 = rng.uniform(0, size - bw)
+                y0 = rng.uniform(0, size - bh)
+                box = (x0, y0, x0 + bw, y0 + bh)
+                worst = max((_iou(box, other) for other in placed), default=0.0)
+                if best is None or worst < best[0]:
+                    best = (worst, box)
+                if worst <= 0.15:
+                    break
+            box = best[1]
+            poly = shape_polygon(shape) * [box[2] - box[0], box[3] - box[1]] + [box[0], box[1]]
+            poly = np.round(poly, 2)
+            _draw_object(canvas, poly, COLOURS[colour], pattern)
+            placed.append(box)
+            x_min, y_min = poly.min(0)
+            x_max, y_max = poly.max(0)
+            anns.append({
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": int(rank_to_cat[k]),
+                "bbox": [round(float(x_min), 2), round(float(y_min), 2),
+                         round(float(x_max - x_min), 2), round(float(y_max - y_min), 2)],
+                "area": round(polygon_area(poly), 2),
+                "segmentation": [[float(v) for v in poly.reshape(-1)]],
+            })
+            ann_id += 1
+        file_name = f"{folder}/{image_id:012d}.jpg"
+        Image.fromarray(canvas).save(out / file_name, quality=95)
+        present = {int(rank_to_cat[k]) for k in ranks}
+        absent = [c for c in range(1, num_classes + 1) if c not in present]
+        neg = sorted(int(c) for c in rng.choice(absent, size=min(3, len(absent)), replace=False)) if absent else []
+        images.append({
+            "id": image_id,
+            "width": size,
+            "height": size,
+            "file_name": file_name,
+            "coco_url": file_name,
+            "neg_category_ids": neg,
+            "not_exhaustive_category_ids": [],
+        })
+    return images, anns
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} exists and is not a directory", "choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(f"--out {out} is not empty",
+                                "choose an empty or new directory, or pass --force to replace its dataset")
+
+
+def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False) -> SynthResult:
+    """Write a synthetic long-tailed LVIS v1 dataset under ``out`` and return what was written.
+
+    The dataset is built in a temporary folder next to ``out`` and moved into place at the end, so an
+    interrupted run leaves no partial dataset under ``out``. With ``force``, only the entries this function
+    writes (``annotations/``, ``train2017/``, ``val2017/``) are replaced; other files in ``out`` are kept.
+    """
+    opts = opts or SynthOptions()
+    opts.validate()
+    out = Path(out)
+    _prepare_out(out, force)
+    start = time.perf_counter()
+    rng = np.random.default_rng(opts.seed)
+
+    classes = class_table(opts.num_classes, rng)
+    names = [f"{col}_{pat}_{shp}" for col, pat, shp in classes]
+    # Category ids are alphabetical by name (as in LVIS), so frequency is unrelated to the id.
+    order = sorted(range(opts.num_classes), key=lambda k: names[k])
+    rank_to_cat = np.empty(opts.num_classes, dtype=np.int64)
+    for cat_id, k in enumerate(order, start=1):
+        rank_to_cat[k] = cat_id
+
+    train_counts = train_image_counts(opts)
+    val_counts = val_image_counts(opts, train_counts)
+    train_alloc = allocate(train_counts, opts.train_images, opts.max_objects, rng)
+    val_alloc = allocate(val_counts, opts.val_images, opts.max_objects, rng)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    try:
+        train_images, train_anns = _render_split("train", train_alloc, classes, rank_to_cat, 1, 1, opts, rng,
+                                                 staging)
+        val_images, val_anns = _render_split("val", val_alloc, classes, rank_to_cat, opts.train_images + 1,
+                                             len(train_anns) + 1, opts, rng, staging)
+
+        inst_count = np.zeros(opts.num_classes + 1, dtype=np.int64)
+        for a in train_anns:
+            inst_count[a["category_id"]] += 1
+        categories = []
+        for cat_id, k in enumerate(order, start=1):
+            col, pat, shp = classes[k]
+            n_img = int(train_counts[k])
+            categories.append({
+                "id": cat_id,
+                "name": names[k],
+                "synset": f"{names[k]}.n.01",
+                "synonyms": [names[k], f"{col} {pat} {shp}"],
+                "def": f"a {col} {pat} {shp} drawn on a cluttered grey background",
+                "frequency": frequency_group(n_img),
+                "image_count": n_img,
+                "instance_count": int(inst_count[cat_id]),
+            })
+        info = {
+            "description": "loce synthetic long-tailed dataset (LVIS v1 format)",
+            "version": "1.0",
+            "generator": "loce data synth",
+            "options": asdict(opts),
+        }
+        (staging / "annotations").mkdir()
+        for split, imgs, anns in (("train", train_images, train_anns), ("val", val_images, val_anns)):
+            with open(staging / "annotations" / f"lvis_v1_{split}.json", "w", encoding="utf-8") as f:
+                json.dump({"info": info, "licenses": [], "images": imgs, "annotations": anns,
+                           "categories": categories}, f)
+
+        files = sum(len(files) for _, _, files in os.walk(staging))
+        nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+        out.mkdir(parents=True, exist_ok=True)
+        # Images first, annotations last: a reader never sees annotations pointing at missing images.
+        for entry in ("train2017", "val2017", "annotations"):
+            target = out / entry
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(staging / entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    groups = {g: 0 for g in GROUPS}
+    for c in categories:
+        groups[c["frequency"]] += 1
+    notes = []
+    missing = [g for g in GROUPS if groups[g] == 0]
+    if missing:
+        notes.append("no classes in group(s) " + ", ".join(missing) + " with these sizes (frequent needs > 100 "
+                     "training images per class; rare needs classes in at most 10)")
+    return SynthResult(
+        out_dir=str(out),
+        options=opts,
+        train=SplitSummary(len(train_images), len(train_anns), sum(1 for r in train_alloc if not r),
+                           str(out / "annotations" / "lvis_v1_train.json")),
+        val=SplitSummary(len(val_images), len(val_anns), sum(1 for r in val_alloc if not r),
+                         str(out / "annotations" / "lvis_v1_val.json")),
+        classes_per_group=groups,
+        seconds=time.perf_counter() - start,
+        files_written=files,
+        bytes_written=nbytes,
+        notes=notes,
+    )

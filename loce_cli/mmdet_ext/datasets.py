@@ -1,0 +1,68 @@
+"""LVIS-format dataset whose classes come from the annotation file.
+
+mmdet's ``LVISV1Dataset`` hard-codes LVIS v1's 1203 class names and reads image paths only from
+``coco_url``. ``LoceLVISDataset`` takes the classes (and their order) from the file's ``categories``, so the
+synthetic data and users' own LVIS-format data work unchanged, and resolves each image from ``coco_url``
+(host stripped, as for LVIS v1: ``train2017/000000391895.jpg``) or else from ``file_name``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from mmdet.datasets.builder import DATASETS
+from mmdet.datasets.lvis import LVISV1Dataset
+
+
+def image_relpath(info: dict) -> str:
+    """Path of an image relative to the dataset's image prefix."""
+    url = info.get("coco_url")
+    if url:
+        parsed = urlparse(url)
+        return parsed.path.lstrip("/") if parsed.scheme else url
+    name = info.get("file_name")
+    if not name:
+        raise ValueError(f"image {info.get('id')} has neither coco_url nor file_name")
+    return name
+
+
+@DATASETS.register_module()
+class LoceLVISDataset(LVISV1Dataset):
+    """``LVISV1Dataset`` with classes read from the annotation file (``classes=None``) or checked against it.
+
+    ``self.class_frequency`` lists each class's LVIS group (``'r'``/``'c'``/``'f'``) in label order, and
+    ``self.class_image_count`` its training image count, when the file carries them.
+    """
+
+    CLASSES = None
+
+    def __init__(self, *args, classes=None, **kwargs):
+        self._requested_classes = classes
+        super().__init__(*args, classes=classes, **kwargs)
+
+    def load_annotations(self, ann_file):
+        from lvis import LVIS
+
+        from loce_cli import compat
+
+        compat.apply()
+        self.coco = LVIS(ann_file)
+        self.cat_ids = self.coco.get_cat_ids()
+        self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
+        cats = [self.coco.cats[c] for c in self.cat_ids]
+        names = tuple(str(c["name"]) for c in cats)
+        requested = self.get_classes(self._requested_classes) if self._requested_classes is not None else None
+        if requested is not None and tuple(requested) != names:
+            raise ValueError(
+                f"classes given in the config ({len(requested)}) differ from the {len(names)} categories of "
+                f"{ann_file}; leave `classes` unset to take them from the file")
+        self.CLASSES = names
+        self.class_frequency = tuple(c.get("frequency") for c in cats)
+        self.class_image_count = tuple(c.get("image_count") for c in cats)
+        self.img_ids = self.coco.get_img_ids()
+        data_infos = []
+        for i in self.img_ids:
+            info = dict(self.coco.load_imgs([i])[0])
+            info["filename"] = image_relpath(info)
+            data_infos.append(info)
+        return data_infos
