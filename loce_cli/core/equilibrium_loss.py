@@ -1,0 +1,64 @@
+"""Equilibrium loss (EBL) of LOCE.
+
+``L = -log( s_y e^{z_y} / sum_j s_j e^{z_j} )``: softmax cross-entropy on ``z + log s``, where ``s`` holds the
+per-class mean classification scores (background included). It adds a score-guided margin
+``log(s_j / s_y)`` between every pair of classes, larger for weakly classified classes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+SCORE_FLOOR = 1e-6
+
+
+def equilibrium_logits(logits: torch.Tensor, mean_scores: torch.Tensor, floor: float = SCORE_FLOOR) -> torch.Tensor:
+    """``z + log(clamp(s, floor))``: logits ``[N, C+1]``, mean_scores ``[C+1]`` -> ``[N, C+1]``."""
+    if mean_scores.dim() != 1 or mean_scores.shape[0] != logits.shape[-1]:
+        raise ValueError(f"mean_scores must have shape [{logits.shape[-1]}], got {list(mean_scores.shape)}")
+    log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(floor).log()
+    return logits + log_s
+
+
+def equilibrium_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mean_scores: torch.Tensor,
+    weight: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+    avg_factor=None,
+) -> torch.Tensor:
+    """Equilibrium loss.
+
+    Args:
+        logits: ``[N, C+1]`` classification logits (last column = background).
+        labels: ``[N]`` int64 in ``0..C`` (``C`` = background).
+        mean_scores: ``[C+1]`` mean classification scores ``s`` (no gradient flows into them).
+        weight: optional ``[N]`` per-sample weights.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+        avg_factor: with ``reduction="mean"``, divide the weighted sum by this instead of ``N``.
+
+    Returns:
+        ``[N]`` losses for ``reduction="none"``, else a scalar.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be [N, C+1], got shape {list(logits.shape)}")
+    adjusted = equilibrium_logits(logits, mean_scores)
+    loss = F.cross_entropy(adjusted, labels, reduction="none")
+    if weight is not None:
+        loss = loss * weight.to(loss.dtype)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction != "mean":
+        raise ValueError(f"reduction must be none, mean or sum, got {reduction!r}")
+    if avg_factor is None:
+        return loss.mean() if loss.numel() else loss.sum()
+    eps = torch.finfo(torch.float32).eps
+    if torch.is_tensor(avg_factor):  # stays on the device: no host synchronisation
+        return loss.sum() / avg_factor.to(loss.dtype).clamp_min(eps)
+    return loss.sum() / max(float(avg_factor), eps)

@@ -1,0 +1,181 @@
+"""Feature memory of LOCE's memory-augmented feature sampling (MFS): a ring buffer of RoI features per class."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+from loce_cli.core._state import OptionalState
+
+
+class FeatureMemory(OptionalState):
+    """Per-class ring buffers of RoI features with their labels and box-regression targets.
+
+    Buffers (all in ``state_dict``, so checkpoints carry them):
+
+    - ``flat_feats``: ``[C * Q + 1, *feat_shape]`` in ``dtype``; slot ``c * Q + q`` is queue ``c``'s entry ``q``.
+      The extra last row absorbs writes that a batch overwrites within itself (see ``push``).
+    - ``flat_labels``: ``[C * Q + 1]`` int64; ``flat_reg``: ``[C * Q + 1, reg_dim]`` float32.
+    - ``counts``: ``[C]`` filled slots per class; ``ptrs``: ``[C]`` next write position per class.
+
+    Storage is allocated directly in ``dtype`` (fp16 LVIS v1 queues: 1203 x 80 x 256 x 49 x 2 B = 2.4 GB rather
+    than 4.8 GB), uninitialised (pages are committed as they are written); slots are only read once written.
+    ``push`` and ``sample`` use fixed-size index arithmetic only: no host synchronisation, no data-dependent
+    shapes, no per-label Python loop. Loading a state dict without the memory (a base model's checkpoint)
+    keeps the current (empty) memory.
+    """
+
+    def __init__(self, num_classes: int, queue_size: int = 80, feat_shape: Sequence[int] = (256, 7, 7),
+                 dtype: torch.dtype = torch.float32, device="cpu", reg_dim: int = 4, keep_on_host: bool = False):
+        super().__init__()
+        # keep_on_host: stay on the CPU when the owning model moves to a GPU (``model.cuda()``); pushes then
+        # copy features to the host and samples come back on the caller's device.
+        self.keep_on_host = bool(keep_on_host)
+        if num_classes < 1 or queue_size < 1:
+            raise ValueError("num_classes and queue_size must be >= 1")
+        self.num_classes = int(num_classes)
+        self.queue_size = int(queue_size)
+        self.feat_shape = tuple(int(s) for s in feat_shape)
+        self.reg_dim = int(reg_dim)
+        slots = self.num_classes * self.queue_size + 1
+        self.register_buffer("flat_feats", torch.empty((slots, *self.feat_shape), dtype=dtype, device=device))
+        self.register_buffer("flat_labels", torch.full((slots,), -1, dtype=torch.long, device=device))
+        self.register_buffer("flat_reg", torch.zeros((slots, self.reg_dim), dtype=torch.float32, device=device))
+        self.register_buffer("counts", torch.zeros(self.num_classes, dtype=torch.long, device=device))
+        self.register_buffer("ptrs", torch.zeros(self.num_classes, dtype=torch.long, device=device))
+        self._staging: Optional[torch.Tensor] = None
+        # Host-side knowledge of whether anything was stored: lets `sample` skip an empty memory without
+        # reading `counts` back from the device.
+        self._has_data: Optional[bool] = False
+
+    def _apply(self, fn, *args, **kwargs):
+        if self.keep_on_host:
+            return self  # model.to(...)/cuda() leave the host memory where it is
+        return super()._apply(fn, *args, **kwargs)
+
+    # -- views --------------------------------------------------------------------------------------------
+    @property
+    def feats(self) -> torch.Tensor:
+        """``[C, Q, *feat_shape]`` view of the stored features."""
+        return self.flat_feats[:-1].view(self.num_classes, self.queue_size, *self.feat_shape)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.flat_labels[:-1].view(self.num_classes, self.queue_size)
+
+    @property
+    def reg_targets(self) -> torch.Tensor:
+        return self.flat_reg[:-1].view(self.num_classes, self.queue_size, self.reg_dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.flat_feats.dtype
+
+    def nbytes(self) -> int:
+        """Bytes held by all buffers."""
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def is_empty(self) -> bool:
+        """True when nothing was pushed (or loaded). May synchronise once after a state-dict load."""
+        if self._has_data is None:
+            self._has_data = bool(int(self.counts.sum()) > 0)
+        return not self._has_data
+
+    def on_state_loaded(self) -> None:
+        self._has_data = None  # unknown until asked: decided lazily from the loaded counts
+
+    # -- writing ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def push(self, feats: torch.Tensor, labels: torch.Tensor, reg_targets: Optional[torch.Tensor] = None) -> None:
+        """Store ``feats [P, *feat_shape]`` under class ``labels [P]`` (``0..C-1``) with ``reg_targets [P, 4]``.
+
+        Each class's items go to consecutive ring positions from its write pointer, in batch order. If one
+        batch brings more than ``Q`` items of a class, only its last ``Q`` are kept (the earlier ones are
+        redirected to the spare row instead of being written twice to one slot).
+        """
+        p = feats.shape[0]
+        if p == 0:
+            return
+        if tuple(feats.shape[1:]) != self.feat_shape:
+            raise ValueError(f"features must be [P, {', '.join(map(str, self.feat_shape))}], got {list(feats.shape)}")
+        device = self.flat_feats.device
+        labels = labels.to(device=device, dtype=torch.long).reshape(-1)
+        q, c = self.queue_size, self.num_classes
+        # rank of each item among the batch's items of the same class (stable, sort-based, no sync)
+        sorted_labels, order = torch.sort(labels, stable=True)
+        first = torch.searchsorted(sorted_labels, sorted_labels)
+        rank = torch.empty_like(labels)
+        rank[order] = torch.arange(p, device=device) - first
+        per_class = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, labels, torch.ones_like(labels))
+        n_same = per_class[labels]
+        keep = rank >= n_same - q
+        slot = labels * q + (self.ptrs[labels] + rank) % q
+        index = torch.where(keep, slot, torch.full_like(slot, c * q))
+
+        src = feats.detach().to(device)
+        if src.dtype != self.flat_feats.dtype:
+            # convert into a reused staging buffer: no fresh allocation per step
+            if self._staging is None or self._staging.shape[0] < p or self._staging.device != device:
+                self._staging = torch.empty((max(p, 1024), *self.feat_shape), dtype=self.flat_feats.dtype,
+                                            device=device)
+            staged = self._staging[:p]
+            staged.copy_(src)
+            src = staged
+        self.flat_feats.index_copy_(0, index, src.reshape(p, *self.feat_shape))
+        self.flat_labels.index_copy_(0, index, labels)
+        if reg_targets is None:
+            reg = torch.zeros((p, self.reg_dim), dtype=torch.float32, device=device)
+        else:
+            reg = reg_targets.detach().to(device=device, dtype=torch.float32).reshape(p, self.reg_dim)
+        self.flat_reg.index_copy_(0, index, reg)
+        self.ptrs.add_(per_class).remainder_(q)
+        self.counts.add_(per_class).clamp_(max=q)
+        self._has_data = True
+
+    # -- reading ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def class_probabilities(self, mean_scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """``[C]``: draw probability ``∝ 1 / (s_c + eps)`` over classes with a non-empty queue, 0 for empty."""
+        s = mean_scores[: self.num_classes].to(device=self.counts.device, dtype=torch.float32)
+        weights = torch.where(self.counts > 0, 1.0 / (s + eps), torch.zeros_like(s))
+        total = weights.sum()
+        # an all-empty memory would give 0/0: fall back to uniform (callers skip that case via is_empty)
+        return torch.where(total > 0, weights / total.clamp_min(1e-30), torch.full_like(s, 1.0 / s.numel()))
+
+    @torch.no_grad()
+    def sample(self, mean_scores: torch.Tensor, num_classes: int = 8, num_features: int = 4,
+               generator: Optional[torch.Generator] = None,
+               out_dtype: Optional[torch.dtype] = torch.float32) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw ``num_classes`` classes (with replacement, ``∝ 1/(s_c + eps)``, empty queues never drawn) and
+        ``num_features`` stored entries of each, uniformly among its filled slots.
+
+        Returns ``(feats [K, *feat_shape], labels [K], reg_targets [K, reg_dim])`` with
+        ``K = num_classes * num_features``, or ``K = 0`` when the memory is empty.
+        """
+        device = self.flat_feats.device
+        if self.is_empty() or num_classes <= 0 or num_features <= 0:
+            return (torch.empty((0, *self.feat_shape), dtype=out_dtype or self.dtype, device=device),
+                    torch.empty((0,), dtype=torch.long, device=device),
+                    torch.empty((0, self.reg_dim), dtype=torch.float32, device=device))
+        probs = self.class_probabilities(mean_scores)
+        drawn = torch.multinomial(probs, num_classes, replacement=True, generator=generator)  # [k]
+        u = torch.rand((num_classes, num_features), device=device, generator=generator)
+        filled = self.counts[drawn].clamp_min(1).unsqueeze(1)  # [k, 1]
+        pos = torch.minimum((u * filled).long(), filled - 1)
+        index = (drawn.unsqueeze(1) * self.queue_size + pos).reshape(-1)
+        feats = self.flat_feats.index_select(0, index)
+        if out_dtype is not None and feats.dtype != out_dtype:
+            feats = feats.to(out_dtype)
+        return feats, self.flat_labels.index_select(0, index), self.flat_reg.index_select(0, index)
+
+    def fill_summary(self) -> dict:
+        """Counts of full, partial and empty queues (reads ``counts``)."""
+        counts = self.counts.cpu()
+        return {"full": int((counts == self.queue_size).sum()),
+                "partial": int(((counts > 0) & (counts < self.queue_size)).sum()),
+                "empty": int((counts == 0).sum())}
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, queue_size={self.queue_size}, feat_shape={self.feat_shape}, "
+                f"dtype={self.dtype}")

@@ -1,0 +1,71 @@
+"""``LoceMaskRCNN``: mmdet's ``MaskRCNN`` with the LOCE fine-tune's freezing."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from torch import nn
+
+from mmdet.models.builder import DETECTORS
+from mmdet.models.detectors import MaskRCNN
+from mmdet.utils import get_root_logger
+
+DEFAULT_TRAINABLE = ("fc_cls", "fc_reg", "rpn", "mask_head")
+
+
+def freeze_except(model: nn.Module, trainable: Sequence[str]) -> List[str]:
+    """Set ``requires_grad=False`` on every parameter whose name contains none of ``trainable``.
+
+    Returns the frozen parameter names. Must run before the model is wrapped for distributed training (DDP
+    only reduces parameters that require gradients when it is built).
+    """
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(key in name for key in trainable):
+            p.requires_grad_(True)
+        else:
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def set_norm_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+@DETECTORS.register_module()
+class LoceMaskRCNN(MaskRCNN):
+    """Mask R-CNN whose parameters train only where their names match ``trainable``.
+
+    Args:
+        trainable: substrings of parameter names that train (LOCE fine-tune: ``fc_cls``, ``fc_reg``, ``rpn``,
+            ``mask_head``); ``None`` trains everything (the base model). While freezing, every BatchNorm stays
+            in eval mode, also after ``model.train()``.
+    """
+
+    def __init__(self, *args, trainable: Optional[Sequence[str]] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trainable = tuple(trainable) if trainable is not None else None
+        self.frozen_params: List[str] = []
+        if self.trainable is not None:
+            if not self.trainable:
+                raise ValueError("LoceMaskRCNN trainable must name at least one parameter group")
+            self.frozen_params = freeze_except(self, self.trainable)
+            n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+            n_all = sum(p.numel() for p in self.parameters())
+            get_root_logger().info("LOCE fine-tune: %d parameter tensors frozen, %d of %d weights train (%s); frozen: %s",
+                        len(self.frozen_params), n_train, n_all, ", ".join(self.trainable),
+                        ", ".join(self.frozen_params))
+
+    def init_weights(self):
+        super().init_weights()
+        if self.trainable is not None:  # init_weights must not undo the freeze
+            freeze_except(self, self.trainable)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.trainable is not None:
+            set_norm_eval(self)
+        return self

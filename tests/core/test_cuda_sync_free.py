@@ -1,0 +1,55 @@
+"""On CUDA, LOCE's per-step core work must not synchronise with the host."""
+
+import pytest
+import torch
+
+from loce_cli.core.memory_bank import FeatureMemory
+from loce_cli.core.proposals import jitter_boxes
+from loce_cli.core.score_tracker import MeanScoreTracker
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_tracker_memory_and_jitter_do_not_sync(dtype):
+    dev = torch.device("cuda")
+    tracker = MeanScoreTracker(50).to(dev)
+    memory = FeatureMemory(50, queue_size=16, feat_shape=(8, 7, 7), dtype=dtype, device=dev)
+    gts = torch.tensor([[4.0, 4.0, 40.0, 30.0], [10.0, 12.0, 60.0, 62.0]], device=dev)
+    feats = torch.randn(32, 8, 7, 7, device=dev)
+    labels = torch.randint(0, 50, (32,), device=dev)
+    memory.push(feats, labels)  # first push (allocates the staging buffer) outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            boxes, idx = jitter_boxes(gts, (64, 64, 3))
+            memory.push(feats, labels, torch.randn(32, 4, device=dev))
+            f, l, r = memory.sample(tracker.scores)
+            tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    assert f.shape[0] == 32 and boxes.shape == (32, 4)
+
+
+@pytest.mark.gpu
+def test_host_memory_serves_a_cuda_model():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.mmdet_ext import tiny
+
+    torch.manual_seed(0)
+    model = tiny.build(tiny.model_cfg(memory=dict(device="cpu"))).cuda()
+    assert model.roi_head.memory.flat_feats.device.type == "cpu"
+    imgs, metas, boxes, labels, masks = tiny.batch()
+    dev = torch.device("cuda")
+    model.train()
+    for seed in range(2):
+        imgs, metas, boxes, labels, masks = tiny.batch(seed=seed)
+        losses = model.forward_train(imgs.to(dev), metas, [b.to(dev) for b in boxes], [l.to(dev) for l in labels],
+                                     gt_masks=masks)
+        total, _ = model._parse_losses(losses)
+        total.backward()
+    assert torch.isfinite(total) and int(model.roi_head.memory.counts.sum()) > 0

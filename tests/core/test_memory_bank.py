@@ -1,0 +1,125 @@
+import math
+
+import pytest
+import torch
+
+from loce_cli.core.memory_bank import FeatureMemory
+
+
+def _feats(values, shape=(2, 1, 1)):
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, *shape).contiguous()
+
+
+def test_push_wraps_around_per_class():
+    m = FeatureMemory(3, queue_size=4, feat_shape=(2, 1, 1))
+    m.push(_feats([1, 2, 3]), torch.tensor([0, 0, 0]))
+    m.push(_feats([4, 5, 6]), torch.tensor([0, 0, 0]))
+    assert m.counts.tolist() == [4, 0, 0] and m.ptrs.tolist() == [2, 0, 0]
+    # ring: slots 0..3 got 1,2,3,4 then 5,6 overwrote slots 0,1
+    assert m.feats[0, :, 0, 0, 0].tolist() == [5, 6, 3, 4]
+    assert (m.labels[0] == 0).all()
+
+
+def test_classes_are_isolated_and_regression_targets_kept():
+    m = FeatureMemory(3, queue_size=3, feat_shape=(2, 1, 1))
+    reg = torch.arange(12, dtype=torch.float32).view(3, 4)
+    m.push(_feats([10, 20, 11]), torch.tensor([1, 2, 1]), reg)
+    assert m.counts.tolist() == [0, 2, 1]
+    assert m.feats[1, :2, 0, 0, 0].tolist() == [10, 11]
+    assert m.feats[2, 0, 0, 0, 0].item() == 20
+    assert torch.equal(m.reg_targets[1, :2], reg[[0, 2]])
+    assert torch.equal(m.reg_targets[2, 0], reg[1])
+
+
+def test_more_items_than_queue_in_one_batch_keeps_the_last():
+    m = FeatureMemory(2, queue_size=3, feat_shape=(2, 1, 1))
+    m.push(_feats([1, 2, 3, 4, 5]), torch.tensor([1, 1, 1, 1, 1]))
+    assert m.counts.tolist() == [0, 3]
+    assert sorted(m.feats[1, :, 0, 0, 0].tolist()) == [3, 4, 5]
+    assert m.ptrs[1].item() == 5 % 3
+
+
+def test_sampling_probability_proportional_to_inverse_score():
+    m = FeatureMemory(4, queue_size=2, feat_shape=(1, 1, 1))
+    m.push(_feats([0, 1, 2], (1, 1, 1)), torch.tensor([0, 1, 2]))  # class 3 stays empty
+    s = torch.tensor([0.1, 0.2, 0.4, 0.001, 0.01])
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat([m.sample(s, num_classes=8, num_features=1, generator=g)[1] for _ in range(3000)])
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    inv = torch.tensor([10.0, 5.0, 2.5, 0.0])
+    expected = inv / inv.sum()
+    n = draws.numel()
+    for c in range(3):
+        sd = math.sqrt(expected[c] * (1 - expected[c]) / n)
+        assert abs(freq[c] - expected[c]) < 5 * sd
+    assert freq[3] == 0  # empty queue never drawn
+
+
+def test_sample_shapes_uniform_within_filled_slots_and_empty_memory():
+    m = FeatureMemory(2, queue_size=5, feat_shape=(3, 2, 2))
+    f, l, r = m.sample(torch.full((3,), 0.5))
+    assert f.shape == (0, 3, 2, 2) and l.numel() == 0 and r.shape == (0, 4)
+    m.push(torch.randn(2, 3, 2, 2), torch.tensor([1, 1]))
+    f, l, r = m.sample(torch.full((3,), 0.5), num_classes=8, num_features=4)
+    assert f.shape == (32, 3, 2, 2) and (l == 1).all() and r.shape == (32, 4)
+    stored = m.feats[1, :2].reshape(2, -1)
+    # every sampled feature is one of the two filled slots, never an unfilled one
+    assert all(any(torch.equal(x, y) for y in stored) for x in f.reshape(32, -1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dtype_honoured_and_bytes(dtype):
+    m32 = FeatureMemory(10, queue_size=8, feat_shape=(4, 7, 7))
+    m16 = FeatureMemory(10, queue_size=8, feat_shape=(4, 7, 7), dtype=dtype)
+    assert m16.flat_feats.dtype == dtype
+    feat_bytes = lambda m: m.flat_feats.numel() * m.flat_feats.element_size()  # noqa: E731
+    assert feat_bytes(m16) * 2 == feat_bytes(m32)
+    x = torch.randn(3, 4, 7, 7)
+    m16.push(x, torch.tensor([0, 0, 1]))
+    m16.push(torch.randn(2, 4, 7, 7), torch.tensor([2, 2]))  # reuses the staging buffer
+    assert torch.allclose(m16.feats[0, :2].float(), x[:2], atol=1e-2, rtol=1e-2)
+    f, _, _ = m16.sample(torch.full((11,), 0.5))
+    assert f.dtype == torch.float32
+
+
+def test_state_dict_round_trip_bit_exact():
+    m = FeatureMemory(3, queue_size=4, feat_shape=(2, 2, 2), dtype=torch.float16)
+    m.push(torch.randn(7, 2, 2, 2), torch.tensor([0, 1, 1, 2, 2, 2, 2]), torch.randn(7, 4))
+    n = FeatureMemory(3, queue_size=4, feat_shape=(2, 2, 2), dtype=torch.float16)
+    assert n.is_empty()
+    n.load_state_dict(m.state_dict())
+    for k, v in m.state_dict().items():
+        assert torch.equal(v.view(torch.uint8) if v.is_floating_point() else v,
+                           n.state_dict()[k].view(torch.uint8) if v.is_floating_point() else n.state_dict()[k]), k
+    assert not n.is_empty()
+    assert n.sample(torch.full((4,), 0.5))[0].shape[0] == 32
+
+
+def test_lvis_scale_nbytes_fp16_under_2_5_gb():
+    # meta device: the size of LVIS v1 queues without allocating them
+    m = FeatureMemory(1203, queue_size=80, feat_shape=(256, 7, 7), dtype=torch.float16, device="meta")
+    assert m.nbytes() <= 2.5e9
+    m32 = FeatureMemory(1203, queue_size=80, feat_shape=(256, 7, 7), device="meta")
+    assert 4.8e9 < m32.nbytes() < 4.9e9
+
+
+def test_state_dict_without_memory_keeps_it_and_reports_nothing_missing():
+    m = FeatureMemory(2, queue_size=2, feat_shape=(1, 1, 1))
+    m.push(torch.ones(1, 1, 1, 1), torch.tensor([0]))
+    result = m.load_state_dict({}, strict=True)
+    assert result.missing_keys == [] and m.counts.tolist() == [1, 0]
+    partial = {"counts": torch.zeros(2, dtype=torch.long)}
+    with pytest.raises(RuntimeError, match="Missing key"):
+        m.load_state_dict(partial, strict=True)
+
+
+def test_keep_on_host_ignores_module_moves():
+    m = FeatureMemory(2, queue_size=2, feat_shape=(1, 1, 1), keep_on_host=True)
+    owner = torch.nn.Module()
+    owner.memory = m
+    owner.to(torch.float64)  # any _apply: the host memory stays as it is
+    assert m.flat_feats.dtype == torch.float32 and m.flat_feats.device.type == "cpu"
+    free = FeatureMemory(2, queue_size=2, feat_shape=(1, 1, 1))
+    owner.memory = free
+    owner.to("meta")
+    assert free.flat_feats.device.type == "meta"
