@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the test suite).
 # Each first runs the idempotent set-up (scripts/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
-.PHONY: setup demo test test-fast completions clean-demo
+.PHONY: setup demo test test-fast bench completions clean-demo
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,6 +16,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+bench: setup
+	$(PY) bench/bench_core.py
+	$(PY) bench/bench_roi_head.py
 
 completions: setup
 	$(PY) scripts/gen_completions.py

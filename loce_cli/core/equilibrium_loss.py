@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 SCORE_FLOOR = 1e-6
 
@@ -21,6 +20,29 @@ def equilibrium_logits(logits: torch.Tensor, mean_scores: torch.Tensor, floor: f
         raise ValueError(f"mean_scores must have shape [{logits.shape[-1]}], got {list(mean_scores.shape)}")
     log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(floor).log()
     return logits + log_s
+
+
+class _EquilibriumCE(torch.autograd.Function):
+    """Per-sample CE on ``z + log s`` with a backward that reuses the saved log-probabilities in place
+    (``softmax - onehot`` without allocating): the overhead over plain CE is one broadcast add."""
+
+    @staticmethod
+    def forward(ctx, logits, log_s, labels):
+        logp = torch.log_softmax(logits + log_s, dim=1)
+        ctx.save_for_backward(logp, labels)
+        ctx.used = False
+        return -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if ctx.used:
+            raise RuntimeError("equilibrium_loss supports one backward pass per forward (no retain_graph)")
+        ctx.used = True
+        logp, labels = ctx.saved_tensors
+        grad = logp.exp_()  # softmax, written over the saved log-probabilities
+        grad.scatter_add_(1, labels.unsqueeze(1), grad.new_full((labels.shape[0], 1), -1.0))
+        grad.mul_(grad_out.unsqueeze(1))
+        return grad, None, None
 
 
 def equilibrium_loss(
@@ -46,8 +68,13 @@ def equilibrium_loss(
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be [N, C+1], got shape {list(logits.shape)}")
-    adjusted = equilibrium_logits(logits, mean_scores)
-    loss = F.cross_entropy(adjusted, labels, reduction="none")
+    if mean_scores.dim() != 1 or mean_scores.shape[0] != logits.shape[-1]:
+        raise ValueError(f"mean_scores must have shape [{logits.shape[-1]}], got {list(mean_scores.shape)}")
+    if labels.numel() == 0:
+        loss = logits.sum(1)  # empty, keeps the graph
+    else:
+        log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(SCORE_FLOOR).log()
+        loss = _EquilibriumCE.apply(logits, log_s, labels)
     if weight is not None:
         loss = loss * weight.to(loss.dtype)
     if reduction == "none":

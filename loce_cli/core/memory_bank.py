@@ -113,16 +113,19 @@ class FeatureMemory(OptionalState):
         slot = labels * q + (self.ptrs[labels] + rank) % q
         index = torch.where(keep, slot, torch.full_like(slot, c * q))
 
-        src = feats.detach().to(device)
-        if src.dtype != self.flat_feats.dtype:
-            # convert into a reused staging buffer: no fresh allocation per step
-            if self._staging is None or self._staging.shape[0] < p or self._staging.device != device:
-                self._staging = torch.empty((max(p, 1024), *self.feat_shape), dtype=self.flat_feats.dtype,
-                                            device=device)
-            staged = self._staging[:p]
-            staged.copy_(src)
-            src = staged
-        self.flat_feats.index_copy_(0, index, src.reshape(p, *self.feat_shape))
+        src = feats.detach().to(device).reshape(p, *self.feat_shape)
+        if device.type == "cpu":
+            self._copy_runs_cpu(src, index, keep)
+        else:
+            if src.dtype != self.flat_feats.dtype:
+                # convert into a reused staging buffer: no fresh allocation per step
+                if self._staging is None or self._staging.shape[0] < p or self._staging.device != device:
+                    self._staging = torch.empty((max(p, 1024), *self.feat_shape), dtype=self.flat_feats.dtype,
+                                                device=device)
+                staged = self._staging[:p]
+                staged.copy_(src)
+                src = staged
+            self.flat_feats.index_copy_(0, index, src)
         self.flat_labels.index_copy_(0, index, labels)
         if reg_targets is None:
             reg = torch.zeros((p, self.reg_dim), dtype=torch.float32, device=device)
@@ -132,6 +135,25 @@ class FeatureMemory(OptionalState):
         self.ptrs.add_(per_class).remainder_(q)
         self.counts.add_(per_class).clamp_(max=q)
         self._has_data = True
+
+    def _copy_runs_cpu(self, src: torch.Tensor, index: torch.Tensor, keep: torch.Tensor) -> None:
+        """CPU write path: one ``copy_`` per run of consecutive destination rows (the 16 jitters of a ground
+        truth land in consecutive ring slots). ``copy_`` converts the dtype on the fly and runs multi-threaded,
+        so fp16 storage costs no staging pass. Reading the indices is free on the CPU (no device to wait for).
+        """
+        idx = index.tolist()
+        kept = keep.tolist()
+        p = len(idx)
+        i = 0
+        while i < p:
+            if not kept[i]:
+                i += 1
+                continue
+            j = i + 1
+            while j < p and kept[j] and idx[j] == idx[j - 1] + 1:
+                j += 1
+            self.flat_feats[idx[i]: idx[i] + (j - i)].copy_(src[i:j])
+            i = j
 
     # -- reading ------------------------------------------------------------------------------------------
     @torch.no_grad()

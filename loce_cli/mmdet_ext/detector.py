@@ -29,6 +29,15 @@ def freeze_except(model: nn.Module, trainable: Sequence[str]) -> List[str]:
     return frozen
 
 
+def summarize_names(names: Sequence[str], depth: int = 2) -> str:
+    """``backbone.layer1 (12), neck.fpn_convs (8)``: parameter names grouped by their first ``depth`` parts."""
+    groups: dict = {}
+    for name in names:
+        key = ".".join(name.split(".")[:depth])
+        groups[key] = groups.get(key, 0) + 1
+    return ", ".join(f"{k} ({n})" for k, n in groups.items()) or "nothing"
+
+
 def set_norm_eval(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -55,9 +64,9 @@ class LoceMaskRCNN(MaskRCNN):
             self.frozen_params = freeze_except(self, self.trainable)
             n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
             n_all = sum(p.numel() for p in self.parameters())
-            get_root_logger().info("LOCE fine-tune: %d parameter tensors frozen, %d of %d weights train (%s); frozen: %s",
-                        len(self.frozen_params), n_train, n_all, ", ".join(self.trainable),
-                        ", ".join(self.frozen_params))
+            get_root_logger().info(
+                "LOCE fine-tune: %d of %d weights train (names containing %s); frozen: %s",
+                n_train, n_all, ", ".join(self.trainable), summarize_names(self.frozen_params))
 
     def init_weights(self):
         super().init_weights()

@@ -134,12 +134,37 @@ class LoceRoIHead(StandardRoIHead):
         total = sum(t.shape[0] for t in boxes)
         if total == 0:
             return 0
-        rois = bbox2roi(boxes)
-        feats = self.bbox_roi_extractor(x[: self.bbox_roi_extractor.num_inputs], rois)
-        if self.with_shared_head:
-            feats = self.shared_head(feats)
+        feats = self.memory_roi_features(x, bbox2roi(boxes))
         self.memory.push(feats.detach(), torch.cat(labels), torch.cat(targets))
         return total
+
+    @torch.no_grad()
+    def memory_roi_features(self, x: Sequence[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        """Box-head RoI features ``[K, C, 7, 7]`` of ``rois [K, 5]``, without gradient.
+
+        Same result as ``bbox_roi_extractor`` (same FPN level mapping, same RoIAlign math); when that
+        extractor is mmcv's average RoIAlign, torchvision's kernel computes it (bit-identical output, about 2x
+        faster on CPU, where the memory push's RoIAlign dominates LOCE's extra cost).
+        """
+        ext = self.bbox_roi_extractor
+        layer = ext.roi_layers[0]
+        usable = (type(ext).__name__ == "SingleRoIExtractor" and not getattr(ext, "roi_scale_factor", None)
+                  and type(layer).__name__ == "RoIAlign" and getattr(layer, "pool_mode", "avg") == "avg"
+                  and not self.with_shared_head)
+        if not usable:
+            feats = ext(x[: ext.num_inputs], rois)
+            return self.shared_head(feats) if self.with_shared_head else feats
+        from torchvision.ops import roi_align
+
+        num_levels = len(ext.featmap_strides)
+        out = x[0].new_zeros((rois.shape[0], ext.out_channels, *layer.output_size))
+        levels = ext.map_roi_levels(rois, num_levels)
+        for i, stride in enumerate(ext.featmap_strides):
+            inds = (levels == i).nonzero(as_tuple=True)[0]
+            if inds.numel():
+                out[inds] = roi_align(x[i], rois[inds], layer.output_size, 1.0 / stride, layer.sampling_ratio,
+                                      layer.aligned)
+        return out
 
     # -- training -------------------------------------------------------------------------------------------
     def forward_train(self, x, img_metas, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore=None,

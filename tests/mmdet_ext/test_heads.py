@@ -158,3 +158,17 @@ def test_roi_head_requires_loce_box_head():
     cfg["roi_head"]["bbox_head"]["loss_cls"] = dict(type="CrossEntropyLoss", loss_weight=1.0)
     with pytest.raises(TypeError, match="LoceBBoxHead"):
         tiny.build(cfg)
+
+
+def test_memory_roi_features_equal_the_box_extractor():
+    from mmdet.core import bbox2roi
+
+    torch.manual_seed(0)
+    model = tiny.build(tiny.model_cfg())
+    imgs, metas, boxes, *_ = tiny.batch(gts=(6, 4), size=128)
+    with torch.no_grad():
+        x = model.extract_feat(imgs)
+        rois = bbox2roi([b * 1.5 for b in boxes])  # spread over several FPN levels
+        ours = model.roi_head.memory_roi_features(x, rois)
+        ref = model.roi_head.bbox_roi_extractor(x[:4], rois)
+    assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-6)

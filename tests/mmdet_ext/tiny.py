@@ -11,7 +11,10 @@ FPN = 32
 
 
 def model_cfg(num_classes: int = 5, loce: bool = True, memory: dict | None = None, trainable=None,
-              loss_cls: dict | None = None) -> dict:
+              loss_cls: dict | None = None, normed_mask: bool | None = None) -> dict:
+    """``loce=False`` gives stock mmdet heads (StandardRoIHead, Shared2FCBBoxHead, FCNMaskHead unless
+    ``normed_mask``)."""
+    normed_mask = loce if normed_mask is None else normed_mask
     bbox_head = dict(
         type="LoceBBoxHead" if loce else "Shared2FCBBoxHead",
         in_channels=FPN, fc_out_channels=64, roi_feat_size=7, num_classes=num_classes,
@@ -30,7 +33,7 @@ def model_cfg(num_classes: int = 5, loce: bool = True, memory: dict | None = Non
         mask_roi_extractor=dict(type="SingleRoIExtractor", roi_layer=dict(type="RoIAlign", output_size=14,
                                                                           sampling_ratio=0),
                                 out_channels=FPN, featmap_strides=[4, 8, 16, 32]),
-        mask_head=dict(type="NormedMaskHead" if loce else "FCNMaskHead", num_convs=2, in_channels=FPN,
+        mask_head=dict(type="NormedMaskHead" if normed_mask else "FCNMaskHead", num_convs=2, in_channels=FPN,
                        conv_out_channels=FPN, num_classes=num_classes,
                        loss_mask=dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)))
     if loce:
