@@ -1,0 +1,103 @@
+"""``loce train base``, ``loce finetune`` and ``loce quickstart``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from loce_cli.cli._common import engine_errors, out, print_json
+
+app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
+
+WORK_DIR = typer.Option(None, "--work-dir", help="Run directory (default: work_dirs/<config name>).")
+RESUME = typer.Option(False, "--resume", help="Continue the newest checkpoint in --work-dir exactly.")
+RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint instead of the newest.")
+SEED = typer.Option(0, "--seed", help="Random seed.")
+DETERMINISTIC = typer.Option(False, "--deterministic", help="Deterministic kernels (slower).")
+CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override a config key: KEY=VALUE (repeatable); the key must "
+                                                        "exist, e.g. runner.max_epochs=2.")
+FORCE = typer.Option(False, "--force", help="Start over in a --work-dir that already holds a run.")
+GPUS = typer.Option(0, "--gpus", min=0, help="GPUs on this node (torchrun, NCCL).")
+NPROC = typer.Option(1, "--nproc", min=1, help="CPU processes on this node (torchrun, gloo).")
+NNODES = typer.Option(1, "--nnodes", min=1, help="Number of nodes.")
+NODE_RANK = typer.Option(0, "--node-rank", min=0, help="This node's rank.")
+MASTER_ADDR = typer.Option("127.0.0.1", "--master-addr", help="Address of node 0.")
+MASTER_PORT = typer.Option(29500, "--master-port", min=1, max=65535, help="Free port on node 0.")
+LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the processes), pytorch (inside torchrun), "
+                                                    "slurm (inside srun).")
+DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
+JSON = typer.Option(False, "--json", help="Machine-readable result.")
+
+
+def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
+             nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None):
+    from loce_cli.engine.train import LaunchOptions, TrainRequest
+
+    return TrainRequest(
+        config=str(config), stage=stage, work_dir=str(work_dir) if work_dir else None,
+        base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
+        resume=str(resume_from) if resume_from else ("auto" if resume else None), seed=seed,
+        deterministic=deterministic, cfg_options=list(cfg_options or []), force=force,
+        launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                             master_port=master_port, launcher=launcher, device=device))
+
+
+def _report(result, json_out: bool) -> None:
+    if json_out:
+        print_json(result.to_dict())
+        return
+    out.print(f"[green]done[/]: {result.epochs} epochs, {result.iterations} iterations in {result.seconds:.0f} s "
+              f"on {result.world_size} process(es) ({result.device})")
+    out.print(f"checkpoint: {result.checkpoint}")
+    if result.memory_init:
+        m = result.memory_init
+        out.print(f"memory filled from {m['images']} images: queues full {m['full']}, partial {m['partial']}, "
+                  f"empty {m['empty']}")
+
+
+@app.command("base")
+@engine_errors
+def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/synthetic/"
+                                                 "mask_rcnn_r18_fpn_normed_synth.py"),
+         work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
+         seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
+         force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
+         master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
+         device: Optional[str] = DEVICE, json_out: bool = JSON) -> None:
+    """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
+    from loce_cli.engine.train import train
+
+    _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
+                           gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device)), json_out)
+
+
+@engine_errors
+def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/synthetic/"
+                                                     "loce_mask_rcnn_r18_fpn_normed_synth.py"),
+             base_checkpoint: Path = typer.Option(..., "--from", help="Checkpoint of the base run."),
+             work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
+             seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
+             force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
+             node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
+             launcher: str = LAUNCHER, device: Optional[str] = DEVICE, json_out: bool = JSON) -> None:
+    """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
+    from loce_cli.engine.train import train
+
+    _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
+                           force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
+                           base_checkpoint=base_checkpoint)), json_out)
+
+
+@engine_errors
+def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",
+                                             help="Where data, runs and results go."),
+               json_out: bool = JSON) -> None:
+    """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune (steps already done are
+    skipped)."""
+    from loce_cli.engine.quickstart import run_quickstart
+
+    result = run_quickstart(work_dir, echo=None if json_out else out.print)
+    if json_out:
+        print_json(result.to_dict())

@@ -1,0 +1,376 @@
+"""``loce train base`` and ``loce finetune``: validation, launching (one process, torchrun, Slurm) and the
+training run itself over mmcv's runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from loce_cli.errors import DataError, LoceError, LoceUsageError, OutputExistsError
+
+STAGES = ("base", "finetune")
+LAUNCHERS = ("none", "pytorch", "slurm")
+
+
+@dataclass
+class LaunchOptions:
+    """How many processes, where. ``gpus`` (per node) or ``nproc`` (CPU processes per node, gloo)."""
+
+    gpus: int = 0
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    launcher: str = "none"
+    device: Optional[str] = None  # "cpu" | "cuda" | None (cuda when --gpus, else cpu)
+
+    def resolved_device(self) -> str:
+        return self.device or ("cuda" if self.gpus > 0 else "cpu")
+
+    def procs_per_node(self) -> int:
+        return self.gpus if self.gpus > 0 else self.nproc
+
+
+@dataclass
+class TrainRequest:
+    config: str
+    stage: str = "base"
+    work_dir: Optional[str] = None
+    base_checkpoint: Optional[str] = None
+    resume: Optional[str] = None  # None, "auto" (newest in work dir) or a checkpoint path
+    seed: int = 0
+    deterministic: bool = False
+    cfg_options: List[str] = field(default_factory=list)
+    force: bool = False
+    launch: LaunchOptions = field(default_factory=LaunchOptions)
+
+
+@dataclass
+class TrainResult:
+    work_dir: str
+    checkpoint: str
+    epochs: int
+    iterations: int
+    seconds: float
+    world_size: int
+    device: str
+    memory_init: Optional[dict] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RESULT_FILE = "loce_train_result.json"
+
+
+def default_work_dir(config: str, stage: str) -> str:
+    return str(Path("work_dirs") / Path(config).stem)
+
+
+def _has_run(work_dir: Path) -> bool:
+    return work_dir.is_dir() and any(p.name.startswith("epoch_") and p.suffix == ".pth" for p in work_dir.iterdir())
+
+
+def validate(req: TrainRequest):
+    """Everything that can be checked before starting processes; returns the loaded config."""
+    from loce_cli.engine.config import dataset_paths, load_config
+
+    launch = req.launch
+    if req.stage not in STAGES:
+        raise LoceUsageError(f"unknown stage {req.stage!r}", "base or finetune")
+    if launch.launcher not in LAUNCHERS:
+        raise LoceUsageError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launch.launcher!r}",
+                             "none starts the processes itself")
+    if launch.gpus < 0 or launch.nproc < 1 or launch.nnodes < 1:
+        raise LoceUsageError("--gpus must be >= 0, --nproc and --nnodes >= 1", "e.g. --gpus 8 or --nproc 2")
+    if launch.gpus > 0 and launch.nproc > 1:
+        raise LoceUsageError("--gpus and --nproc exclude each other", "--gpus N for GPUs, --nproc N for CPU processes")
+    if not 0 <= launch.node_rank < launch.nnodes:
+        raise LoceUsageError(f"--node-rank {launch.node_rank} is outside 0..{launch.nnodes - 1}", "ranks start at 0")
+    device = launch.resolved_device()
+    if device not in ("cpu", "cuda"):
+        raise LoceUsageError(f"--device must be cpu or cuda, got {device!r}", "cpu or cuda")
+    if device == "cuda" and launch.launcher == "none":
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        want = max(launch.gpus, 1)
+        if have < want:
+            raise LoceUsageError(f"asked for {want} GPU(s) but this machine has {have} CUDA device(s)",
+                                 "drop --gpus / --device cuda to train on the CPU, or use --nproc N for CPU processes")
+    if device == "cpu" and launch.gpus > 0:
+        raise LoceUsageError("--gpus with --device cpu", "use --nproc N for CPU processes")
+
+    cfg = load_config(Path(req.config), req.cfg_options)
+    for path in dataset_paths(cfg):
+        if not path.exists():
+            raise DataError(f"training data {path} does not exist (from {req.config})",
+                            "generate it (loce data synth --out DIR) or point the config at your data with "
+                            "--cfg-options data.train.ann_file=... data.train.img_prefix=...")
+    if req.stage == "finetune":
+        if not req.base_checkpoint:
+            raise LoceUsageError("finetune needs the base checkpoint", "pass --from BASE_CKPT")
+        check_base_checkpoint(Path(req.base_checkpoint), cfg)
+    return cfg
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Load a checkpoint's dict on the CPU, with one-line errors for missing, truncated or foreign files."""
+    import torch
+
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist", "check the path (e.g. WORK_DIR/latest.pth)")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                        "the file may be truncated or not a PyTorch checkpoint; use another one") from None
+    if not isinstance(ckpt, dict):
+        raise DataError(f"{path} is not a model checkpoint (holds a {type(ckpt).__name__})",
+                        "pass a checkpoint written by loce or mmdet")
+    return ckpt
+
+
+def check_base_checkpoint(path: Path, cfg) -> None:
+    """Refuse a base checkpoint whose class count or class names differ from the config's dataset."""
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt)
+    weight = state.get("roi_head.bbox_head.fc_cls.weight") if isinstance(state, dict) else None
+    if weight is None:
+        raise DataError(f"{path} has no roi_head.bbox_head.fc_cls.weight: not a Mask R-CNN checkpoint",
+                        "pass the checkpoint of a base run (loce train base)")
+    want = int(cfg.model.roi_head.bbox_head.num_classes)
+    have = int(weight.shape[0]) - 1
+    if have != want:
+        raise DataError(f"{path} was trained for {have} classes but {Path(cfg.filename).name} has {want}",
+                        "fine-tune from a base model of the same dataset")
+    classes = (ckpt.get("meta") or {}).get("CLASSES")
+    if classes:
+        names = _dataset_class_names(cfg)
+        if names is not None and tuple(classes) != tuple(names):
+            diff = next(i for i, (a, b) in enumerate(zip(classes, names)) if a != b) if len(classes) == len(names) \
+                else min(len(classes), len(names))
+            raise DataError(f"{path} classes differ from the dataset's (first difference at index {diff}: "
+                            f"{classes[diff] if diff < len(classes) else '-'!r} vs "
+                            f"{names[diff] if diff < len(names) else '-'!r})",
+                            "fine-tune from a base model trained on this dataset")
+
+
+def _dataset_class_names(cfg) -> Optional[tuple]:
+    train = cfg.data.train
+    while "dataset" in train and "ann_file" not in train:
+        train = train.dataset
+    if train.get("classes"):
+        return tuple(train.classes)
+    try:
+        with open(train.ann_file, "rb") as f:
+            cats = json.load(f)["categories"]
+    except Exception:
+        return None
+    return tuple(c["name"] for c in cats)
+
+
+def prepare_work_dir(req: TrainRequest) -> Path:
+    work_dir = Path(req.work_dir or default_work_dir(req.config, req.stage))
+    if work_dir.exists() and not work_dir.is_dir():
+        raise OutputExistsError(f"--work-dir {work_dir} is a file", "choose a directory")
+    if req.resume is None and _has_run(work_dir):
+        if not req.force:
+            raise OutputExistsError(f"--work-dir {work_dir} already holds a run (epoch_*.pth)",
+                                    "pass --resume to continue it, --force to start over, or another --work-dir")
+        for p in work_dir.iterdir():  # --force: start over (only our own outputs)
+            if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
+                p.unlink()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir
+
+
+def resolve_resume(req: TrainRequest, work_dir: Path) -> Optional[str]:
+    if req.resume is None:
+        return None
+    if req.resume == "auto":
+        from loce_cli.mmdet_ext.training import latest_checkpoint
+
+        found = latest_checkpoint(str(work_dir))
+        if not found:
+            raise DataError(f"--resume: no checkpoint in {work_dir}", "start without --resume")
+        return found
+    path = Path(req.resume)
+    read_checkpoint(path)
+    return str(path)
+
+
+def train(req: TrainRequest) -> TrainResult:
+    """Validate, then train in this process or launch the processes (torchrun) and wait for them."""
+    validate(req)
+    work_dir = prepare_work_dir(req)
+    req.resume = resolve_resume(req, work_dir)
+    req.work_dir = str(work_dir)
+    launch = req.launch
+    world = launch.procs_per_node() * launch.nnodes
+    if launch.launcher == "none" and world > 1:
+        return _launch_torchrun(req, work_dir)
+    return run_worker(req)
+
+
+def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
+    launch = req.launch
+    spec = work_dir / "loce_launch.json"
+    spec.write_text(json.dumps(asdict(req)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={launch.procs_per_node()}",
+           f"--nnodes={launch.nnodes}", f"--node_rank={launch.node_rank}", f"--master_addr={launch.master_addr}",
+           f"--master_port={launch.master_port}", "-m", "loce_cli.engine.worker", str(spec)]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise LoceError(f"distributed training failed (torchrun exit code {proc.returncode})",
+                        f"see the log in {work_dir} and the output above")
+    result = work_dir / RESULT_FILE
+    if launch.node_rank != 0:
+        return TrainResult(str(work_dir), "", 0, 0, 0.0, launch.procs_per_node() * launch.nnodes,
+                           launch.resolved_device())
+    return TrainResult(**json.loads(result.read_text()))
+
+
+def _init_distributed(req: TrainRequest):
+    """(rank, local_rank, world_size) from the launcher's environment; initialises the process group."""
+    import torch
+    import torch.distributed as dist
+
+    launch = req.launch
+    env = os.environ
+    if launch.launcher == "slurm" or ("SLURM_PROCID" in env and "RANK" not in env and launch.launcher != "none"):
+        rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env["SLURM_LOCALID"])
+        env.setdefault("MASTER_PORT", str(launch.master_port))
+        if "MASTER_ADDR" not in env:
+            nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_NODELIST"]], capture_output=True,
+                                   text=True, check=True).stdout.split()
+            env["MASTER_ADDR"] = nodes[0]
+        env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+    else:
+        rank, world, local = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        device = launch.resolved_device()
+        if device == "cuda":
+            torch.cuda.set_device(local % torch.cuda.device_count())
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method="env://", rank=rank,
+                                world_size=world)
+    return rank, local, world
+
+
+def run_worker(req: TrainRequest) -> TrainResult:
+    """One training process (rank taken from the launcher's environment)."""
+    import torch
+
+    import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
+    from loce_cli.engine.config import load_config
+
+    rank, local, world = _init_distributed(req)
+    distributed = world > 1
+    device = req.launch.resolved_device()
+    cfg = load_config(Path(req.config), req.cfg_options)
+    cfg.work_dir = req.work_dir
+    cfg.device = device
+    cfg.gpu_ids = [local]
+    cfg.seed = req.seed
+    if req.stage == "finetune":
+        cfg.load_from = req.base_checkpoint
+    cfg.resume_from = req.resume
+    if req.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    start = time.perf_counter()
+    summary = _train(cfg, distributed, rank, world, device, req)
+    seconds = time.perf_counter() - start
+    from loce_cli.mmdet_ext.training import latest_checkpoint
+
+    result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
+                         epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
+                         world_size=world, device=device, memory_init=summary.get("memory_init"))
+    if rank == 0:
+        from loce_cli.engine._io import write_json_atomic
+
+        write_json_atomic(Path(req.work_dir) / RESULT_FILE, result.to_dict(), indent=2)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def _train(cfg, distributed: bool, rank: int, world: int, device: str, req: TrainRequest) -> dict:
+    import torch
+    from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
+    from mmcv.runner import DistSamplerSeedHook, OptimizerHook, build_optimizer, build_runner
+    from mmdet.apis import set_random_seed
+    from mmdet.datasets import build_dataloader, build_dataset
+    from mmdet.models import build_detector
+    from mmdet.utils import get_root_logger
+
+    from loce_cli.mmdet_ext.training import (CpuDistributedModel, GradAllReduceOptimizerHook, NonFiniteLossError,
+                                             NonFiniteLossHook, RichProgressHook, checkpoint_meta)
+
+    timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+    logger = get_root_logger(log_file=os.path.join(cfg.work_dir, f"{timestamp}.log"), log_level=cfg.log_level)
+    logger.propagate = False  # mmdet's handlers print once; no second copy through the root logger
+    if rank == 0:
+        cfg.dump(os.path.join(cfg.work_dir, Path(req.config).name))
+        logger.info(f"loce {req.stage}: {req.config} -> {cfg.work_dir} ({world} process(es), {device})")
+    set_random_seed(req.seed, deterministic=req.deterministic)
+
+    dataset = build_dataset(cfg.data.train)
+    model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
+    model.init_weights()
+    model.CLASSES = dataset.CLASSES
+    loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
+                              dist=distributed, seed=req.seed, runner_type="EpochBasedRunner",
+                              persistent_workers=False)
+    if device == "cuda":
+        model = model.cuda()
+        if distributed:
+            model = MMDistributedDataParallel(model, device_ids=[torch.cuda.current_device()],
+                                              broadcast_buffers=False,
+                                              find_unused_parameters=cfg.get("find_unused_parameters", False))
+        else:
+            model = MMDataParallel(model, device_ids=[0])
+    else:
+        model = CpuDistributedModel(model) if distributed else MMDataParallel(model, device_ids=None)
+
+    optimizer = build_optimizer(model, cfg.optimizer)
+    meta = checkpoint_meta(cfg, dataset)
+    meta.update(seed=req.seed, stage=req.stage, exp_name=Path(req.config).name)
+    runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
+                          default_args=dict(model=model, optimizer=optimizer, work_dir=cfg.work_dir, logger=logger,
+                                            meta=meta))
+    runner.timestamp = timestamp
+    opt_cfg = dict(cfg.get("optimizer_config") or {})
+    opt_cfg.pop("type", None)
+    optimizer_hook = GradAllReduceOptimizerHook(**opt_cfg) if (distributed and device == "cpu") \
+        else OptimizerHook(**opt_cfg)
+    runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
+                                   cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
+    if distributed:
+        runner.register_hook(DistSamplerSeedHook())
+    runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
+    runner.register_hook(RichProgressHook(), priority="VERY_LOW")
+    if cfg.resume_from:
+        runner.resume(cfg.resume_from)
+    elif cfg.load_from:
+        runner.load_checkpoint(cfg.load_from)
+    try:
+        runner.run([loader], [("train", 1)])
+    except NonFiniteLossError as e:
+        raise LoceError(f"training stopped: {e}", "lower the learning rate (--cfg-options optimizer.lr=...); the last "
+                        f"good checkpoint is {os.path.join(cfg.work_dir, 'latest.pth')}") from None
+    memory_init = None
+    for hook in runner.hooks:
+        if type(hook).__name__ == "LoceMemoryInitHook":
+            memory_init = hook.summary
+    return dict(epochs=runner.epoch, iterations=runner.iter, memory_init=memory_init)

@@ -1,0 +1,231 @@
+"""Training plumbing over mmcv 1.x runners: atomic checkpoints with loce metadata, a non-finite-loss stop, a
+rich progress bar, and multi-process training on CPUs (gloo), which mmdet 2.28's ``build_ddp`` does not
+support (it asserts a GPU device and mmcv's DDP wrapper does not unwrap DataContainers without device ids).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import os.path as osp
+import sys
+import tempfile
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import random
+
+import numpy as np
+from mmcv.parallel import MODULE_WRAPPERS, scatter_kwargs
+from mmcv.runner import HOOKS, RUNNERS, EpochBasedRunner, Hook, OptimizerHook
+from mmcv.runner.checkpoint import save_checkpoint
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, iteration: int, epoch: int, losses: dict):
+        self.iteration, self.epoch, self.losses = iteration, epoch, losses
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items())
+        super().__init__(f"non-finite loss at iteration {iteration} (epoch {epoch}): {bad}")
+
+
+@RUNNERS.register_module()
+class LoceEpochBasedRunner(EpochBasedRunner):
+    """``EpochBasedRunner`` whose checkpoints are written to a temporary name and renamed (an interrupted
+    write never leaves a half-written file), with ``latest.pth`` switched atomically to the newest one."""
+
+    def save_checkpoint(self, out_dir, filename_tmpl="epoch_{}.pth", save_optimizer=True, meta=None,
+                        create_symlink=True):
+        meta = dict(meta or {})
+        meta.update(epoch=self.epoch + 1, iter=self.iter, rng=rng_state())
+        if self.meta is not None:
+            meta = {**self.meta, **meta}
+        filename = filename_tmpl.format(self.epoch + 1)
+        filepath = osp.join(out_dir, filename)
+        optimizer = self.optimizer if save_optimizer else None
+        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+        try:
+            save_checkpoint(self.model, tmp, optimizer=optimizer, meta=meta)
+            os.replace(tmp, filepath)
+        finally:
+            if osp.exists(tmp):
+                os.remove(tmp)
+        if create_symlink:
+            link = osp.join(out_dir, "latest.pth")
+            tmp_link = osp.join(out_dir, f".latest.pth.{os.getpid()}.tmp")
+            if osp.lexists(tmp_link):
+                os.remove(tmp_link)
+            os.symlink(filename, tmp_link)
+            os.replace(tmp_link, link)
+
+
+    def load_checkpoint(self, filename, map_location="cpu", strict=False, revise_keys=[(r"^module.", "")]):
+        checkpoint = super().load_checkpoint(filename, map_location, strict, revise_keys)
+        self._loaded_meta = checkpoint.get("meta", {}) if isinstance(checkpoint, dict) else {}
+        return checkpoint
+
+    def resume(self, checkpoint, resume_optimizer=True, map_location="default"):
+        super().resume(checkpoint, resume_optimizer, map_location)
+        state = getattr(self, "_loaded_meta", {}).get("rng")
+        if isinstance(self.meta, dict):
+            self.meta.pop("rng", None)  # holds tensors, and the runner's meta is dumped to the JSON log
+        if state is not None:  # continue the random streams (data order, jitter, memory draws) exactly
+            set_rng_state(state)
+
+
+def rng_state() -> dict:
+    """torch / numpy / python RNG states as tensors and tuples (loadable with ``torch.load(weights_only=True)``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(torch=torch.get_rng_state(), numpy_keys=torch.from_numpy(keys.astype(np.int64)),
+                numpy_rest=(int(pos), int(has_gauss), float(cached)), python=random.getstate())
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stop at the first NaN/inf loss, naming the iteration; the last checkpoint written stays the last good one."""
+
+    def after_train_iter(self, runner) -> None:
+        out = runner.outputs or {}
+        loss = out.get("loss")
+        if loss is not None and not math.isfinite(float(loss.detach() if hasattr(loss, "detach") else loss)):
+            values = {k: float(v) for k, v in out.get("log_vars", {}).items()}
+            raise NonFiniteLossError(runner.iter + 1, runner.epoch + 1, values)
+
+
+@HOOKS.register_module()
+class RichProgressHook(Hook):
+    """A rich progress bar per epoch (iteration, ETA, loss, lr) on rank 0 when stderr is a terminal."""
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+
+    def before_train_epoch(self, runner) -> None:
+        if runner.rank != 0 or not sys.stderr.isatty():
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(f"epoch {runner.epoch + 1}/{runner.max_epochs}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=len(runner.data_loader), info="")
+
+    def after_train_iter(self, runner) -> None:
+        if self.progress is None:
+            return
+        log_vars = (runner.outputs or {}).get("log_vars", {})
+        lr = runner.current_lr()
+        lr = lr[0] if isinstance(lr, list) else next(iter(lr.values()))[0] if isinstance(lr, dict) else lr
+        info = f"loss {log_vars.get('loss', float('nan')):.3f}  lr {lr:.2e}"
+        self.progress.update(self.task, advance=1, info=info)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@MODULE_WRAPPERS.register_module()
+class CpuDistributedModel(torch.nn.Module):
+    """Multi-process training on CPUs: scatters mmcv DataContainers to the CPU and leaves gradient averaging
+    to :class:`GradAllReduceOptimizerHook`. Parameters are broadcast from rank 0 once; buffers are not (the
+    LOCE memory is per-rank state, and the mean scores are synchronised by the tracker itself)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+        with torch.no_grad():
+            for p in module.parameters():
+                dist.broadcast(p.data, src=0)
+
+    def _scatter(self, inputs, kwargs):
+        inputs, kwargs = scatter_kwargs(inputs, kwargs, [-1], dim=0)
+        return inputs[0], kwargs[0]
+
+    def train_step(self, *inputs, **kwargs):
+        inputs, kwargs = self._scatter(inputs, kwargs)
+        return self.module.train_step(*inputs, **kwargs)
+
+    def val_step(self, *inputs, **kwargs):
+        inputs, kwargs = self._scatter(inputs, kwargs)
+        return self.module.val_step(*inputs, **kwargs)
+
+    def forward(self, *inputs, **kwargs):
+        inputs, kwargs = self._scatter(inputs, kwargs)
+        return self.module(*inputs, **kwargs)
+
+
+@HOOKS.register_module()
+class GradAllReduceOptimizerHook(OptimizerHook):
+    """``OptimizerHook`` that averages gradients over all ranks between backward and step (CPU multi-process).
+
+    Every rank reduces the same list of tensors (zeros where a parameter got no gradient this step), so ranks
+    whose data left some branch unused never block the others.
+    """
+
+    def after_train_iter(self, runner) -> None:
+        runner.optimizer.zero_grad()
+        runner.outputs["loss"].backward()
+        world = dist.get_world_size()
+        params = [p for p in runner.model.parameters() if p.requires_grad]
+        if params and world > 1:
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+            dist.all_reduce(flat)
+            flat.div_(world)
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.grad = flat[offset:offset + n].view_as(p).clone()
+                offset += n
+        if self.grad_clip is not None:
+            grad_norm = self.clip_grads(runner.model.parameters())
+            if grad_norm is not None:
+                runner.log_buffer.update({"grad_norm": float(grad_norm)}, runner.outputs["num_samples"])
+        runner.optimizer.step()
+
+
+def checkpoint_meta(cfg, dataset) -> dict:
+    """What every loce checkpoint records besides weights, optimizer and LOCE state."""
+    import mmcv
+    import mmdet
+
+    from loce_cli import __version__
+
+    return dict(
+        CLASSES=tuple(dataset.CLASSES),
+        class_frequency=tuple(getattr(dataset, "class_frequency", ()) or ()),
+        class_image_count=tuple(getattr(dataset, "class_image_count", ()) or ()),
+        config=cfg.pretty_text,
+        loce_version=__version__,
+        mmdet_version=str(mmdet.__version__),
+        mmcv_version=str(mmcv.__version__),
+        torch_version=str(torch.__version__),
+    )
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest ``epoch_N.pth`` in ``work_dir`` (``latest.pth`` when it resolves), or None."""
+    link = osp.join(work_dir, "latest.pth")
+    if osp.exists(link):
+        return osp.realpath(link)
+    best, best_n = None, -1
+    if osp.isdir(work_dir):
+        for name in os.listdir(work_dir):
+            if name.startswith("epoch_") and name.endswith(".pth"):
+                try:
+                    n = int(name[len("epoch_"):-len(".pth")])
+                except ValueError:
+                    continue
+                if n > best_n:
+                    best, best_n = osp.join(work_dir, name), n
+    return best

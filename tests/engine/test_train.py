@@ -1,0 +1,157 @@
+"""Real training on a tiny synthetic set (CPU): base, LOCE fine-tune, resume, checkpoints, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from loce_cli.engine.train import LaunchOptions, TrainRequest, train
+from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
+LOCE = ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py"
+
+
+def opts(data: Path, classes: int = 6, epochs: int = 1, extra=()):
+    ann = data / "annotations"
+    o = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/",
+         f"model.roi_head.bbox_head.num_classes={classes}", f"model.roi_head.mask_head.num_classes={classes}",
+         f"runner.max_epochs={epochs}", "data.samples_per_gpu=4", "data.workers_per_gpu=0",
+         "lr_config.warmup_iters=5", "log_config.interval=5"]
+    return o + list(extra)
+
+
+def _state(path):
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def base_run(tiny_dataset, tmp_path_factory):
+    work = tmp_path_factory.mktemp("base")
+    result = train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset)))
+    return work, result
+
+
+def test_base_training_writes_checkpoint_with_meta(base_run, tiny_dataset):
+    work, result = base_run
+    assert result.epochs == 1 and result.iterations == 10 and result.world_size == 1
+    ckpt = _state(work / "epoch_1.pth")
+    meta = ckpt["meta"]
+    cats = json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())["categories"]
+    assert meta["CLASSES"] == tuple(c["name"] for c in cats)
+    assert meta["class_frequency"] == tuple(c["frequency"] for c in cats)
+    assert "LoceMaskRCNN" in meta["config"] and meta["mmdet_version"].startswith("2.")
+    assert "optimizer" in ckpt and (work / "latest.pth").resolve() == (work / "epoch_1.pth").resolve()
+    assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
+    assert list(work.glob("*.log.json"))  # plain JSON-lines log
+
+
+def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_path):
+    base_work, _ = base_run
+    result = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path),
+                                base_checkpoint=str(base_work / "epoch_1.pth"), cfg_options=opts(tiny_dataset)))
+    assert result.memory_init and result.memory_init["images"] > 0
+    state = _state(Path(result.checkpoint))["state_dict"]
+    base_state = _state(base_work / "epoch_1.pth")["state_dict"]
+    assert int(state["roi_head.memory.counts"].sum()) > 0
+    scores = state["roi_head.bbox_head.score_tracker.scores"]
+    assert not torch.allclose(scores[:-1], torch.full_like(scores[:-1], 0.01))
+    # frozen parts unchanged, trained parts changed
+    assert torch.equal(state["backbone.conv1.weight"], base_state["backbone.conv1.weight"])
+    assert torch.equal(state["roi_head.bbox_head.shared_fcs.0.weight"], base_state["roi_head.bbox_head.shared_fcs.0.weight"])
+    assert not torch.equal(state["roi_head.bbox_head.fc_cls.weight"], base_state["roi_head.bbox_head.fc_cls.weight"])
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(base_run, tiny_dataset, tmp_path):
+    base_ckpt = str(base_run[0] / "epoch_1.pth")
+    straight = tmp_path / "straight"
+    split = tmp_path / "split"
+    train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(straight), base_checkpoint=base_ckpt,
+                       cfg_options=opts(tiny_dataset, epochs=2)))
+    train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(split), base_checkpoint=base_ckpt,
+                       cfg_options=opts(tiny_dataset, epochs=1)))
+    resumed = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(split), base_checkpoint=base_ckpt,
+                                 resume="auto", cfg_options=opts(tiny_dataset, epochs=2)))
+    assert resumed.memory_init is None  # memory restored, initialisation skipped
+    a = _state(straight / "epoch_2.pth")["state_dict"]
+    b = _state(split / "epoch_2.pth")["state_dict"]
+    # bit-exact: weights, mean scores, memory (unwritten slots hold no data and are never read)
+    filled = a["roi_head.memory.flat_labels"] >= 0
+    assert int(filled.sum()) > 0
+    for key in a:
+        x, y = (a[key][filled], b[key][filled]) if key.endswith("flat_feats") else (a[key], b[key])
+        assert torch.equal(x, y), key
+
+
+def test_existing_run_needs_resume_or_force(base_run, tiny_dataset):
+    work, _ = base_run
+    with pytest.raises(OutputExistsError, match="already holds a run"):
+        train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset)))
+
+
+def test_bad_requests(tiny_dataset, tmp_path, base_run):
+    with pytest.raises(DataError, match="does not exist"):
+        train(TrainRequest(config=str(tmp_path / "nope.py"), work_dir=str(tmp_path / "w")))
+    with pytest.raises(LoceUsageError, match="does not exist"):
+        train(TrainRequest(config=str(BASE), work_dir=str(tmp_path / "w"),
+                           cfg_options=opts(tiny_dataset) + ["runner.max_epochz=2"]))
+    with pytest.raises(LoceUsageError, match="GPU"):
+        train(TrainRequest(config=str(BASE), work_dir=str(tmp_path / "w"), cfg_options=opts(tiny_dataset),
+                           launch=LaunchOptions(gpus=2)))
+    with pytest.raises(DataError, match="training data"):
+        train(TrainRequest(config=str(BASE), work_dir=str(tmp_path / "w"),
+                           cfg_options=["data.train.ann_file=/nonexistent/train.json"]))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="not a readable checkpoint"):
+        train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path / "w"),
+                           base_checkpoint=str(junk), cfg_options=opts(tiny_dataset)))
+    with pytest.raises(DataError, match="trained for 6 classes"):
+        train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path / "w"),
+                           base_checkpoint=str(base_run[0] / "epoch_1.pth"), cfg_options=opts(tiny_dataset, classes=7)))
+    assert not (tmp_path / "w").exists()  # nothing written for refused requests
+
+
+def test_checkpoint_write_is_atomic(base_run, monkeypatch, tmp_path):
+    """A crash while writing leaves the previous checkpoint intact and no partial file under the real name."""
+    import mmcv.runner.checkpoint as ck
+
+    import loce_cli.mmdet_ext.training as training
+
+    work = tmp_path / "run"
+    work.mkdir()
+    good = base_run[0] / "epoch_1.pth"
+    (work / "epoch_1.pth").write_bytes(good.read_bytes())
+    before = (work / "epoch_1.pth").read_bytes()
+
+    def crash(model, filename, optimizer=None, meta=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training, "save_checkpoint", crash)
+
+    class FakeRunner(training.LoceEpochBasedRunner):
+        def __init__(self):
+            self._epoch, self._iter, self.meta, self.model, self.optimizer = 0, 10, {}, None, None
+
+    with pytest.raises(OSError):
+        FakeRunner().save_checkpoint(str(work), filename_tmpl="epoch_{}.pth")
+    assert (work / "epoch_1.pth").read_bytes() == before
+    assert sorted(p.name for p in work.iterdir()) == ["epoch_1.pth"]
+    assert ck  # mmcv's own writer is what the runner uses normally
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_finetune(base_run, tiny_dataset, tmp_path):
+    result = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path),
+                                base_checkpoint=str(base_run[0] / "epoch_1.pth"),
+                                cfg_options=opts(tiny_dataset, extra=["data.samples_per_gpu=2"]),
+                                launch=LaunchOptions(nproc=2, master_port=29731)))
+    assert result.world_size == 2 and result.iterations == 10  # 40 images / (2 x 2) per step
+    state = _state(Path(result.checkpoint))["state_dict"]
+    assert int(state["roi_head.memory.counts"].sum()) > 0
+    log = next(tmp_path.glob("*.log")).read_text()
+    assert "2 process(es), cpu" in log
