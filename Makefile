@@ -25,4 +25,4 @@ completions: setup
 	$(PY) scripts/gen_completions.py
 
 clean-demo:
-	rm -rf work/demo
+	rm -rf work/quickstart

@@ -33,11 +33,23 @@ def apply() -> list[str]:
 
 
 def quiet_known_noise() -> None:
-    """Silence two import-time messages that say nothing to loce users: mmcv 1.x's notice about its 2.0
-    renaming, and torch's "No CUDA runtime is found" log line when mmcv imports ``torch.utils.cpp_extension``
-    on a machine without a GPU."""
+    """Silence import-time noise that says nothing to loce users: mmcv 1.x's notice about its 2.0
+    renaming, torch's "No CUDA runtime is found" log line when mmcv imports ``torch.utils.cpp_extension``
+    on a machine without a GPU, and the root-logger handler that importing lvis installs."""
     import logging
     import warnings
 
     warnings.filterwarnings("ignore", message=r"On January 1, 2023, MMCV will release v2\.0\.0", category=UserWarning)
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # lvis 0.5.3 calls logging.basicConfig() when imported, which prints every library's INFO messages a
+    # second time through the root logger: import it once here and take that handler back off.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import lvis  # noqa: F401
+    except ImportError:
+        return
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -54,6 +54,10 @@ def _check_key(cfg, key: str) -> None:
 
 def load_config(path: Path, cfg_options: Sequence[str] = ()):
     """An ``mmcv.Config`` from ``path`` with ``cfg_options`` merged; every option must name an existing key."""
+    from loce_cli import compat
+
+    compat.apply()
+    compat.quiet_known_noise()
     from mmcv import Config
 
     path = Path(path)

@@ -25,3 +25,14 @@ def test_lvis_eval_runs_with_restored_aliases(tiny_dataset):
     ev = LVISEval(gt, LVISResults(gt, dets), iou_type="bbox")
     ev.run()
     assert abs(ev.results["AP"] - 1.0) < 1e-6
+
+
+def test_importing_loce_leaves_the_root_logger_alone():
+    """lvis installs a root-logger handler on import (every INFO line would print twice); loce takes it off."""
+    import subprocess
+    import sys
+
+    code = ("import logging, loce_cli.mmdet_ext, lvis; "
+            "print(len(logging.getLogger().handlers), logging.getLogger().level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", str(30)]  # no handler, WARNING level as Python starts
