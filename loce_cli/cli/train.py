@@ -48,6 +48,9 @@ def _report(result, json_out: bool) -> None:
     if json_out:
         print_json(result.to_dict())
         return
+    if result.note:
+        out.print(f"[green]done[/]: {result.note}")
+        return
     out.print(f"[green]done[/]: {result.epochs} epochs, {result.iterations} iterations in {result.seconds:.0f} s "
               f"on {result.world_size} process(es) ({result.device})")
     out.print(f"checkpoint: {result.checkpoint}")

@@ -62,6 +62,7 @@ class TrainResult:
     world_size: int
     device: str
     memory_init: Optional[dict] = None
+    note: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,7 +236,8 @@ def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
     result = work_dir / RESULT_FILE
     if launch.node_rank != 0:
         return TrainResult(str(work_dir), "", 0, 0, 0.0, launch.procs_per_node() * launch.nnodes,
-                           launch.resolved_device())
+                           launch.resolved_device(),
+                           note=f"node {launch.node_rank}'s processes finished; node 0 writes the checkpoints")
     return TrainResult(**json.loads(result.read_text()))
 
 

@@ -155,3 +155,24 @@ def test_two_cpu_processes_finetune(base_run, tiny_dataset, tmp_path):
     assert int(state["roi_head.memory.counts"].sum()) > 0
     log = next(tmp_path.glob("*.log")).read_text()
     assert "2 process(es), cpu" in log
+
+
+@pytest.mark.slow
+def test_two_nodes_on_one_machine(base_run, tiny_dataset, tmp_path):
+    """--nnodes 2 --node-rank 0/1 with the same master: the multi-node launch path, here over loopback."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("loce")
+    args = [str(exe), "finetune", str(LOCE), "--from", str(base_run[0] / "epoch_1.pth"), "--nnodes", "2",
+            "--master-port", "29741", "--json"]
+    for o in opts(tiny_dataset, extra=["data.samples_per_gpu=2"]):
+        args += ["--cfg-options", o]
+    procs = [subprocess.Popen(args + ["--node-rank", str(r), "--work-dir", str(tmp_path / f"node{r}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    node0 = json.loads(outs[0][0])
+    assert node0["world_size"] == 2 and node0["iterations"] == 10
+    assert (tmp_path / "node0" / "epoch_1.pth").is_file()
+    assert "node 0 writes the checkpoints" in json.loads(outs[1][0])["note"]
