@@ -31,7 +31,8 @@ class LoceLVISDataset(LVISV1Dataset):
     """``LVISV1Dataset`` with classes read from the annotation file (``classes=None``) or checked against it.
 
     ``self.class_frequency`` lists each class's LVIS group (``'r'``/``'c'``/``'f'``) in label order, and
-    ``self.class_image_count`` its training image count, when the file carries them.
+    ``self.class_image_count`` / ``self.class_instance_count`` its training image / instance counts, when the
+    file carries them.
     """
 
     CLASSES = None
@@ -59,6 +60,7 @@ class LoceLVISDataset(LVISV1Dataset):
         self.CLASSES = names
         self.class_frequency = tuple(c.get("frequency") for c in cats)
         self.class_image_count = tuple(c.get("image_count") for c in cats)
+        self.class_instance_count = tuple(c.get("instance_count") for c in cats)
         self.img_ids = self.coco.get_img_ids()
         data_infos = []
         for i in self.img_ids:

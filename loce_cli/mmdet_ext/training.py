@@ -205,6 +205,7 @@ def checkpoint_meta(cfg, dataset) -> dict:
         CLASSES=tuple(dataset.CLASSES),
         class_frequency=tuple(getattr(dataset, "class_frequency", ()) or ()),
         class_image_count=tuple(getattr(dataset, "class_image_count", ()) or ()),
+        class_instance_count=tuple(getattr(dataset, "class_instance_count", ()) or ()),
         config=cfg.pretty_text,
         loce_version=__version__,
         mmdet_version=str(mmdet.__version__),

@@ -42,6 +42,7 @@ def test_base_training_writes_checkpoint_with_meta(base_run, tiny_dataset):
     cats = json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())["categories"]
     assert meta["CLASSES"] == tuple(c["name"] for c in cats)
     assert meta["class_frequency"] == tuple(c["frequency"] for c in cats)
+    assert meta["class_instance_count"] == tuple(c["instance_count"] for c in cats)
     assert "LoceMaskRCNN" in meta["config"] and meta["mmdet_version"].startswith("2.")
     assert "optimizer" in ckpt and (work / "latest.pth").resolve() == (work / "epoch_1.pth").resolve()
     assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
@@ -62,6 +63,12 @@ def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_pa
     assert torch.equal(state["backbone.conv1.weight"], base_state["backbone.conv1.weight"])
     assert torch.equal(state["roi_head.bbox_head.shared_fcs.0.weight"], base_state["roi_head.bbox_head.shared_fcs.0.weight"])
     assert not torch.equal(state["roi_head.bbox_head.fc_cls.weight"], base_state["roi_head.bbox_head.fc_cls.weight"])
+    # the inspect commands read this real checkpoint
+    from loce_cli.engine.inspect import inspect_memory, inspect_scores
+
+    report = inspect_scores(Path(result.checkpoint), lowest=3)
+    assert len(report.lowest) == 3 and all(c.train_instances for c in report.classes)
+    assert inspect_memory(Path(result.checkpoint)).stored_features == int(state["roi_head.memory.counts"].sum())
 
 
 @pytest.mark.slow

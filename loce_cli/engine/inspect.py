@@ -1,0 +1,166 @@
+"""``loce inspect scores|memory``: read the LOCE state stored in a checkpoint (no model is built)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from loce_cli.core.frequency import GROUP_NAMES, GROUPS, parse_split
+from loce_cli.errors import DataError, LoceUsageError
+
+SCORES_KEY = "roi_head.bbox_head.score_tracker.scores"
+MEMORY_PREFIX = "roi_head.memory."
+
+
+def _load(path: Path) -> dict:
+    """The checkpoint dict, memory-mapped (a LOCE memory can be gigabytes; only what is read is paged in)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist", "check the path (e.g. WORK_DIR/latest.pth)")
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise DataError(f"{path} is not a readable checkpoint ({type(e).__name__})",
+                        "the file may be truncated or not a PyTorch checkpoint") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict", ckpt), dict):
+        raise DataError(f"{path} is not a model checkpoint", "pass a checkpoint written by loce")
+    return ckpt
+
+
+def _classes(ckpt: dict, path: Path, num: int) -> tuple:
+    meta = ckpt.get("meta") or {}
+    names = tuple(meta.get("CLASSES") or ())
+    if len(names) != num:
+        raise DataError(f"{path} has no class names for its {num} classes in its meta",
+                        "inspect a checkpoint written by `loce train base` / `loce finetune`")
+    freq = tuple(meta.get("class_frequency") or ())
+    if len(freq) != num or any(f not in GROUPS for f in freq):
+        raise DataError(f"{path} has no frequency groups in its meta",
+                        "train on an LVIS-format dataset whose categories carry 'frequency'")
+    images = tuple(meta.get("class_image_count") or ()) or (None,) * num
+    instances = tuple(meta.get("class_instance_count") or ()) or (None,) * num
+    return names, freq, images, instances
+
+
+@dataclass
+class ClassScore:
+    name: str
+    group: str
+    score: float
+    train_images: Optional[int]
+    train_instances: Optional[int]
+
+
+@dataclass
+class ScoresReport:
+    checkpoint: str
+    num_classes: int
+    background: float
+    groups: Dict[str, dict]
+    lowest: List[ClassScore] = field(default_factory=list)
+    classes: List[ClassScore] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresReport:
+    """Mean classification scores per frequency group and the ``lowest`` weakest classes of ``split``."""
+    try:
+        groups_wanted = parse_split(split)
+    except ValueError as e:
+        raise LoceUsageError(str(e), "--split all|rare|common|frequent") from None
+    if lowest < 0:
+        raise LoceUsageError("--lowest must be >= 0", "e.g. --lowest 10")
+    ckpt = _load(path)
+    state = ckpt.get("state_dict", ckpt)
+    if SCORES_KEY not in state:
+        raise DataError(f"{path} holds no mean classification scores (a base model, not a LOCE fine-tune)",
+                        "inspect a checkpoint of `loce finetune`")
+    scores = [float(x) for x in state[SCORES_KEY]]
+    num = len(scores) - 1
+    names, freq, images, instances = _classes(ckpt, Path(path), num)
+    classes = [ClassScore(names[i], freq[i], scores[i], images[i], instances[i]) for i in range(num)]
+    groups = {}
+    for g in GROUPS:
+        vals = [c.score for c in classes if c.group == g]
+        groups[GROUP_NAMES[g]] = dict(classes=len(vals), mean=statistics.fmean(vals) if vals else None,
+                                      median=statistics.median(vals) if vals else None,
+                                      min=min(vals) if vals else None)
+    selected = [c for c in classes if c.group in groups_wanted]
+    weakest = sorted(selected, key=lambda c: (c.score, c.name))[:lowest]
+    return ScoresReport(str(path), num, scores[-1], groups, weakest, classes)
+
+
+def plot_scores(report: ScoresReport, out: Path) -> Path:
+    """Mean score against training instances (or images) per class, log x, coloured by group."""
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise LoceUsageError(f"--plot {out}: unsupported file type {out.suffix or '(none)'}", "use a .png file name")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from loce_cli.engine._io import atomic_path
+    from loce_cli.engine.stats import GROUP_COLOURS
+
+    use_instances = all(c.train_instances is not None for c in report.classes)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for g in GROUPS:
+        pts = [c for c in report.classes if c.group == g]
+        xs = [max(1, (c.train_instances if use_instances else c.train_images) or 1) for c in pts]
+        ax.scatter(xs, [c.score for c in pts], s=18, color=GROUP_COLOURS[g], label=f"{GROUP_NAMES[g]} ({len(pts)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training instances per class (log)" if use_instances else "training images per class (log)")
+    ax.set_ylabel("mean classification score")
+    ax.set_title(f"{Path(report.checkpoint).name}: per-class mean scores")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
+    plt.close(fig)
+    return out
+
+
+@dataclass
+class MemoryReport:
+    checkpoint: str
+    num_classes: int
+    queue_size: int
+    feature_shape: List[int]
+    dtype: str
+    bytes: int
+    fill: Dict[str, Dict[str, int]]  # group -> full / partial / empty
+    empty_classes: List[str]
+    stored_features: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def inspect_memory(path: Path) -> MemoryReport:
+    """Feature-memory fill per class and group, storage dtype and size."""
+    ckpt = _load(path)
+    state = ckpt.get("state_dict", ckpt)
+    keys = {k[len(MEMORY_PREFIX):]: v for k, v in state.items() if k.startswith(MEMORY_PREFIX)}
+    if "counts" not in keys or "flat_feats" not in keys:
+        raise DataError(f"{path} holds no feature memory (a base model, or LOCE with the memory off)",
+                        "inspect a checkpoint of `loce finetune`")
+    counts = [int(x) for x in keys["counts"]]
+    num = len(counts)
+    feats = keys["flat_feats"]
+    queue = (feats.shape[0] - 1) // num
+    names, freq, _, _ = _classes(ckpt, Path(path), num)
+    fill = {GROUP_NAMES[g]: dict(full=0, partial=0, empty=0) for g in GROUPS}
+    for n, g in zip(counts, freq):
+        key = "full" if n >= queue else ("empty" if n == 0 else "partial")
+        fill[GROUP_NAMES[g]][key] += 1
+    nbytes = sum(v.numel() * v.element_size() for v in keys.values())
+    return MemoryReport(str(path), num, queue, list(feats.shape[1:]), str(feats.dtype).replace("torch.", ""),
+                        nbytes, fill, [names[i] for i, n in enumerate(counts) if n == 0], sum(counts))
