@@ -7,15 +7,16 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "data"|"data stats"|"data synth"|"doctor"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"quickstart"|"train"|"train base") path="${path:+$path }$w" ;;
+            "data"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"quickstart"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
-        "") opts="data doctor finetune inspect quickstart train --debug --version --help -h"; valued="" ;;
+        "") opts="data doctor eval finetune inspect quickstart train --debug --version --help -h"; valued="" ;;
         "data") opts="stats synth --help -h"; valued="" ;;
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
         "data synth") opts="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;
         "doctor") opts="--json --help -h"; valued="" ;;
+        "eval") opts="--results --ann --split --metric --max-dets --out --cfg-options --device --force --json --help -h"; valued="--results --ann --split --metric --max-dets --out --cfg-options --device" ;;
         "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --json --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
         "inspect") opts="memory scores --help -h"; valued="" ;;
         "inspect memory") opts="--json --help -h"; valued="" ;;

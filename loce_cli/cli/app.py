@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from loce_cli import __version__
-from loce_cli.cli import data, doctor, inspect, train
+from loce_cli.cli import data, doctor, evaluate, inspect, train
 from loce_cli.cli._common import STATE
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ app.command("quickstart")(train.quickstart)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("finetune")(train.finetune)
+app.command("eval")(evaluate.evaluate)
 app.add_typer(inspect.app, name="inspect")
 
 

@@ -183,3 +183,18 @@ def test_two_nodes_on_one_machine(base_run, tiny_dataset, tmp_path):
     assert node0["world_size"] == 2 and node0["iterations"] == 10
     assert (tmp_path / "node0" / "epoch_1.pth").is_file()
     assert "node 0 writes the checkpoints" in json.loads(outs[1][0])["note"]
+
+
+def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path):
+    from loce_cli.engine.evaluate import evaluate_model
+
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
+    report = evaluate_model(BASE, base_run[0] / "epoch_1.pth", tmp_path / "eval", cfg_options=options)
+    assert set(report.metrics) == {"bbox", "segm"}
+    assert all(0.0 <= report.metrics["bbox"].summary[k] <= 1.0 for k in ("AP", "APr", "APc", "APf")
+               if report.metrics["bbox"].summary[k] >= 0)
+    dets = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert dets and "segmentation" in dets[0] and len(report.metrics["segm"].per_class) == 6
+    with pytest.raises(OutputExistsError):
+        evaluate_model(BASE, base_run[0] / "epoch_1.pth", tmp_path / "eval", cfg_options=options)
