@@ -97,8 +97,8 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
 def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",
                                              help="Where data, runs and results go."),
                json_out: bool = JSON) -> None:
-    """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune (steps already done are
-    skipped)."""
+    """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune -> eval of both (steps
+    already done are skipped)."""
     from loce_cli.engine.quickstart import run_quickstart
 
     result = run_quickstart(work_dir, echo=None if json_out else out.print)

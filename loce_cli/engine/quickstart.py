@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class QuickstartResult:
     work_dir: str
     steps: List[StepResult] = field(default_factory=list)
     seconds: float = 0.0
+    metrics: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)  # run -> metric -> AP keys
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,11 +48,11 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
 
 
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
-                   cfg_options: Dict[str, List[str]] | None = None) -> QuickstartResult:
-    """synthetic data -> base training -> LOCE fine-tune under ``work_dir``.
+                   cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+    """synthetic data -> base training -> LOCE fine-tune -> evaluation of both under ``work_dir``.
 
-    ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...]}``; tests use it to
-    shorten the schedules).
+    ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...], "eval": [...]}``)
+    and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small.
     """
     from loce_cli.engine.config import load_config
     from loce_cli.engine.synth import SynthOptions, synthesize
@@ -66,10 +68,10 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
     t = time.perf_counter()
     if (data / "annotations" / "lvis_v1_train.json").is_file() and (data / "annotations" / "lvis_v1_val.json").is_file():
         result.steps.append(StepResult("data", "skipped", 0.0, str(data)))
-        say(f"[1/3] data: {data} exists, skipped")
+        say(f"[1/4] data: {data} exists, skipped")
     else:
-        say(f"[1/3] data: generating the synthetic long-tailed dataset in {data}")
-        synthesize(data, SynthOptions(), force=True)
+        say(f"[1/4] data: generating the synthetic long-tailed dataset in {data}")
+        synthesize(data, synth_options or SynthOptions(), force=True)
         result.steps.append(StepResult("data", "done", time.perf_counter() - t, str(data)))
 
     checkpoints = {}
@@ -82,13 +84,13 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         final = _final_checkpoint(run, epochs)
         if final is not None:
             result.steps.append(StepResult(stage, "skipped", 0.0, str(final)))
-            say(f"[{n}/3] {stage}: {final} exists, skipped")
+            say(f"[{n}/4] {stage}: {final} exists, skipped")
             checkpoints[stage] = final
             continue
         from loce_cli.mmdet_ext.training import latest_checkpoint
 
         resume = "auto" if latest_checkpoint(str(run)) else None
-        say(f"[{n}/3] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
+        say(f"[{n}/4] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
                            base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None)
         out = train(req)
@@ -96,6 +98,30 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
         say(f"      {out.iterations} iterations in {out.seconds:.0f} s -> {out.checkpoint}")
+    from loce_cli.engine.evaluate import evaluate_model
+
+    t = time.perf_counter()
+    done = []
+    for stage, config, run_name in (("base", BASE_CONFIG, "base"), ("finetune", LOCE_CONFIG, "loce")):
+        out = work_dir / "eval" / run_name
+        metrics_file = out / "metrics.json"
+        if metrics_file.is_file():
+            saved = json.loads(metrics_file.read_text())
+            result.metrics[run_name] = {m: r["summary"] for m, r in saved["metrics"].items()}
+            continue
+        say(f"[4/4] eval: {run_name} ({checkpoints[stage].name}) on the val split")
+        report = evaluate_model(config, checkpoints[stage], out, force=True,
+                                cfg_options=_data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", [])))
+        result.metrics[run_name] = {m: r.summary for m, r in report.metrics.items()}
+        done.append(run_name)
+    result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
+                                   str(work_dir / "eval")))
+    for metric in ("bbox", "segm"):
+        say(f"      {metric:<4}  " + "  ".join(f"{k:>5}" for k in ("AP", "APr", "APc", "APf")))
+        for run_name in ("base", "loce"):
+            m = result.metrics.get(run_name, {}).get(metric)
+            if m:
+                say(f"      {run_name:<4}  " + "  ".join(f"{100 * m[k]:5.1f}" for k in ("AP", "APr", "APc", "APf")))
     result.seconds = time.perf_counter() - start
-    say(f"quickstart finished in {result.seconds:.0f} s (evaluation arrives with `loce eval`)")
+    say(f"quickstart finished in {result.seconds:.0f} s; metrics in {work_dir / 'eval'}/*/metrics.json")
     return result

@@ -186,9 +186,10 @@ def prepare_work_dir(req: TrainRequest) -> Path:
         if not req.force:
             raise OutputExistsError(f"--work-dir {work_dir} already holds a run (epoch_*.pth)",
                                     "pass --resume to continue it, --force to start over, or another --work-dir")
-        for p in work_dir.iterdir():  # --force: start over (only our own outputs)
-            if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
-                p.unlink()
+        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # one process cleans up
+            for p in work_dir.iterdir():  # --force: start over (only our own outputs)
+                if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
+                    p.unlink(missing_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     return work_dir
 
