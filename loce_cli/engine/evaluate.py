@@ -155,7 +155,6 @@ def evaluate_model(config: Path, checkpoint: Path, out: Path, metrics: Sequence[
     """Single-process inference of ``checkpoint`` on the config's test set, LVIS results JSON, evaluation."""
     import torch
 
-    import loce_cli.mmdet_ext  # noqa: F401
     from loce_cli.engine._io import atomic_path
     from loce_cli.engine.config import load_config
     from loce_cli.engine.train import read_checkpoint
@@ -176,50 +175,14 @@ def evaluate_model(config: Path, checkpoint: Path, out: Path, metrics: Sequence[
         raise DataError(f"test annotations {ann_file} do not exist", "set --cfg-options data.test.ann_file=...")
     if device == "cuda" and not torch.cuda.is_available():
         raise LoceUsageError("--device cuda but no CUDA device is present", "use --device cpu")
-    from mmcv.parallel import MMDataParallel
-    from mmdet.apis import init_detector
-    from mmdet.datasets import build_dataloader, build_dataset
+    from loce_cli.mmdet_ext.inference import lvis_detections
 
-    test.test_mode = True
-    cfg.model.test_cfg.rcnn.max_per_img = max_dets
-    dataset = build_dataset(test)
-    loader = build_dataloader(dataset, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
-                              dist=False, shuffle=False)
-    model = init_detector(cfg, str(checkpoint), device="cuda:0" if device == "cuda" else "cpu")
-    if tuple(model.CLASSES) != tuple(dataset.CLASSES):
-        raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
-    model = MMDataParallel(model, device_ids=[0] if device == "cuda" else None)
-    model.eval()
-    from mmdet.core import encode_mask_results
-
-    results = []
-    for data in loader:
-        with torch.no_grad():
-            result = model(return_loss=False, rescale=True, **data)
-        if isinstance(result[0], tuple):
-            result = [(bbox, encode_mask_results(mask)) for bbox, mask in result]
-        results.extend(result)
-        if progress is not None:
-            progress(len(results), len(dataset))
-    dets = []
-    for idx, res in enumerate(results):
-        img_id = dataset.img_ids[idx]
-        bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
-        for label, boxes in enumerate(bbox_res):
-            for j in range(boxes.shape[0]):
-                x1, y1, x2, y2, score = (float(v) for v in boxes[j])
-                det = dict(image_id=img_id, category_id=dataset.cat_ids[label],
-                           bbox=[x1, y1, x2 - x1, y2 - y1], score=score)
-                if segm_res is not None:
-                    rle = dict(segm_res[label][j])
-                    rle["counts"] = rle["counts"].decode() if isinstance(rle["counts"], bytes) else rle["counts"]
-                    det["segmentation"] = rle
-                dets.append(det)
+    dets, has_masks = lvis_detections(cfg, Path(checkpoint), device, max_dets, progress)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
     with atomic_path(results_file) as tmp:
         tmp.write_text(json.dumps(dets))
-    if segm_res is None:
+    if not has_masks:
         metrics = [m for m in metrics if m != "segm"]
     report = evaluate_results(results_file, ann_file, metrics, split, max_dets)
     report.checkpoint, report.config = str(checkpoint), str(config)

@@ -289,7 +289,10 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
-    summary = _train(cfg, distributed, rank, world, device, req)
+    from loce_cli.mmdet_ext.training import run_training
+
+    summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=req.stage,
+                           config_name=Path(req.config).name, seed=req.seed, deterministic=req.deterministic)
     seconds = time.perf_counter() - start
     from loce_cli.mmdet_ext.training import latest_checkpoint
 
@@ -306,74 +309,3 @@ def run_worker(req: TrainRequest) -> TrainResult:
         dist.barrier()
         dist.destroy_process_group()
     return result
-
-
-def _train(cfg, distributed: bool, rank: int, world: int, device: str, req: TrainRequest) -> dict:
-    import torch
-    from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
-    from mmcv.runner import DistSamplerSeedHook, OptimizerHook, build_optimizer, build_runner
-    from mmdet.apis import set_random_seed
-    from mmdet.datasets import build_dataloader, build_dataset
-    from mmdet.models import build_detector
-    from mmdet.utils import get_root_logger
-
-    from loce_cli.mmdet_ext.training import (CpuDistributedModel, GradAllReduceOptimizerHook, NonFiniteLossError,
-                                             NonFiniteLossHook, RichProgressHook, checkpoint_meta)
-
-    timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
-    logger = get_root_logger(log_file=os.path.join(cfg.work_dir, f"{timestamp}.log"), log_level=cfg.log_level)
-    logger.propagate = False  # mmdet's handlers print once; no second copy through the root logger
-    if rank == 0:
-        cfg.dump(os.path.join(cfg.work_dir, Path(req.config).name))
-        logger.info(f"loce {req.stage}: {req.config} -> {cfg.work_dir} ({world} process(es), {device})")
-    set_random_seed(req.seed, deterministic=req.deterministic)
-
-    dataset = build_dataset(cfg.data.train)
-    model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
-    model.init_weights()
-    model.CLASSES = dataset.CLASSES
-    loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
-                              dist=distributed, seed=req.seed, runner_type="EpochBasedRunner",
-                              persistent_workers=False)
-    if device == "cuda":
-        model = model.cuda()
-        if distributed:
-            model = MMDistributedDataParallel(model, device_ids=[torch.cuda.current_device()],
-                                              broadcast_buffers=False,
-                                              find_unused_parameters=cfg.get("find_unused_parameters", False))
-        else:
-            model = MMDataParallel(model, device_ids=[0])
-    else:
-        model = CpuDistributedModel(model) if distributed else MMDataParallel(model, device_ids=None)
-
-    optimizer = build_optimizer(model, cfg.optimizer)
-    meta = checkpoint_meta(cfg, dataset)
-    meta.update(seed=req.seed, stage=req.stage, exp_name=Path(req.config).name)
-    runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
-                          default_args=dict(model=model, optimizer=optimizer, work_dir=cfg.work_dir, logger=logger,
-                                            meta=meta))
-    runner.timestamp = timestamp
-    opt_cfg = dict(cfg.get("optimizer_config") or {})
-    opt_cfg.pop("type", None)
-    optimizer_hook = GradAllReduceOptimizerHook(**opt_cfg) if (distributed and device == "cpu") \
-        else OptimizerHook(**opt_cfg)
-    runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
-                                   cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
-    if distributed:
-        runner.register_hook(DistSamplerSeedHook())
-    runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
-    runner.register_hook(RichProgressHook(), priority="VERY_LOW")
-    if cfg.resume_from:
-        runner.resume(cfg.resume_from)
-    elif cfg.load_from:
-        runner.load_checkpoint(cfg.load_from)
-    try:
-        runner.run([loader], [("train", 1)])
-    except NonFiniteLossError as e:
-        raise LoceError(f"training stopped: {e}", "lower the learning rate (--cfg-options optimizer.lr=...); the last "
-                        f"good checkpoint is {os.path.join(cfg.work_dir, 'latest.pth')}") from None
-    memory_init = None
-    for hook in runner.hooks:
-        if type(hook).__name__ == "LoceMemoryInitHook":
-            memory_init = hook.summary
-    return dict(epochs=runner.epoch, iterations=runner.iter, memory_init=memory_init)

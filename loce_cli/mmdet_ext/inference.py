@@ -1,0 +1,57 @@
+"""Inference of a detector over a config's test set, as LVIS results (boxes and RLE masks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from loce_cli.errors import DataError
+
+
+def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
+                    progress: Optional[Callable[[int, int], None]] = None) -> Tuple[List[dict], bool]:
+    """Run the model of ``cfg`` with ``checkpoint`` over ``cfg.data.test`` (one process); return the LVIS results
+    list (``image_id, category_id, bbox [x, y, w, h], score[, segmentation RLE]``) and whether masks came."""
+    from mmcv.parallel import MMDataParallel
+    from mmdet.apis import init_detector
+    from mmdet.core import encode_mask_results
+    from mmdet.datasets import build_dataloader, build_dataset
+
+    test = cfg.data.test
+    test.test_mode = True
+    cfg.model.test_cfg.rcnn.max_per_img = max_dets
+    dataset = build_dataset(test)
+    loader = build_dataloader(dataset, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
+                              dist=False, shuffle=False)
+    model = init_detector(cfg, str(checkpoint), device="cuda:0" if device == "cuda" else "cpu")
+    if tuple(model.CLASSES) != tuple(dataset.CLASSES):
+        raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
+    model = MMDataParallel(model, device_ids=[0] if device == "cuda" else None)
+    model.eval()
+    dets: List[dict] = []
+    has_masks = False
+    for n, data in enumerate(loader):
+        with torch.no_grad():
+            result = model(return_loss=False, rescale=True, **data)
+        for k, res in enumerate(result):
+            img_id = dataset.img_ids[n * loader.batch_size + k]
+            bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
+            if segm_res is not None:
+                has_masks = True
+                segm_res = encode_mask_results(segm_res)
+            for label, boxes in enumerate(bbox_res):
+                for j in range(boxes.shape[0]):
+                    x1, y1, x2, y2, score = (float(v) for v in boxes[j])
+                    det = dict(image_id=img_id, category_id=dataset.cat_ids[label],
+                               bbox=[x1, y1, x2 - x1, y2 - y1], score=score)
+                    if segm_res is not None:
+                        rle = dict(segm_res[label][j])
+                        counts = rle["counts"]
+                        rle["counts"] = counts.decode() if isinstance(counts, bytes) else counts
+                        det["segmentation"] = rle
+                    dets.append(det)
+        if progress is not None:
+            progress(min((n + 1) * loader.batch_size, len(dataset)), len(dataset))
+    return dets, has_masks
