@@ -51,5 +51,16 @@ def engine_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_GROUP_STYLE = {"r": "red", "c": "yellow", "f": "blue"}
+
+
+def group_label(group: str) -> str:
+    """Coloured frequency-group name for rich output; ``group`` is a key (``r``) or a name (``rare``)."""
+    from loce_cli.core.frequency import GROUP_NAMES, NAME_TO_GROUP
+
+    key = NAME_TO_GROUP.get(group, group)
+    return f"[{_GROUP_STYLE[key]}]{GROUP_NAMES[key]}[/]"
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -7,13 +7,11 @@ from typing import Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, err, out, print_json
+from loce_cli.cli._common import engine_errors, err, group_label, out, print_json
 
 app = typer.Typer(help="Datasets: synthetic long-tailed LVIS-format data and class-frequency statistics.",
                   no_args_is_help=True)
 
-GROUP_STYLE = {"r": "red", "c": "yellow", "f": "blue"}
-GROUP_LABEL = {"r": "rare", "c": "common", "f": "frequent"}
 
 
 @app.command("synth")
@@ -55,7 +53,7 @@ def synth(
     for name, s in (("train", result.train), ("val", result.val)):
         table.add_row(name, f"{s.images:,}", f"{s.instances:,}", s.annotation_file)
     out.print(table)
-    groups = ", ".join(f"[{GROUP_STYLE[g]}]{GROUP_LABEL[g]} {n}[/]" for g, n in result.classes_per_group.items())
+    groups = ", ".join(f"{group_label(g)} {n}" for g, n in result.classes_per_group.items())
     out.print(f"{opts.num_classes} classes by training-image frequency: {groups}")
     out.print(f"{result.files_written:,} files, {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s")
     for note in result.notes:
@@ -95,7 +93,7 @@ def stats(
     table.add_column("classes w/o instances", justify="right")
     total = max(result.num_annotations, 1)
     for g, s in result.groups.items():
-        table.add_row(f"[{GROUP_STYLE[g]}]{GROUP_LABEL[g]}[/]", f"{s.classes:,}", f"{s.images:,}",
+        table.add_row(group_label(g), f"{s.classes:,}", f"{s.images:,}",
                       f"{s.instances:,}", f"{100 * s.instances / total:.1f}%", f"{s.classes_without_instances:,}")
     out.print(table)
     if result.head_tail_ratio is not None:

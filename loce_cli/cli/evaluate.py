@@ -9,8 +9,6 @@ import typer
 
 from loce_cli.cli._common import engine_errors, fail, out, print_json
 
-GROUP = {"r": "rare", "c": "common", "f": "frequent"}
-STYLE = {"r": "red", "c": "yellow", "f": "blue"}
 
 
 @engine_errors

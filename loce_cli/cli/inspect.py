@@ -7,12 +7,10 @@ from typing import Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, out, print_json
+from loce_cli.cli._common import engine_errors, group_label, out, print_json
 
 app = typer.Typer(help="Inspect the LOCE state stored in a checkpoint: mean scores, feature memory.",
                   no_args_is_help=True)
-STYLE = {"rare": "red", "common": "yellow", "frequent": "blue", "r": "red", "c": "yellow", "f": "blue"}
-NAME = {"r": "rare", "c": "common", "f": "frequent"}
 
 
 def _fmt(x) -> str:
@@ -42,14 +40,14 @@ def scores(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
     for col in ("group", "classes", "mean", "median", "min"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for g, s in report.groups.items():
-        table.add_row(f"[{STYLE[g]}]{g}[/]", str(s["classes"]), _fmt(s["mean"]), _fmt(s["median"]), _fmt(s["min"]))
+        table.add_row(group_label(g), str(s["classes"]), _fmt(s["mean"]), _fmt(s["median"]), _fmt(s["min"]))
     out.print(table)
     if report.lowest:
         weak = Table(title=f"{len(report.lowest)} weakest classes ({split})", title_justify="left")
         for col in ("class", "group", "score", "train images", "train instances"):
             weak.add_column(col, justify="left" if col in ("class", "group") else "right")
         for c in report.lowest:
-            weak.add_row(c.name, f"[{STYLE[c.group]}]{NAME[c.group]}[/]", f"{c.score:.4f}",
+            weak.add_row(c.name, group_label(c.group), f"{c.score:.4f}",
                          "-" if c.train_images is None else str(c.train_images),
                          "-" if c.train_instances is None else str(c.train_instances))
         out.print(weak)
@@ -76,7 +74,7 @@ def memory(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
     for col in ("group", "full", "partial", "empty"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for g, f in report.fill.items():
-        table.add_row(f"[{STYLE[g]}]{g}[/]", str(f["full"]), str(f["partial"]), str(f["empty"]))
+        table.add_row(group_label(g), str(f["full"]), str(f["partial"]), str(f["empty"]))
     out.print(table)
     out.print(f"{report.stored_features:,} stored features")
     if report.empty_classes:
