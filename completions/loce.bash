@@ -7,12 +7,13 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "data"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"quickstart"|"train"|"train base") path="${path:+$path }$w" ;;
+            "data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"quickstart"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
         "") opts="data doctor eval finetune inspect quickstart train --debug --version --help -h"; valued="" ;;
-        "data") opts="stats synth --help -h"; valued="" ;;
+        "data") opts="prep stats synth --help -h"; valued="" ;;
+        "data prep") opts="--root --version --check-images --subset --seed --out --force --json --help -h"; valued="--root --version --check-images --subset --seed --out" ;;
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
         "data synth") opts="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;
         "doctor") opts="--json --help -h"; valued="" ;;

@@ -1,4 +1,4 @@
-"""``loce data ...``: datasets (synthetic long-tailed data, statistics)."""
+"""``loce data ...``: datasets (synthetic long-tailed data, LVIS preparation, statistics)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from loce_cli.cli._common import engine_errors, err, group_label, out, print_json
 
-app = typer.Typer(help="Datasets: synthetic long-tailed LVIS-format data and class-frequency statistics.",
+app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
                   no_args_is_help=True)
 
 
@@ -105,3 +105,102 @@ def stats(
     out.print(f"groups from {source}")
     if plot is not None:
         out.print(f"plot written to {plot}")
+
+
+@app.command("prep")
+@engine_errors
+def prep(
+    root: Path = typer.Option(..., "--root", help="Dataset folder holding annotations/ (and the image folders)."),
+    version: str = typer.Option("auto", "--version", help="LVIS version: v1, v0.5 or auto (detect)."),
+    check_images: str = typer.Option(
+        "sample", "--check-images",
+        help="Image files to open and check: all, sample (200 random per annotation file) or none."),
+    subset: Optional[float] = typer.Option(
+        None, "--subset", help="Write a smaller train file with this fraction of the images (0-1] to --out."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the image sample and of --subset."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="With --subset: the new dataset folder."),
+    force: bool = typer.Option(False, "--force", help="With --subset: replace a non-empty --out."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Validate LVIS (v1, v0.5) or LVIS-format data under --root and write annotations/loce_meta.json.
+
+    Checks every annotation file (JSON, keys, unique ids, references, boxes, segmentations, frequency groups,
+    image files); exit 1 on errors (nothing written), 0 with warnings for tolerable oddities. The meta file
+    (class names in label order, frequency groups, per-class counts, checksums) is what training reads.
+    """
+    from loce_cli.cli._common import fail
+
+    choices = {"version": (version, ("v1", "v0.5", "auto")), "check-images": (check_images, ("all", "sample", "none"))}
+    for opt, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise fail(f"--{opt} must be one of {', '.join(allowed)}, got {value!r}", 2)
+    if (subset is None) != (out_dir is None):
+        raise fail("--subset and --out go together (hint: loce data prep --root DIR --subset 0.1 --out DIR_SMALL)", 2)
+
+    from loce_cli.engine import prep as engine
+
+    try:
+        with _status(f"validating {root}...", json_out):
+            if subset is not None:
+                sub = engine.make_subset(root, out_dir, subset, seed=seed, version=version, force=force,
+                                         check_images=check_images)
+                result = sub.prep
+            else:
+                sub = None
+                result = engine.prep_dataset(root, version=version, check_images=check_images, seed=seed)
+    except engine.MissingDataError as e:
+        if not json_out:
+            err.print(e.layout, markup=False, highlight=False)
+        raise
+    if json_out:
+        print_json(sub.to_dict() if sub is not None else result.to_dict())
+    else:
+        _render_prep(result, sub)
+    if not result.ok:
+        files = sum(1 for f in result.files if f.errors) or 1
+        raise fail(f"{result.errors:,} problem(s) in {files} file(s) under {result.root}; nothing written (hint: "
+                   "fix the files as listed above, or download them again, then rerun loce data prep)")
+
+
+def _status(text: str, quiet: bool):
+    from contextlib import nullcontext
+
+    return err.status(text) if err.is_terminal and not quiet else nullcontext()
+
+
+def _render_prep(result, sub) -> None:
+    from rich.table import Table
+
+    title = f"LVIS {result.version}" if result.version else "LVIS-format data"
+    out.print(f"[bold]{title}[/] under {result.root}", soft_wrap=True, highlight=False)
+    table = Table()
+    table.add_column("file", no_wrap=True)
+    for col in ("images", "instances", "classes"):
+        table.add_column(col, justify="right")
+    table.add_column("result")
+    for f in result.files:
+        status = "[red]errors[/]" if f.errors else ("[yellow]warnings[/]" if f.problems else "[green]ok[/]")
+        table.add_row(Path(f.path).name, f"{f.images:,}", f"{f.annotations:,}", f"{f.categories:,}", status)
+    out.print(table)
+    checked = sum(f.images_checked for f in result.files)
+    out.print(f"image files checked: {checked:,} ({result.check_images})" if result.check_images != "none"
+              else "image files: not checked (--check-images none)")
+    for where, p in result.all_problems():
+        colour = "red" if p.severity == "error" else "yellow"
+        out.print(f"[{colour}]{p.severity}[/] {Path(where).name}: {p.message} ({p.count:,})", highlight=False,
+                  soft_wrap=True)
+        for ex in p.examples:
+            out.print(f"    e.g. {ex}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"    fix: {p.hint}", markup=False, highlight=False, soft_wrap=True)
+    if result.layout_help:
+        out.print(result.layout_help, markup=False, highlight=False, soft_wrap=True)
+    if not result.ok:
+        return
+    groups = ", ".join(f"{group_label(g)} {n}" for g, n in result.classes_per_group.items())
+    out.print(f"{result.num_classes:,} classes: {groups}")
+    if sub is not None:
+        out.print(f"subset: {sub.images:,} of {sub.source_images:,} images, {sub.annotations:,} of "
+                  f"{sub.source_annotations:,} instances (fraction {sub.fraction:g}, seed {sub.seed}); "
+                  f"{sub.classes_without_instances:,} classes without instances", soft_wrap=True)
+    out.print(f"wrote {result.meta_path} in {result.seconds:.1f} s"
+              + (f" ({result.warnings:,} warning(s) above)" if result.warnings else ""), soft_wrap=True)

@@ -115,6 +115,9 @@ def validate(req: TrainRequest):
             raise DataError(f"training data {path} does not exist (from {req.config})",
                             "generate it (loce data synth --out DIR) or point the config at your data with "
                             "--cfg-options data.train.ann_file=... data.train.img_prefix=...")
+    from loce_cli.engine.prep import check_prepared
+
+    check_prepared(cfg, req.config)  # real-LVIS configs: the data must have been through `loce data prep`
     if req.stage == "finetune":
         if not req.base_checkpoint:
             raise LoceUsageError("finetune needs the base checkpoint", "pass --from BASE_CKPT")

@@ -4,10 +4,16 @@ mmdet's ``LVISV1Dataset`` hard-codes LVIS v1's 1203 class names and reads image 
 ``coco_url``. ``LoceLVISDataset`` takes the classes (and their order) from the file's ``categories``, so the
 synthetic data and users' own LVIS-format data work unchanged, and resolves each image from ``coco_url``
 (host stripped, as for LVIS v1: ``train2017/000000391895.jpg``) or else from ``file_name``.
+
+When ``loce data prep`` has written ``loce_meta.json`` next to the annotation file, the class names, frequency
+groups and training-image / instance counts come from it (checked against the file's categories);
+``loce_meta='required'`` (the real-LVIS configs) refuses a file without it, naming ``loce data prep``.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from urllib.parse import urlparse
 
 from mmdet.datasets.builder import DATASETS
@@ -36,9 +42,14 @@ class LoceLVISDataset(LVISV1Dataset):
     """
 
     CLASSES = None
+    META_NAME = "loce_meta.json"
 
-    def __init__(self, *args, classes=None, **kwargs):
+    def __init__(self, *args, classes=None, loce_meta="auto", **kwargs):
+        if loce_meta not in ("auto", "required", "ignore"):
+            raise ValueError(f"loce_meta must be 'auto', 'required' or 'ignore', got {loce_meta!r}")
         self._requested_classes = classes
+        self._loce_meta = loce_meta
+        self.meta = None
         super().__init__(*args, classes=classes, **kwargs)
 
     def load_annotations(self, ann_file):
@@ -61,6 +72,19 @@ class LoceLVISDataset(LVISV1Dataset):
         self.class_frequency = tuple(c.get("frequency") for c in cats)
         self.class_image_count = tuple(c.get("image_count") for c in cats)
         self.class_instance_count = tuple(c.get("instance_count") for c in cats)
+        meta = self._read_meta(ann_file) if self._loce_meta != "ignore" else None
+        if meta is not None:
+            prep = f"loce data prep --root {_dataset_root(ann_file)}"
+            if [int(c) for c in meta["category_ids"]] != list(self.cat_ids) or tuple(meta["classes"]) != names:
+                raise ValueError(f"{Path(ann_file).parent / self.META_NAME} lists other classes than {ann_file}; "
+                                 f"run `{prep}` again")
+            self.meta = meta
+            self.CLASSES = tuple(meta["classes"])
+            self.class_frequency = tuple(meta["frequency"])
+            train = (meta.get("files") or {}).get(meta.get("train_file") or "")
+            if train:  # training-set counts, also for a val dataset
+                self.class_image_count = tuple(train["image_count"])
+                self.class_instance_count = tuple(train["instance_count"])
         self.img_ids = self.coco.get_img_ids()
         data_infos = []
         for i in self.img_ids:
@@ -68,3 +92,26 @@ class LoceLVISDataset(LVISV1Dataset):
             info["filename"] = image_relpath(info)
             data_infos.append(info)
         return data_infos
+
+    def _read_meta(self, ann_file):
+        """``loce_meta.json`` next to ``ann_file`` if it describes this file (None when absent and optional)."""
+        path = Path(ann_file).parent / self.META_NAME
+        prep = f"loce data prep --root {_dataset_root(ann_file)}"
+        if not path.is_file():
+            if self._loce_meta == "required":
+                raise FileNotFoundError(f"{ann_file} has not been prepared (no {self.META_NAME} next to it); "
+                                        f"run `{prep}` first")
+            return None
+        with open(path, "rb") as f:
+            meta = json.load(f)
+        entry = (meta.get("files") or {}).get(Path(ann_file).name)
+        if entry is None or entry.get("size") != Path(ann_file).stat().st_size:
+            if self._loce_meta == "required":
+                raise ValueError(f"{path} does not describe {ann_file} as it is now; run `{prep}` again")
+            return None
+        return meta
+
+
+def _dataset_root(ann_file) -> Path:
+    parent = Path(ann_file).parent
+    return parent.parent if parent.name == "annotations" else parent

@@ -27,13 +27,16 @@ test_pipeline = [
              dict(type='Collect', keys=['img']),
          ]),
 ]
+# loce_meta='required': the data must have been checked by `loce data prep --root data/lvis_v1` (it writes
+# annotations/loce_meta.json: class names in label order, frequency groups, counts); training stops early
+# otherwise, naming that command.
 data = dict(
     samples_per_gpu=2,
     workers_per_gpu=2,
     train=dict(type=dataset_type, ann_file=data_root + 'annotations/lvis_v1_train.json', img_prefix=data_root,
-               pipeline=train_pipeline),
+               pipeline=train_pipeline, loce_meta='required'),
     val=dict(type=dataset_type, ann_file=data_root + 'annotations/lvis_v1_val.json', img_prefix=data_root,
-             pipeline=test_pipeline),
+             pipeline=test_pipeline, loce_meta='required'),
     test=dict(type=dataset_type, ann_file=data_root + 'annotations/lvis_v1_val.json', img_prefix=data_root,
-              pipeline=test_pipeline))
+              pipeline=test_pipeline, loce_meta='required'))
 evaluation = dict(interval=24, metric=['bbox', 'segm'])
