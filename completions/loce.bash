@@ -17,7 +17,7 @@ _loce_complete() {
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
         "data synth") opts="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;
         "doctor") opts="--json --help -h"; valued="" ;;
-        "eval") opts="--results --ann --split --metric --max-dets --out --cfg-options --device --force --json --help -h"; valued="--results --ann --split --metric --max-dets --out --cfg-options --device" ;;
+        "eval") opts="--results --ann --split --metric --evaluator --max-dets --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --force --json --help -h"; valued="--results --ann --split --metric --evaluator --max-dets --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
         "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --json --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
         "inspect") opts="memory scores --help -h"; valued="" ;;
         "inspect memory") opts="--json --help -h"; valued="" ;;

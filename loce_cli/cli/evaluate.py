@@ -1,14 +1,34 @@
-"""``loce eval``: evaluate a checkpoint (or an existing LVIS results file) with the official lvis API."""
+"""``loce eval``: evaluate a checkpoint (or an existing LVIS results file) with the official lvis API or the fast
+evaluator; inference in one process or N (GPUs or CPU processes, results gathered on rank 0)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, fail, out, print_json
+from loce_cli.cli._common import engine_errors, err, fail, out, print_json
+from loce_cli.cli.train import GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
 
+
+@contextlib.contextmanager
+def _inference_progress(enabled: bool):
+    """A rich progress bar over images on stderr (a terminal only); yields the callback or None."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("inference"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("inference", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _say(msg: str) -> None:
+    err.print(f"[dim]{msg}...[/]")
 
 
 @engine_errors
@@ -20,12 +40,17 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
              split: str = typer.Option("all", "--split", help="all, rare, common or frequent."),
              metric: Optional[List[str]] = typer.Option(None, "--metric", help="bbox and/or segm (repeatable; "
                                                                                "default both)."),
+             evaluator: str = typer.Option("lvis", "--evaluator", help="lvis (the official API, the reference) or "
+                                                                       "fast (faster-coco-eval, same AP)."),
              max_dets: int = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300)."),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="Where results.json, metrics.json and "
                                                                        "metrics.txt go (default: next to the "
                                                                        "checkpoint, eval/)."),
              cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="KEY=VALUE (repeatable)."),
-             device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+             gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
+             master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
+             device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, "
+                                                                          "else cpu)."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
              json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Per-frequency AP (AP, APr, APc, APf) with the official lvis API; per-class AP by group."""
@@ -36,22 +61,30 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         if ann is None or config is not None:
             raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
                        2)
-        report = ev.evaluate_results(results, ann, metrics, split, max_dets)
+        report = ev.evaluate_results(results, ann, metrics, split, max_dets, evaluator, _say)
         if out_dir is not None:
             ev.write_report(report, out_dir)
     else:
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
-        target = out_dir or checkpoint.parent / "eval"
-        report = ev.evaluate_model(config, checkpoint, target, metrics, split, max_dets, cfg_options or [], device,
-                                   force)
+        from loce_cli.engine.launch import LaunchOptions
+
+        launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                               master_port=master_port, launcher=launcher, device=device)
+        req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
+                             split, max_dets, list(cfg_options or []), force, evaluator, launch)
+        with _inference_progress(not launch.starts_processes()) as progress:
+            report = ev.evaluate_model(req, progress, _say)
+        if report is None:  # another node's processes; node 0 writes the results
+            out.print(f"node {node_rank}: inference done; node 0 writes {req.out}/metrics.json")
+            return
     if json_out:
         print_json(report.to_dict())
         return
     from rich.table import Table
 
-    table = Table(title=f"LVIS evaluation ({report.evaluator} API, max {report.max_dets} dets/image)",
-                  title_justify="left")
+    title = "official lvis API" if report.evaluator == "lvis" else "faster-coco-eval, LVIS mode"
+    table = Table(title=f"LVIS evaluation ({title}, max {report.max_dets} dets/image)", title_justify="left")
     table.add_column("metric")
     for k in ev.SUMMARY_KEYS:
         table.add_column(k, justify="right")

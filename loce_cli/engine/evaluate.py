@@ -6,9 +6,10 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from loce_cli.core.frequency import parse_split
+from loce_cli.engine.launch import LaunchOptions, check_launch, init_distributed
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 METRICS = ("bbox", "segm")
@@ -86,19 +87,25 @@ def _load_results(path: Path) -> list:
     return results
 
 
+EVALUATORS = ("lvis", "fast")
+
+
 def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] = METRICS, split: str = "all",
-                     max_dets: int = 300) -> EvalReport:
-    """Evaluate an LVIS results JSON against an LVIS annotation file with the official ``lvis`` API."""
+                     max_dets: int = 300, evaluator: str = "lvis",
+                     say: Optional[Callable[[str], None]] = None) -> EvalReport:
+    """Evaluate an LVIS results JSON against an LVIS annotation file: ``evaluator="lvis"`` is the official API
+    (the reference), ``"fast"`` faster-coco-eval's LVIS mode. ``say`` hears what each step is doing."""
     from loce_cli import compat
 
     compat.apply()
     compat.quiet_known_noise()
-    from lvis import LVIS, LVISEval, LVISResults
-
     from loce_cli.engine.stats import load_annotation_json
 
     metrics = _check_metrics(metrics)
     _check_split(split)
+    if evaluator not in EVALUATORS:
+        raise LoceUsageError(f"--evaluator {evaluator!r} is not supported", "use lvis (reference) or fast")
+    say = say or (lambda _msg: None)
     if max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
     start = time.perf_counter()
@@ -115,9 +122,31 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
     if "segm" in metrics and any("segmentation" not in r for r in results):
         raise DataError(f"{results_file} has detections without 'segmentation'", "pass --metric bbox for box-only "
                         "results")
+    if evaluator == "fast":
+        out = _run_fast(gt_data, results, metrics, max_dets, say)
+    else:
+        out = _run_lvis(Path(ann_file), results, metrics, max_dets, say)
+    return EvalReport(str(ann_file), str(results_file), evaluator, max_dets, split, out, time.perf_counter() - start)
+
+
+def _class_ap(precision_k) -> Optional[float]:
+    """A class's AP from its precision slice (IoU x recall), LVIS's rule: the mean over the entries > -1."""
+    p = precision_k[precision_k > -1]
+    return float(p.mean()) if p.size else None
+
+
+def _run_lvis(ann_file: Path, results: list, metrics: Sequence[str], max_dets: int, say) -> Dict[str, MetricResult]:
+    """The reference: the official ``lvis`` API (LVIS, LVISResults keeps the top ``max_dets`` per image, LVISEval)."""
+    import logging
+
+    from lvis import LVIS, LVISEval, LVISResults
+
+    logging.getLogger("lvis").setLevel(logging.ERROR)  # "Assuming user provided the results in correct format."
+    say(f"loading {ann_file.name} (lvis API)")
     gt = LVIS(str(ann_file))
     out: Dict[str, MetricResult] = {}
     for metric in metrics:
+        say(f"evaluating {metric} with the lvis API ({len(results):,} detections)")
         dt = LVISResults(gt, results, max_dets=max_dets)
         ev = LVISEval(gt, dt, iou_type=metric)
         ev.params.max_dets = max_dets
@@ -126,13 +155,70 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
         precision = ev.eval["precision"]  # [T, R, K, A]
         per_class = []
         for k, cat_id in enumerate(ev.params.cat_ids):
-            p = precision[:, :, k, 0]
-            p = p[p > -1]
             cat = gt.cats[cat_id]
             per_class.append(ClassAP(int(cat_id), str(cat["name"]), str(cat.get("frequency", "")),
-                                     cat.get("image_count"), float(p.mean()) if p.size else None))
+                                     cat.get("image_count"), _class_ap(precision[:, :, k, 0])))
         out[metric] = MetricResult(summary, per_class)
-    return EvalReport(str(ann_file), str(results_file), "lvis", max_dets, split, out, time.perf_counter() - start)
+    return out
+
+
+def _top_dets_per_image(results: list, max_dets: int) -> list:
+    """The detections LVISResults keeps: per image, the ``max_dets`` highest scores (stable sort)."""
+    by_image: Dict[int, list] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    kept = []
+    for dets in by_image.values():
+        if len(dets) > max_dets:
+            dets = sorted(dets, key=lambda r: r["score"], reverse=True)[:max_dets]
+        kept.extend(dets)
+    return kept
+
+
+_FAST_KEYS = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_small", "APm": "AP_medium",
+              "APl": "AP_large"}
+
+
+def _copy_det(det: dict) -> dict:
+    det = dict(det)
+    if isinstance(det.get("segmentation"), dict):
+        det["segmentation"] = dict(det["segmentation"])
+    return det
+
+
+def _run_fast(gt_data: dict, results: list, metrics: Sequence[str], max_dets: int, say) -> Dict[str, MetricResult]:
+    """faster-coco-eval's C++ evaluator in LVIS mode (negative / not-exhaustive categories, r/c/f groups); the
+    same AP, APr, APc, APf as the official API (tested to 1e-4), several times faster on large sets."""
+    import logging
+
+    import numpy as np
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
+    say(f"indexing {len(gt_data['images']):,} images (faster-coco-eval)")
+    gt = COCO(gt_data)
+    kept = _top_dets_per_image(results, max_dets)
+    cats = {c["id"]: c for c in gt_data["categories"]}
+    out: Dict[str, MetricResult] = {}
+    for n, metric in enumerate(metrics):
+        say(f"evaluating {metric} with faster-coco-eval ({len(kept):,} detections)")
+        # loadRes annotates the detection dicts in place (area, id, RLE): each metric gets its own copies
+        dt = gt.loadRes(kept if n == len(metrics) - 1 else [_copy_det(r) for r in kept])
+        ev = COCOeval_faster(gt, dt, iouType=metric, lvis_style=True, print_function=lambda *_a: None)
+        ev.params.maxDets = [max_dets]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        stats = ev.stats_as_dict
+        summary = {k: float(stats[_FAST_KEYS.get(k, k)]) for k in SUMMARY_KEYS}
+        precision = np.asarray(ev.eval["precision"])[..., 0]  # [T, R, K, A] at the one maxDets
+        per_class = []
+        for k, cat_id in enumerate(ev.params.catIds):
+            cat = cats[cat_id]
+            per_class.append(ClassAP(int(cat_id), str(cat["name"]), str(cat.get("frequency", "")),
+                                     cat.get("image_count"), _class_ap(precision[:, :, k, 0])))
+        out[metric] = MetricResult(summary, per_class)
+    return out
 
 
 def write_report(report: EvalReport, out: Path) -> Path:
@@ -149,43 +235,143 @@ def write_report(report: EvalReport, out: Path) -> Path:
     return out / "metrics.json"
 
 
-def evaluate_model(config: Path, checkpoint: Path, out: Path, metrics: Sequence[str] = METRICS, split: str = "all",
-                   max_dets: int = 300, cfg_options: Sequence[str] = (), device: str = "cpu", force: bool = False,
-                   progress=None) -> EvalReport:
-    """Single-process inference of ``checkpoint`` on the config's test set, LVIS results JSON, evaluation."""
-    import torch
+@dataclass
+class EvalRequest:
+    """``loce eval CONFIG CHECKPOINT``: what to run, where the outputs go, and how many processes infer."""
 
-    from loce_cli.engine._io import atomic_path
+    config: str
+    checkpoint: str
+    out: str
+    metrics: List[str] = field(default_factory=lambda: list(METRICS))
+    split: str = "all"
+    max_dets: int = 300
+    cfg_options: List[str] = field(default_factory=list)
+    force: bool = False
+    evaluator: str = "lvis"
+    launch: LaunchOptions = field(default_factory=LaunchOptions)
+
+
+def _validate_eval(req: EvalRequest):
+    """Everything that can be checked before inference starts; returns the loaded config."""
     from loce_cli.engine.config import load_config
     from loce_cli.engine.train import read_checkpoint
 
-    metrics = _check_metrics(metrics)
-    _check_split(split)
-    out = Path(out)
-    if (out / "metrics.json").exists() and not force:
+    req.metrics = _check_metrics(req.metrics)
+    _check_split(req.split)
+    if req.evaluator not in EVALUATORS:
+        raise LoceUsageError(f"--evaluator {req.evaluator!r} is not supported", "use lvis (reference) or fast")
+    if req.max_dets < 1:
+        raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
+    check_launch(req.launch)
+    out = Path(req.out)
+    if (out / "metrics.json").exists() and not req.force:
         raise OutputExistsError(f"--out {out} already holds metrics.json", "pass --force or another --out")
-    cfg = load_config(Path(config), cfg_options)
-    ckpt = read_checkpoint(Path(checkpoint))
+    cfg = load_config(Path(req.config), req.cfg_options)
+    ckpt = read_checkpoint(Path(req.checkpoint))
     if not (ckpt.get("meta") or {}).get("CLASSES"):
-        raise DataError(f"{checkpoint} has no class names in its meta", "evaluate a checkpoint written by loce "
+        raise DataError(f"{req.checkpoint} has no class names in its meta", "evaluate a checkpoint written by loce "
                         "(loce train base / loce finetune)")
-    test = cfg.data.test
-    ann_file = Path(test.ann_file)
+    ann_file = Path(cfg.data.test.ann_file)
     if not ann_file.is_file():
         raise DataError(f"test annotations {ann_file} do not exist", "set --cfg-options data.test.ann_file=...")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise LoceUsageError("--device cuda but no CUDA device is present", "use --device cpu")
+    return cfg
+
+
+def evaluate_model(req: EvalRequest, progress: Optional[Callable[[int, int], None]] = None,
+                   say: Optional[Callable[[str], None]] = None) -> EvalReport:
+    """Inference of ``req.checkpoint`` on the config's test set (this process, or N processes through torchrun,
+    results gathered on rank 0), the LVIS results JSON, evaluation, ``metrics.json`` + ``metrics.txt``."""
+    _validate_eval(req)
+    if req.launch.starts_processes():
+        from loce_cli.engine.launch import run_torchrun
+
+        out = Path(req.out)
+        out.mkdir(parents=True, exist_ok=True)
+        spec = out / ".loce_eval_launch.json"
+        try:
+            run_torchrun(req.launch, dict(kind="eval", **asdict(req)), spec, "evaluation",
+                         "see the output above")
+        finally:
+            spec.unlink(missing_ok=True)
+        if req.launch.node_rank != 0:
+            return None
+        return read_report(out / "metrics.json")
+    return run_eval_worker(req, progress, say)
+
+
+def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalReport]:
+    """One inference process: its share of the images; rank 0 gathers, writes and evaluates."""
+    import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
+    from loce_cli.engine._io import atomic_path
+    from loce_cli.engine.config import load_config
     from loce_cli.mmdet_ext.inference import lvis_detections
 
-    dets, has_masks = lvis_detections(cfg, Path(checkpoint), device, max_dets, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    results_file = out / "results.json"
-    with atomic_path(results_file) as tmp:
-        tmp.write_text(json.dumps(dets))
-    if not has_masks:
-        metrics = [m for m in metrics if m != "segm"]
-    report = evaluate_results(results_file, ann_file, metrics, split, max_dets)
-    report.checkpoint, report.config = str(checkpoint), str(config)
-    write_report(report, out)
+    say = say or (lambda _msg: None)
+    rank, _local, world = init_distributed(req.launch)
+    device = req.launch.resolved_device()
+    cfg = load_config(Path(req.config), req.cfg_options)
+    if world > 1 and rank == 0 and progress is None:
+        progress = _text_progress(f"inference ({world} processes, rank 0's share)")
+    dets, has_masks = lvis_detections(cfg, Path(req.checkpoint), device, req.max_dets,
+                                      progress if rank == 0 else None, rank, world)
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object((dets, has_masks), gathered, dst=0)
+        if rank == 0:
+            dets = [d for part, _ in gathered for d in part]
+            has_masks = any(m for _, m in gathered)
+    report = None
+    if rank == 0:
+        dets.sort(key=lambda d: (d["image_id"], -d["score"]))
+        out = Path(req.out)
+        out.mkdir(parents=True, exist_ok=True)
+        results_file = out / "results.json"
+        say(f"writing {len(dets):,} detections to {results_file}")
+        with atomic_path(results_file) as tmp:
+            tmp.write_text(json.dumps(dets))
+        metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
+        report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
+                                  req.evaluator, say)
+        report.checkpoint, report.config = str(req.checkpoint), str(req.config)
+        write_report(report, out)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return report
 
+
+def _text_progress(label: str):
+    """A progress callback printing every 10% to stderr (for processes without a rich console)."""
+    import sys
+
+    last = [-1]
+
+    def update(done: int, total: int) -> None:
+        step = done * 10 // max(total, 1)
+        if step != last[0]:
+            last[0] = step
+            print(f"{label}: {done}/{total} images", file=sys.stderr, flush=True)
+
+    return update
+
+
+def read_report(path: Path) -> EvalReport:
+    """An ``EvalReport`` from a ``metrics.json`` written by ``write_report``, with one-line errors."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", "pass an eval --out directory or its metrics.json")
+    try:
+        data = json.loads(path.read_text())
+        metrics = {m: MetricResult(r["summary"], [ClassAP(**c) for c in r["per_class"]])
+                   for m, r in data["metrics"].items()}
+        data["metrics"] = metrics
+        return EvalReport(**data)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise DataError(f"{path} is not a loce metrics.json ({type(e).__name__}: {str(e)[:80]})",
+                        "pass the metrics.json that loce eval wrote") from None

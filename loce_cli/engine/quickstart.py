@@ -98,7 +98,7 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
         say(f"      {out.iterations} iterations in {out.seconds:.0f} s -> {out.checkpoint}")
-    from loce_cli.engine.evaluate import evaluate_model
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 
     t = time.perf_counter()
     done = []
@@ -110,8 +110,9 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
             result.metrics[run_name] = {m: r["summary"] for m, r in saved["metrics"].items()}
             continue
         say(f"[4/4] eval: {run_name} ({checkpoints[stage].name}) on the val split")
-        report = evaluate_model(config, checkpoints[stage], out, force=True,
-                                cfg_options=_data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", [])))
+        options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))
+        report = evaluate_model(EvalRequest(str(config), str(checkpoints[stage]), str(out), force=True,
+                                            cfg_options=options))
         result.metrics[run_name] = {m: r.summary for m, r in report.metrics.items()}
         done.append(run_name)
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,

@@ -5,37 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from loce_cli.errors import DataError, LoceError, LoceUsageError, OutputExistsError
+from loce_cli.engine.launch import LaunchOptions, check_launch, init_distributed, run_torchrun
+from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 STAGES = ("base", "finetune")
-LAUNCHERS = ("none", "pytorch", "slurm")
-
-
-@dataclass
-class LaunchOptions:
-    """How many processes, where. ``gpus`` (per node) or ``nproc`` (CPU processes per node, gloo)."""
-
-    gpus: int = 0
-    nproc: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int = 29500
-    launcher: str = "none"
-    device: Optional[str] = None  # "cpu" | "cuda" | None (cuda when --gpus, else cpu)
-
-    def resolved_device(self) -> str:
-        return self.device or ("cuda" if self.gpus > 0 else "cpu")
-
-    def procs_per_node(self) -> int:
-        return self.gpus if self.gpus > 0 else self.nproc
 
 
 @dataclass
@@ -86,28 +64,7 @@ def validate(req: TrainRequest):
     launch = req.launch
     if req.stage not in STAGES:
         raise LoceUsageError(f"unknown stage {req.stage!r}", "base or finetune")
-    if launch.launcher not in LAUNCHERS:
-        raise LoceUsageError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launch.launcher!r}",
-                             "none starts the processes itself")
-    if launch.gpus < 0 or launch.nproc < 1 or launch.nnodes < 1:
-        raise LoceUsageError("--gpus must be >= 0, --nproc and --nnodes >= 1", "e.g. --gpus 8 or --nproc 2")
-    if launch.gpus > 0 and launch.nproc > 1:
-        raise LoceUsageError("--gpus and --nproc exclude each other", "--gpus N for GPUs, --nproc N for CPU processes")
-    if not 0 <= launch.node_rank < launch.nnodes:
-        raise LoceUsageError(f"--node-rank {launch.node_rank} is outside 0..{launch.nnodes - 1}", "ranks start at 0")
-    device = launch.resolved_device()
-    if device not in ("cpu", "cuda"):
-        raise LoceUsageError(f"--device must be cpu or cuda, got {device!r}", "cpu or cuda")
-    if device == "cuda" and launch.launcher == "none":
-        import torch
-
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        want = max(launch.gpus, 1)
-        if have < want:
-            raise LoceUsageError(f"asked for {want} GPU(s) but this machine has {have} CUDA device(s)",
-                                 "drop --gpus / --device cuda to train on the CPU, or use --nproc N for CPU processes")
-    if device == "cpu" and launch.gpus > 0:
-        raise LoceUsageError("--gpus with --device cpu", "use --nproc N for CPU processes")
+    check_launch(launch)
 
     cfg = load_config(Path(req.config), req.cfg_options)
     for path in dataset_paths(cfg):
@@ -218,57 +175,21 @@ def train(req: TrainRequest) -> TrainResult:
     work_dir = prepare_work_dir(req)
     req.resume = resolve_resume(req, work_dir)
     req.work_dir = str(work_dir)
-    launch = req.launch
-    world = launch.procs_per_node() * launch.nnodes
-    if launch.launcher == "none" and world > 1:
+    if req.launch.starts_processes():
         return _launch_torchrun(req, work_dir)
     return run_worker(req)
 
 
 def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
     launch = req.launch
-    spec = work_dir / "loce_launch.json"
-    spec.write_text(json.dumps(asdict(req)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={launch.procs_per_node()}",
-           f"--nnodes={launch.nnodes}", f"--node_rank={launch.node_rank}", f"--master_addr={launch.master_addr}",
-           f"--master_port={launch.master_port}", "-m", "loce_cli.engine.worker", str(spec)]
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(cmd, env=env)
-    if proc.returncode != 0:
-        raise LoceError(f"distributed training failed (torchrun exit code {proc.returncode})",
-                        f"see the log in {work_dir} and the output above")
+    run_torchrun(launch, dict(kind="train", **asdict(req)), work_dir / "loce_launch.json", "training",
+                 f"see the log in {work_dir} and the output above")
     result = work_dir / RESULT_FILE
     if launch.node_rank != 0:
         return TrainResult(str(work_dir), "", 0, 0, 0.0, launch.procs_per_node() * launch.nnodes,
                            launch.resolved_device(),
                            note=f"node {launch.node_rank}'s processes finished; node 0 writes the checkpoints")
     return TrainResult(**json.loads(result.read_text()))
-
-
-def _init_distributed(req: TrainRequest):
-    """(rank, local_rank, world_size) from the launcher's environment; initialises the process group."""
-    import torch
-    import torch.distributed as dist
-
-    launch = req.launch
-    env = os.environ
-    if launch.launcher == "slurm" or ("SLURM_PROCID" in env and "RANK" not in env and launch.launcher != "none"):
-        rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env["SLURM_LOCALID"])
-        env.setdefault("MASTER_PORT", str(launch.master_port))
-        if "MASTER_ADDR" not in env:
-            nodes = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_NODELIST"]], capture_output=True,
-                                   text=True, check=True).stdout.split()
-            env["MASTER_ADDR"] = nodes[0]
-        env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
-    else:
-        rank, world, local = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
-    if world > 1 and not dist.is_initialized():
-        device = launch.resolved_device()
-        if device == "cuda":
-            torch.cuda.set_device(local % torch.cuda.device_count())
-        dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method="env://", rank=rank,
-                                world_size=world)
-    return rank, local, world
 
 
 def run_worker(req: TrainRequest) -> TrainResult:
@@ -278,7 +199,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
     from loce_cli.engine.config import load_config
 
-    rank, local, world = _init_distributed(req)
+    rank, local, world = init_distributed(req.launch)
     distributed = world > 1
     device = req.launch.resolved_device()
     cfg = load_config(Path(req.config), req.cfg_options)

@@ -1,11 +1,12 @@
-"""Entry point of each training process started by torchrun / srun: ``python -m loce_cli.engine.worker SPEC``."""
+"""Entry point of each process started by torchrun / srun: ``python -m loce_cli.engine.worker SPEC``.
+SPEC is a JSON file written by the launching command: ``kind`` ("train" or "eval") and that request's fields."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from loce_cli.engine.train import LaunchOptions, TrainRequest, run_worker
+from loce_cli.engine.launch import LaunchOptions
 from loce_cli.errors import LoceError
 
 
@@ -13,10 +14,18 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0], encoding="utf-8") as f:
         spec = json.load(f)
+    kind = spec.pop("kind", "train")
     spec["launch"] = LaunchOptions(**spec["launch"])
     spec["launch"].launcher = "pytorch" if spec["launch"].launcher == "none" else spec["launch"].launcher
     try:
-        run_worker(TrainRequest(**spec))
+        if kind == "eval":
+            from loce_cli.engine.evaluate import EvalRequest, run_eval_worker
+
+            run_eval_worker(EvalRequest(**spec))
+        else:
+            from loce_cli.engine.train import TrainRequest, run_worker
+
+            run_worker(TrainRequest(**spec))
     except LoceError as e:
         print(f"error: {e.one_line()}", file=sys.stderr)
         return 1

@@ -28,9 +28,10 @@ def _image_labels(dataset) -> List[List[int]]:
     return labels
 
 
-def _unwrap_dataset(dataset):
-    """The dataset holding annotations, under mmdet's wrappers (RepeatDataset, ClassBalancedDataset)."""
-    while not hasattr(dataset, "get_ann_info") and hasattr(dataset, "dataset"):
+def unwrap_dataset(dataset):
+    """The dataset holding annotations, under mmdet's wrappers (RepeatDataset, ClassBalancedDataset: these
+    forward ``get_ann_info`` but hold no ``data_infos`` and none of the class statistics)."""
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "data_infos"):
         dataset = dataset.dataset
     return dataset
 
@@ -48,7 +49,7 @@ def fill_memory(model, dataset, images_per_class: Optional[int] = None, rank: in
     roi_head = detector.roi_head
     memory = roi_head.memory
     per_class = images_per_class or max(1, memory.queue_size // 16)
-    base = _unwrap_dataset(dataset)
+    base = unwrap_dataset(dataset)
     indices = class_balanced_indices(_image_labels(base), per_class,
                                      num_replicas=world_size if shard else 1, rank=rank if shard else 0,
                                      seed=seed)

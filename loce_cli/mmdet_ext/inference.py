@@ -6,14 +6,18 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import torch
+from torch.utils.data import Subset
 
 from loce_cli.errors import DataError
 
 
 def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
-                    progress: Optional[Callable[[int, int], None]] = None) -> Tuple[List[dict], bool]:
-    """Run the model of ``cfg`` with ``checkpoint`` over ``cfg.data.test`` (one process); return the LVIS results
-    list (``image_id, category_id, bbox [x, y, w, h], score[, segmentation RLE]``) and whether masks came."""
+                    progress: Optional[Callable[[int, int], None]] = None, rank: int = 0,
+                    world: int = 1) -> Tuple[List[dict], bool]:
+    """Run the model of ``cfg`` with ``checkpoint`` over ``cfg.data.test``; return the LVIS results list
+    (``image_id, category_id, bbox [x, y, w, h], score[, segmentation RLE]``) and whether masks came.
+    With ``world > 1`` this process takes images ``rank, rank + world, ...`` (no padding, no duplicates);
+    ``progress(done, total)`` counts this process's images."""
     from mmcv.parallel import MMDataParallel
     from mmdet.apis import init_detector
     from mmdet.core import encode_mask_results
@@ -23,12 +27,15 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     test.test_mode = True
     cfg.model.test_cfg.rcnn.max_per_img = max_dets
     dataset = build_dataset(test)
-    loader = build_dataloader(dataset, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
+    indices = list(range(rank, len(dataset), world))
+    shard = dataset if world == 1 else Subset(dataset, indices)
+    loader = build_dataloader(shard, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
                               dist=False, shuffle=False)
-    model = init_detector(cfg, str(checkpoint), device="cuda:0" if device == "cuda" else "cpu")
+    gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
+    model = init_detector(cfg, str(checkpoint), device=gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
-    model = MMDataParallel(model, device_ids=[0] if device == "cuda" else None)
+    model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     model.eval()
     dets: List[dict] = []
     has_masks = False
@@ -36,7 +43,7 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
         with torch.no_grad():
             result = model(return_loss=False, rescale=True, **data)
         for k, res in enumerate(result):
-            img_id = dataset.img_ids[n * loader.batch_size + k]
+            img_id = dataset.img_ids[indices[n * loader.batch_size + k]]
             bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
             if segm_res is not None:
                 has_masks = True
@@ -53,5 +60,5 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                         det["segmentation"] = rle
                     dets.append(det)
         if progress is not None:
-            progress(min((n + 1) * loader.batch_size, len(dataset)), len(dataset))
+            progress(min((n + 1) * loader.batch_size, len(indices)), len(indices))
     return dets, has_masks

@@ -200,7 +200,9 @@ def checkpoint_meta(cfg, dataset) -> dict:
     import mmdet
 
     from loce_cli import __version__
+    from loce_cli.mmdet_ext.hooks import unwrap_dataset
 
+    dataset = unwrap_dataset(dataset)
     return dict(
         CLASSES=tuple(dataset.CLASSES),
         class_frequency=tuple(getattr(dataset, "class_frequency", ()) or ()),

@@ -102,3 +102,79 @@ def test_cli_eval_results_mode(tiny_dataset, tmp_path):
     assert runner.invoke(app, ["eval"]).exit_code == 2
     r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--split", "medium"])
     assert r.exit_code == 2 and "unknown split" in r.stderr
+
+
+def _with_false_positives(dets, root, per_image=8, seed=1):
+    """Extra low-scored boxes of random classes on every image, so per-image top-k and negatives matter."""
+    data = json.loads((root / "annotations" / "lvis_v1_val.json").read_text())
+    rng = np.random.default_rng(seed)
+    cats = [c["id"] for c in data["categories"]]
+    extra = []
+    for im in data["images"]:
+        for _ in range(per_image):
+            x, y = rng.uniform(0, im["width"] - 8), rng.uniform(0, im["height"] - 8)
+            w, h = rng.uniform(4, im["width"] - x), rng.uniform(4, im["height"] - y)
+            det = dict(image_id=im["id"], category_id=int(rng.choice(cats)), bbox=[x, y, w, h],
+                       score=float(rng.random() * 0.5))
+            if "segmentation" in dets[0]:
+                from pycocotools import mask as mask_utils
+
+                rle = mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], im["height"], im["width"])[0]
+                rle["counts"] = rle["counts"].decode()
+                det["segmentation"] = rle
+            extra.append(det)
+    return dets + extra
+
+
+@pytest.mark.parametrize("max_dets", [300, 4])
+def test_fast_evaluator_equals_lvis(tiny_dataset, tmp_path, max_dets):
+    res = tmp_path / "r.json"
+    dets = _with_false_positives(_results(tiny_dataset, seed=5), tiny_dataset)
+    res.write_text(json.dumps(dets))
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    data = json.loads(ann.read_text())
+    assert any(im.get("neg_category_ids") for im in data["images"])  # the LVIS-only rules are exercised
+    ref = evaluate_results(res, ann, max_dets=max_dets)
+    messages = []
+    fast = evaluate_results(res, ann, max_dets=max_dets, evaluator="fast", say=messages.append)
+    assert fast.evaluator == "fast" and any("faster-coco-eval" in m for m in messages)
+    for metric in ("bbox", "segm"):
+        for key in ("AP", "AP50", "AP75", "APr", "APc", "APf"):
+            a, b = ref.metrics[metric].summary[key], fast.metrics[metric].summary[key]
+            assert abs(a - b) <= 1e-4, (metric, key, a, b)
+        for a, b in zip(ref.metrics[metric].per_class, fast.metrics[metric].per_class):
+            assert a.id == b.id and (a.ap is None) == (b.ap is None)
+            assert a.ap is None or abs(a.ap - b.ap) <= 1e-4, (metric, a.name)
+    assert ref.metrics["bbox"].summary["AP"] > 0.05
+
+
+def test_unknown_evaluator_and_report_round_trip(tiny_dataset, tmp_path):
+    from loce_cli.engine.evaluate import read_report
+
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results(tiny_dataset, with_masks=False)))
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    with pytest.raises(LoceUsageError, match="evaluator"):
+        evaluate_results(res, ann, ["bbox"], evaluator="coco")
+    report = evaluate_results(res, ann, ["bbox"])
+    write_report(report, tmp_path / "eval")
+    back = read_report(tmp_path / "eval")
+    assert back.to_dict() == report.to_dict()
+    (tmp_path / "bad.json").write_text('{"metrics": 1}')
+    with pytest.raises(DataError, match="not a loce metrics.json"):
+        read_report(tmp_path / "bad.json")
+
+
+def test_cli_eval_fast_and_usage_errors(tiny_dataset, tmp_path):
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results(tiny_dataset)))
+    ann = str(tiny_dataset / "annotations" / "lvis_v1_val.json")
+    runner = CliRunner()
+    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--evaluator", "fast", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["evaluator"] == "fast"
+    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--evaluator", "coco"])
+    assert r.exit_code == 2 and "evaluator" in r.stderr and "Traceback" not in r.output
+    r = runner.invoke(app, ["eval", "cfg.py", "ckpt.pth", "--gpus", "1", "--nproc", "2"])
+    assert r.exit_code == 2 and "exclude each other" in r.stderr
+    assert not (tmp_path / "eval").exists()

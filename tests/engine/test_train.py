@@ -186,15 +186,37 @@ def test_two_nodes_on_one_machine(base_run, tiny_dataset, tmp_path):
 
 
 def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluate import evaluate_model
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
-    report = evaluate_model(BASE, base_run[0] / "epoch_1.pth", tmp_path / "eval", cfg_options=options)
+    req = EvalRequest(str(BASE), str(base_run[0] / "epoch_1.pth"), str(tmp_path / "eval"), cfg_options=options)
+    report = evaluate_model(req)
     assert set(report.metrics) == {"bbox", "segm"}
     assert all(0.0 <= report.metrics["bbox"].summary[k] <= 1.0 for k in ("AP", "APr", "APc", "APf")
                if report.metrics["bbox"].summary[k] >= 0)
     dets = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert dets and "segmentation" in dets[0] and len(report.metrics["segm"].per_class) == 6
     with pytest.raises(OutputExistsError):
-        evaluate_model(BASE, base_run[0] / "epoch_1.pth", tmp_path / "eval", cfg_options=options)
+        evaluate_model(req)
+
+
+@pytest.mark.slow
+def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
+    ckpt = str(base_run[0] / "epoch_1.pth")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two processes (OMP_NUM_THREADS=1): bit-identical arithmetic
+    try:
+        one = evaluate_model(EvalRequest(str(BASE), ckpt, str(tmp_path / "one"), ["bbox"], cfg_options=options))
+    finally:
+        torch.set_num_threads(threads)
+    two = evaluate_model(EvalRequest(str(BASE), ckpt, str(tmp_path / "two"), ["bbox"], cfg_options=options,
+                                     evaluator="fast", launch=LaunchOptions(nproc=2, master_port=29561)))
+    assert (tmp_path / "one" / "results.json").read_bytes() == (tmp_path / "two" / "results.json").read_bytes()
+    assert two.evaluator == "fast" and not (tmp_path / "two" / ".loce_eval_launch.json").exists()
+    for key in ("AP", "APr", "APc", "APf"):
+        assert abs(one.metrics["bbox"].summary[key] - two.metrics["bbox"].summary[key]) <= 1e-4

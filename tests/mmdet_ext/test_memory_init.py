@@ -50,3 +50,26 @@ def test_hook_skips_when_memory_was_restored(tiny_dataset):
     hook.before_train_epoch(Runner)
     assert hook.summary is None and "skipped" in logs[0]
     assert int(model.roi_head.memory.counts.sum()) == 1
+
+
+def test_repeat_factor_sampling_wrapper_keeps_memory_init_and_meta(tiny_dataset):
+    """RFS (mmdet's ClassBalancedDataset) forwards get_ann_info but holds no class statistics: the memory init
+    and the checkpoint meta must look through it to the LVIS dataset."""
+    import mmcv
+    from mmdet.datasets import build_dataset
+
+    from loce_cli.mmdet_ext import fill_memory
+    from loce_cli.mmdet_ext.hooks import unwrap_dataset
+    from loce_cli.mmdet_ext.training import checkpoint_meta
+
+    inner = dict(type="LoceLVISDataset", ann_file=str(tiny_dataset / "annotations" / "lvis_v1_train.json"),
+                 img_prefix=str(tiny_dataset), pipeline=TRAIN_PIPELINE)
+    wrapped = build_dataset(dict(type="ClassBalancedDataset", oversample_thr=0.3, dataset=inner))
+    base = unwrap_dataset(wrapped)
+    assert type(base).__name__ == "LoceLVISDataset" and len(wrapped) > len(base)  # rare images repeated
+    meta = checkpoint_meta(mmcv.Config(dict(model=dict())), wrapped)
+    assert meta["class_frequency"] == tuple(base.class_frequency) and len(meta["class_image_count"]) == 6
+    torch.manual_seed(0)
+    model = tiny.build(tiny.model_cfg(num_classes=len(base.CLASSES)))
+    summary = fill_memory(model, wrapped)
+    assert (model.roi_head.memory.counts > 0).all() and summary["images"] <= len(base)

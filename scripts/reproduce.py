@@ -1,0 +1,121 @@
+"""Small-scale reproduction of the LOCE paper's ablation on the synthetic long-tailed data (``make reproduce``).
+
+For each data seed: generate the data, train one base model, then fine-tune every variant from that same base
+checkpoint with the same schedule for each fine-tune seed, evaluate each with ``loce eval`` and tabulate with
+``loce report`` (mean and spread over fine-tune seeds) into ``docs/REPRODUCTION.md``'s tables.
+Every step is skipped when its output exists, so an interrupted run continues where it stopped.
+
+    .venv/bin/python scripts/reproduce.py --work-dir work/reproduce            # everything (~2 h on 2 cores)
+    .venv/bin/python scripts/reproduce.py --data-seeds 0 --ft-seeds 0 1        # one data seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNTH = ROOT / "configs" / "synthetic"
+BASE_CONFIG = SYNTH / "mask_rcnn_r18_fpn_normed_synth.py"
+BASE_EPOCHS = 6
+FT_EPOCHS = 2
+# name -> (config, what it is); the order is the table's
+VARIANTS = {
+    "plain": ("ablation_plain_ft_synth.py", "plain fine-tune (CE, random sampling)"),
+    "ebl": ("ablation_ebl_synth.py", "+ EBL"),
+    "mfs": ("ablation_mfs_synth.py", "+ MFS (CE)"),
+    "loce": ("loce_mask_rcnn_r18_fpn_normed_synth.py", "LOCE (EBL + MFS)"),
+    "rfs": ("ablation_rfs_synth.py", "RFS (t=0.1), CE"),
+    "rfs_loce": ("ablation_rfs_loce_synth.py", "RFS (t=0.1) + LOCE"),
+}
+
+
+def loce_bin() -> str:
+    exe = Path(sys.executable).with_name("loce")
+    return str(exe) if exe.exists() else "loce"
+
+
+def run(cmd, log: Path) -> None:
+    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
+    t = time.perf_counter()
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(map(str, cmd)) + "\n")
+        f.flush()
+        rc = subprocess.call([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT)
+    print(f"  -> exit {rc} in {time.perf_counter() - t:.0f} s (log: {log})", flush=True)
+    if rc != 0:
+        sys.exit(f"reproduce: step failed (exit {rc}); see {log}")
+
+
+def data_options(data: Path, wrapped: bool, test: bool = True):
+    """--cfg-options pointing a synthetic config at ``data`` (RFS configs wrap data.train in a dataset)."""
+    ann = data / "annotations"
+    train = "data.train.dataset" if wrapped else "data.train"
+    opts = [f"{train}.ann_file={ann / 'lvis_v1_train.json'}", f"{train}.img_prefix={data}/"]
+    if test:
+        for split in ("val", "test"):
+            opts += [f"data.{split}.ann_file={ann / 'lvis_v1_val.json'}", f"data.{split}.img_prefix={data}/"]
+    return [part for opt in opts for part in ("--cfg-options", opt)]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work-dir", type=Path, default=ROOT / "work" / "reproduce")
+    ap.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--ft-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--report-only", action="store_true", help="only tabulate the runs that are done")
+    args = ap.parse_args(argv)
+    loce = loce_bin()
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "reproduce.log"
+
+    for d in args.data_seeds if not args.report_only else []:
+        root = work / f"data{d}"
+        data = root / "data"
+        if not (data / "annotations" / "lvis_v1_val.json").is_file():
+            run([loce, "data", "synth", "--out", data, "--seed", d, "--force"], log)
+        base = root / "base" / f"epoch_{BASE_EPOCHS}.pth"
+        if not base.is_file():
+            run([loce, "train", "base", BASE_CONFIG, "--work-dir", root / "base", "--seed", 0, "--force",
+                 *data_options(data, False, test=False)], log)
+        # seeds outer, variants inner: a partial run still has every variant for the first seed
+        for s in args.ft_seeds:
+            for name in args.variants:
+                config = SYNTH / VARIANTS[name][0]
+                wrapped = name.startswith("rfs")
+                run_dir = root / f"{name}_seed{s}"
+                ckpt = run_dir / f"epoch_{FT_EPOCHS}.pth"
+                if not ckpt.is_file():
+                    run([loce, "finetune", config, "--from", base, "--work-dir", run_dir, "--seed", s, "--force",
+                         *data_options(data, wrapped, test=False)], log)
+                if not (run_dir / "eval" / "metrics.json").is_file():
+                    run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
+                         *data_options(data, wrapped)], log)
+
+    for d in args.data_seeds:
+        root = work / f"data{d}"
+        runs = []
+        for name in args.variants:
+            done = sorted(root.glob(f"{name}_seed*/eval/metrics.json"))
+            if done:
+                runs.append(f"{VARIANTS[name][1]}={root}/{name}_seed*/eval")
+        if not runs:
+            continue
+        for fmt, suffix in (("md", "md"), ("csv", "csv")):
+            out = work / f"report_data{d}.{suffix}"
+            with open(out, "w") as f:
+                rc = subprocess.call([loce, "report", *runs, "--format", fmt], stdout=f)
+            if rc != 0:
+                sys.exit(f"reproduce: loce report failed for data seed {d}")
+            print(f"wrote {out}")
+        subprocess.call([loce, "report", *runs, "--plot", work / f"report_data{d}.png"], stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
