@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from loce_cli import __version__
-from loce_cli.cli import data, doctor, evaluate, inspect, train
+from loce_cli.cli import data, doctor, evaluate, inspect, report, train
 from loce_cli.cli._common import STATE
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("finetune")(train.finetune)
 app.command("eval")(evaluate.evaluate)
+app.command("report")(report.report)
 app.add_typer(inspect.app, name="inspect")
 
 

@@ -97,10 +97,17 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
 def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",
                                              help="Where data, runs and results go."),
                json_out: bool = JSON) -> None:
-    """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune -> eval of both (steps
-    already done are skipped)."""
+    """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune -> eval of both -> report
+    (steps already done are skipped)."""
     from loce_cli.engine.quickstart import run_quickstart
 
     result = run_quickstart(work_dir, echo=None if json_out else out.print)
     if json_out:
         print_json(result.to_dict())
+        return
+    from loce_cli.cli.report import print_report_table
+    from loce_cli.engine.report import build_report
+
+    evals = Path(result.work_dir) / "eval"
+    print_report_table(build_report([f"base={evals / 'base'}", f"loce={evals / 'loce'}"]))
+    out.print(f"same table later: loce report {evals / 'base'} {evals / 'loce'} (--plot report.png for figures)")

@@ -21,8 +21,9 @@ class ClassAP:
     id: int
     name: str
     frequency: str
-    image_count: Optional[int]
+    image_count: Optional[int]  # training images with the class (the annotation file's category field)
     ap: Optional[float]  # None when the class has no ground truth in the evaluated set
+    instance_count: Optional[int] = None  # training instances of the class
 
 
 @dataclass
@@ -135,6 +136,11 @@ def _class_ap(precision_k) -> Optional[float]:
     return float(p.mean()) if p.size else None
 
 
+def _class_row(cat: dict, precision_k) -> ClassAP:
+    return ClassAP(int(cat["id"]), str(cat["name"]), str(cat.get("frequency", "")), cat.get("image_count"),
+                   _class_ap(precision_k), cat.get("instance_count"))
+
+
 def _run_lvis(ann_file: Path, results: list, metrics: Sequence[str], max_dets: int, say) -> Dict[str, MetricResult]:
     """The reference: the official ``lvis`` API (LVIS, LVISResults keeps the top ``max_dets`` per image, LVISEval)."""
     import logging
@@ -156,8 +162,7 @@ def _run_lvis(ann_file: Path, results: list, metrics: Sequence[str], max_dets: i
         per_class = []
         for k, cat_id in enumerate(ev.params.cat_ids):
             cat = gt.cats[cat_id]
-            per_class.append(ClassAP(int(cat_id), str(cat["name"]), str(cat.get("frequency", "")),
-                                     cat.get("image_count"), _class_ap(precision[:, :, k, 0])))
+            per_class.append(_class_row(cat, precision[:, :, k, 0]))
         out[metric] = MetricResult(summary, per_class)
     return out
 
@@ -215,8 +220,7 @@ def _run_fast(gt_data: dict, results: list, metrics: Sequence[str], max_dets: in
         per_class = []
         for k, cat_id in enumerate(ev.params.catIds):
             cat = cats[cat_id]
-            per_class.append(ClassAP(int(cat_id), str(cat["name"]), str(cat.get("frequency", "")),
-                                     cat.get("image_count"), _class_ap(precision[:, :, k, 0])))
+            per_class.append(_class_row(cat, precision[:, :, k, 0]))
         out[metric] = MetricResult(summary, per_class)
     return out
 

@@ -117,12 +117,6 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         done.append(run_name)
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
                                    str(work_dir / "eval")))
-    for metric in ("bbox", "segm"):
-        say(f"      {metric:<4}  " + "  ".join(f"{k:>5}" for k in ("AP", "APr", "APc", "APf")))
-        for run_name in ("base", "loce"):
-            m = result.metrics.get(run_name, {}).get(metric)
-            if m:
-                say(f"      {run_name:<4}  " + "  ".join(f"{100 * m[k]:5.1f}" for k in ("AP", "APr", "APc", "APf")))
     result.seconds = time.perf_counter() - start
     say(f"quickstart finished in {result.seconds:.0f} s; metrics in {work_dir / 'eval'}/*/metrics.json")
     return result
