@@ -68,6 +68,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--ft-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variant-major", action="store_true",
+                    help="all seeds of one variant before the next (default: every variant of a seed first)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs that are done")
     args = ap.parse_args(argv)
     loce = loce_bin()
@@ -84,19 +86,20 @@ def main(argv=None) -> None:
         if not base.is_file():
             run([loce, "train", "base", BASE_CONFIG, "--work-dir", root / "base", "--seed", 0, "--force",
                  *data_options(data, False, test=False)], log)
-        # seeds outer, variants inner: a partial run still has every variant for the first seed
-        for s in args.ft_seeds:
-            for name in args.variants:
-                config = SYNTH / VARIANTS[name][0]
-                wrapped = name.startswith("rfs")
-                run_dir = root / f"{name}_seed{s}"
-                ckpt = run_dir / f"epoch_{FT_EPOCHS}.pth"
-                if not ckpt.is_file():
-                    run([loce, "finetune", config, "--from", base, "--work-dir", run_dir, "--seed", s, "--force",
-                         *data_options(data, wrapped, test=False)], log)
-                if not (run_dir / "eval" / "metrics.json").is_file():
-                    run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
-                         *data_options(data, wrapped)], log)
+        # by default seeds outer, variants inner: a partial run still has every variant for the first seed
+        order = [(name, s) for name in args.variants for s in args.ft_seeds] if args.variant_major else \
+            [(name, s) for s in args.ft_seeds for name in args.variants]
+        for name, s in order:
+            config = SYNTH / VARIANTS[name][0]
+            wrapped = name.startswith("rfs")
+            run_dir = root / f"{name}_seed{s}"
+            ckpt = run_dir / f"epoch_{FT_EPOCHS}.pth"
+            if not ckpt.is_file():
+                run([loce, "finetune", config, "--from", base, "--work-dir", run_dir, "--seed", s, "--force",
+                     *data_options(data, wrapped, test=False)], log)
+            if not (run_dir / "eval" / "metrics.json").is_file():
+                run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
+                     *data_options(data, wrapped)], log)
 
     for d in args.data_seeds:
         root = work / f"data{d}"
