@@ -82,7 +82,9 @@ class LoopMemory:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
+    figures = {}
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
@@ -99,6 +101,7 @@ def main() -> None:
     t = interleaved({"ce": ce, "ebl": ebl}, args.repeats * 3)
     print(f"\n[1] loss fwd+bwd [1056, {C + 1}]: CE {t['ce'] * 1e3:.2f} ms, EBL {t['ebl'] * 1e3:.2f} ms, "
           f"EBL/CE = {t['ebl'] / t['ce']:.2f} (goal <= 1.15)")
+    figures["loss"] = dict(ce_s=t["ce"], ebl_s=t["ebl"], ratio=t["ebl"] / t["ce"])
 
     feats = torch.randn(640, *SHAPE)
     feat_labels = torch.randint(0, C, (40,)).repeat_interleave(16)
@@ -132,11 +135,20 @@ def main() -> None:
         print(f"  {str(dtype):14s} floor copy {t['floor'] * 1e3:6.2f} ms | FeatureMemory {t['ours'] * 1e3:6.2f} ms "
               f"({t['ours'] / t['floor']:.2f}x floor, goal <= 1.5) | per-label loop {t['loop'] * 1e3:6.2f} ms "
               f"(loop/ours = {t['loop'] / t['ours']:.1f}x)")
+        figures[f"memory_{str(dtype).split('.')[-1]}"] = dict(floor_s=t["floor"], ours_s=t["ours"], loop_s=t["loop"],
+                                                              ratio=t["ours"] / t["floor"],
+                                                              loop_ratio=t["loop"] / t["ours"])
 
     print("\n[3] FeatureMemory.nbytes() at LVIS v1 scale (1203 x 80 x 256 x 7 x 7)")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         m = FeatureMemory(C, Q, SHAPE, dtype=dtype, device="meta")
         print(f"  {str(dtype):14s} {m.nbytes() / 1e9:.2f} GB")
+        figures[f"nbytes_{str(dtype).split('.')[-1]}"] = m.nbytes()
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
 
 
 if __name__ == "__main__":

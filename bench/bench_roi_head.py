@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--fpn", type=int, default=256, help="FPN / RoI feature channels")
     ap.add_argument("--size", type=int, default=256, help="image side")
     ap.add_argument("--gts", type=int, default=12, help="ground-truth boxes per image")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
     torch.manual_seed(0)
     tiny.FPN = args.fpn
@@ -78,6 +79,13 @@ def main() -> None:
     print(f"standard RoI head step {med['standard'] * 1e3:.1f} ms | LOCE {med['loce'] * 1e3:.1f} ms "
           f"(LOCE/standard = {med['loce'] / med['standard']:.2f}, goal <= 1.25) | LOCE without memory "
           f"{med['loce_no_memory'] * 1e3:.1f} ms ({med['loce_no_memory'] / med['standard']:.2f})")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(dict(seconds=med, ratio=med["loce"] / med["standard"],
+                           ratio_no_memory=med["loce_no_memory"] / med["standard"], repeats=args.repeats,
+                           fpn=args.fpn, size=args.size, gts=args.gts), f, indent=2)
 
 
 if __name__ == "__main__":
