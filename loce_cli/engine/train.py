@@ -130,6 +130,12 @@ def _dataset_class_names(cfg) -> Optional[tuple]:
         train = train.dataset
     if train.get("classes"):
         return tuple(train.classes)
+    from loce_cli.engine.prep import read_meta
+
+    try:  # a prepared dataset: loce_meta.json has the names (real LVIS: no 1 GB parse just for them)
+        return tuple(read_meta(Path(train.ann_file))["classes"])
+    except (DataError, KeyError, TypeError):
+        pass
     try:
         with open(train.ann_file, "rb") as f:
             cats = json.load(f)["categories"]

@@ -220,3 +220,24 @@ def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
     assert two.evaluator == "fast" and not (tmp_path / "two" / ".loce_eval_launch.json").exists()
     for key in ("AP", "APr", "APc", "APf"):
         assert abs(one.metrics["bbox"].summary[key] - two.metrics["bbox"].summary[key]) <= 1e-4
+
+
+def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, monkeypatch):
+    """A prepared dataset's class names are read from loce_meta.json, not by parsing the (1 GB on LVIS) file."""
+    import shutil
+
+    from loce_cli.engine import train as train_mod
+    from loce_cli.engine.config import load_config
+    from loce_cli.engine.prep import prep_dataset
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    cfg = load_config(BASE, opts(root))
+    names = train_mod._dataset_class_names(cfg)
+    prep_dataset(root, check_images="none")
+
+    def no_parse(*_a, **_k):
+        raise AssertionError("parsed the annotation file")
+
+    monkeypatch.setattr(train_mod.json, "load", no_parse)
+    assert train_mod._dataset_class_names(cfg) == names and len(names) == 6
