@@ -168,6 +168,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side (best time is used)")
     ap.add_argument("--parsers", action="store_true",
                     help="also time a parse-only with json, msgspec (and orjson if installed)")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loce_bench_prep",
                     help="where the generated dataset is kept (reused when its size matches)")
     args = ap.parse_args()
@@ -203,6 +204,10 @@ def main() -> None:
         print(f"{k:10s}{best[k]:12.2f} s{peak[k]:11.0f} MB")
     print(f"\nprep / lvis.LVIS: time {best['prep'] / best['lvis']:.2f}x, peak memory "
           f"{peak['prep'] / peak['lvis']:.2f}x  (goal: <= 1.5x each)")
+    if args.json:
+        args.json.write_text(json.dumps(dict(images=args.images, annotations=args.annotations, classes=args.classes,
+                                              seconds=best, peak_mb=peak, time_ratio=best["prep"] / best["lvis"],
+                                              memory_ratio=peak["prep"] / peak["lvis"]), indent=2))
 
 
 if __name__ == "__main__":

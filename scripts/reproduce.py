@@ -71,6 +71,8 @@ def main(argv=None) -> None:
     ap.add_argument("--variant-major", action="store_true",
                     help="all seeds of one variant before the next (default: every variant of a seed first)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs that are done")
+    ap.add_argument("--doc", type=Path, default=None,
+                    help="write the tables into this markdown file between its reproduce.py markers")
     args = ap.parse_args(argv)
     loce = loce_bin()
     work = args.work_dir.resolve()
@@ -86,6 +88,9 @@ def main(argv=None) -> None:
         if not base.is_file():
             run([loce, "train", "base", BASE_CONFIG, "--work-dir", root / "base", "--seed", 0, "--force",
                  *data_options(data, False, test=False)], log)
+        if not (root / "base" / "eval" / "metrics.json").is_file():
+            run([loce, "eval", BASE_CONFIG, base, "--out", root / "base" / "eval", "--force",
+                 *data_options(data, False)], log)
         # by default seeds outer, variants inner: a partial run still has every variant for the first seed
         order = [(name, s) for name in args.variants for s in args.ft_seeds] if args.variant_major else \
             [(name, s) for s in args.ft_seeds for name in args.variants]
@@ -101,23 +106,68 @@ def main(argv=None) -> None:
                 run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
                      *data_options(data, wrapped)], log)
 
+    sections = []
     for d in args.data_seeds:
         root = work / f"data{d}"
         runs = []
         for name in args.variants:
-            done = sorted(root.glob(f"{name}_seed*/eval/metrics.json"))
-            if done:
+            if sorted(root.glob(f"{name}_seed*/eval/metrics.json")):
                 runs.append(f"{VARIANTS[name][1]}={root}/{name}_seed*/eval")
         if not runs:
             continue
-        for fmt, suffix in (("md", "md"), ("csv", "csv")):
-            out = work / f"report_data{d}.{suffix}"
+        if (root / "base" / "eval" / "metrics.json").is_file():
+            runs.append(f"base model, no fine-tune={root}/base/eval")
+        for fmt in ("md", "csv"):
+            out = work / f"report_data{d}.{fmt}"
             with open(out, "w") as f:
-                rc = subprocess.call([loce, "report", *runs, "--format", fmt], stdout=f)
-            if rc != 0:
-                sys.exit(f"reproduce: loce report failed for data seed {d}")
+                if subprocess.call([loce, "report", *runs, "--format", fmt], stdout=f) != 0:
+                    sys.exit(f"reproduce: loce report failed for data seed {d}")
             print(f"wrote {out}")
-        subprocess.call([loce, "report", *runs, "--plot", work / f"report_data{d}.png"], stdout=subprocess.DEVNULL)
+        subprocess.call([loce, "report", *runs, "--metric", "bbox", "--plot", work / f"report_data{d}.png"],
+                        stdout=subprocess.DEVNULL)
+        seeds = sorted({int(p.parent.parent.name.rsplit("seed", 1)[1]) for p in root.glob("*_seed*/eval/metrics.json")})
+        sections.append(f"### Data seed {d} (fine-tune seeds {', '.join(map(str, seeds))}; mean ± sd over seeds)\n\n"
+                        + (work / f"report_data{d}.md").read_text().strip() + "\n\n" + state_table(loce, root, args.variants))
+    if args.doc and sections:
+        write_doc(args.doc, "\n\n".join(sections), work)
+
+
+def state_table(loce: str, root: Path, variants) -> str:
+    """Mean classification score per frequency group (the tracker's ``s``, ``loce inspect scores``) and memory
+    fill (``loce inspect memory``) at the end of each variant's fine-tune, seed 0."""
+    import json
+
+    rows = ["| variant | mean score s: rare | common | frequent | rare / frequent | memory: full / partial / empty "
+            "queues (rare) |", "|---|---:|---:|---:|---:|---|"]
+    for name in variants:
+        ckpt = root / f"{name}_seed0" / f"epoch_{FT_EPOCHS}.pth"
+        if not ckpt.is_file():
+            continue
+        scores = json.loads(subprocess.run([loce, "inspect", "scores", ckpt, "--json"], capture_output=True,
+                                           text=True, check=True).stdout)["groups"]
+        mem = json.loads(subprocess.run([loce, "inspect", "memory", ckpt, "--json"], capture_output=True, text=True,
+                                        check=True).stdout)
+        r = mem["fill"]["rare"]
+        fill = f"{r['full']} / {r['partial']} / {r['empty']}" if mem["stored_features"] else "memory off"
+        g = {k: scores[k]["mean"] for k in ("rare", "common", "frequent")}
+        rows.append(f"| {VARIANTS[name][1]} | {g['rare']:.3f} | {g['common']:.3f} | {g['frequent']:.3f} | "
+                    f"{g['rare'] / g['frequent']:.2f} | {fill} |")
+    return "State at the end of the fine-tune (seed 0):\n\n" + "\n".join(rows)
+
+
+START, END = "<!-- reproduce.py tables: start -->", "<!-- reproduce.py tables: end -->"
+
+
+def write_doc(doc: Path, tables: str, work: Path) -> None:
+    """Replace the generated part of ``doc`` (between the markers) with ``tables``; the prose stays."""
+    text = doc.read_text() if doc.is_file() else f"# Reproduction\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        sys.exit(f"reproduce: {doc} lacks the markers {START} / {END}")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    stamp = f"_Generated by `scripts/reproduce.py` from the runs in `{work.relative_to(ROOT) if work.is_relative_to(ROOT) else work}`._"
+    doc.write_text(f"{head}{START}\n{stamp}\n\n{tables}\n{END}{tail}")
+    print(f"updated {doc}")
 
 
 if __name__ == "__main__":

@@ -269,7 +269,8 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
         ax.set_xlabel(x_label)
         if i % cols == 0:
             ax.set_ylabel("class AP")
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].axis("off")
     fig.suptitle(f"per-class {metric} AP vs {x_label.split(' (')[0]}", fontsize=11)
