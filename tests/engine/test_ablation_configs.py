@@ -36,3 +36,14 @@ def test_variant_differs_only_where_it_says(name):
         train = train.dataset
     assert train == ref.data.train
     assert dataset_paths(cfg) == dataset_paths(ref)
+
+
+@pytest.mark.parametrize("name, ref", [
+    ("mask_rcnn_r50_fpn_normed_2x_rfs_lvis_v1.py", "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"),
+    ("loce_mask_rcnn_r50_fpn_normed_6e_rfs_lvis_v1.py", "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py")])
+def test_lvis_rfs_configs_wrap_the_same_data(name, ref):
+    lvis = SYNTH.parent / "lvis"
+    cfg, base = load_config(lvis / name), load_config(lvis / ref)
+    assert cfg.data.train.type == "ClassBalancedDataset" and cfg.data.train.oversample_thr == 1e-3
+    assert cfg.data.train.dataset == base.data.train and cfg.model == base.model
+    assert dataset_paths(cfg) == dataset_paths(base)
