@@ -29,17 +29,19 @@ LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the proces
                                                     "slurm (inside srun).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
 JSON = typer.Option(False, "--json", help="Machine-readable result.")
+TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
 
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
-             nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None):
+             nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
+             tensorboard=False):
     from loce_cli.engine.train import LaunchOptions, TrainRequest
 
     return TrainRequest(
         config=str(config), stage=stage, work_dir=str(work_dir) if work_dir else None,
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
         resume=str(resume_from) if resume_from else ("auto" if resume else None), seed=seed,
-        deterministic=deterministic, cfg_options=list(cfg_options or []), force=force,
+        deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                              master_port=master_port, launcher=launcher, device=device))
 
@@ -68,12 +70,13 @@ def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/syn
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
          master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
-         device: Optional[str] = DEVICE, json_out: bool = JSON) -> None:
+         device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, json_out: bool = JSON) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
-                           gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device)), json_out)
+                           gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
+                           tensorboard=tensorboard)), json_out)
 
 
 @engine_errors
@@ -84,13 +87,14 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
              seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
              force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
-             launcher: str = LAUNCHER, device: Optional[str] = DEVICE, json_out: bool = JSON) -> None:
+             launcher: str = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
+             json_out: bool = JSON) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
-                           base_checkpoint=base_checkpoint)), json_out)
+                           base_checkpoint=base_checkpoint, tensorboard=tensorboard)), json_out)
 
 
 @engine_errors

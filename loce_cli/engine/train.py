@@ -28,6 +28,7 @@ class TrainRequest:
     cfg_options: List[str] = field(default_factory=list)
     force: bool = False
     launch: LaunchOptions = field(default_factory=LaunchOptions)
+    tensorboard: bool = False  # also log to WORK_DIR/tf_logs through mmcv's TensorboardLoggerHook
 
 
 @dataclass
@@ -65,6 +66,12 @@ def validate(req: TrainRequest):
     if req.stage not in STAGES:
         raise LoceUsageError(f"unknown stage {req.stage!r}", "base or finetune")
     check_launch(launch)
+    if req.tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise LoceUsageError("--tensorboard needs the tensorboard package", "pip install tensorboard "
+                                 "(scripts/setup.sh installs it)") from None
 
     cfg = load_config(Path(req.config), req.cfg_options)
     for path in dataset_paths(cfg):
@@ -216,6 +223,9 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.stage == "finetune":
         cfg.load_from = req.base_checkpoint
     cfg.resume_from = req.resume
+    if req.tensorboard:
+        cfg.log_config.hooks = list(cfg.log_config.hooks) + [
+            dict(type="TensorboardLoggerHook", log_dir=os.path.join(req.work_dir, "tf_logs"))]
     if req.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()

@@ -105,9 +105,10 @@ class NonFiniteLossHook(Hook):
 class RichProgressHook(Hook):
     """A rich progress bar per epoch (iteration, ETA, loss, lr) on rank 0 when stderr is a terminal."""
 
-    def __init__(self):
+    def __init__(self, console=None):
         self.progress = None
         self.task = None
+        self.console = console  # tests pass one; default: rich's stderr console
 
     def before_train_epoch(self, runner) -> None:
         if runner.rank != 0 or not sys.stderr.isatty():
@@ -116,7 +117,7 @@ class RichProgressHook(Hook):
 
         self.progress = Progress(TextColumn(f"epoch {runner.epoch + 1}/{runner.max_epochs}"), BarColumn(),
                                  MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=False)
+                                 transient=False, **({"console": self.console} if self.console else {}))
         self.progress.start()
         self.task = self.progress.add_task("train", total=len(runner.data_loader), info="")
 

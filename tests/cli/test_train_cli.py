@@ -31,10 +31,11 @@ def captured(monkeypatch):
 def test_train_base_maps_options(captured):
     r = runner.invoke(app, ["train", "base", BASE, "--work-dir", "runs/a", "--nproc", "2", "--device", "cpu",
                             "--cfg-options", "runner.max_epochs=2", "--cfg-options", "optimizer.lr=0.01",
-                            "--seed", "7", "--resume"])
+                            "--seed", "7", "--resume", "--tensorboard"])
     assert r.exit_code == 0, r.output
     req = captured["req"]
     assert req.stage == "base" and req.work_dir == "runs/a" and req.seed == 7 and req.resume == "auto"
+    assert req.tensorboard
     assert req.cfg_options == ["runner.max_epochs=2", "optimizer.lr=0.01"]
     assert req.launch.nproc == 2 and req.launch.device == "cpu"
     assert "2 process(es)" in r.stdout
@@ -45,7 +46,7 @@ def test_finetune_maps_from_and_launch(captured):
                             "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29600"])
     assert r.exit_code == 0, r.output
     req = captured["req"]
-    assert req.stage == "finetune" and req.base_checkpoint == "base/epoch_6.pth"
+    assert req.stage == "finetune" and req.base_checkpoint == "base/epoch_6.pth" and not req.tensorboard
     assert (req.launch.gpus, req.launch.nnodes, req.launch.node_rank) == (8, 2, 1)
     assert (req.launch.master_addr, req.launch.master_port) == ("10.0.0.1", 29600)
 

@@ -30,7 +30,8 @@ def _state(path):
 @pytest.fixture(scope="module")
 def base_run(tiny_dataset, tmp_path_factory):
     work = tmp_path_factory.mktemp("base")
-    result = train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset)))
+    result = train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset),
+                                tensorboard=True))
     return work, result
 
 
@@ -47,6 +48,8 @@ def test_base_training_writes_checkpoint_with_meta(base_run, tiny_dataset):
     assert "optimizer" in ckpt and (work / "latest.pth").resolve() == (work / "epoch_1.pth").resolve()
     assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
     assert list(work.glob("*.log.json"))  # plain JSON-lines log
+    events = list((work / "tf_logs").glob("events.out.tfevents.*"))  # --tensorboard
+    assert events and events[0].stat().st_size > 100
 
 
 def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_path):
