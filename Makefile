@@ -18,8 +18,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 bench: setup
-	$(PY) bench/bench_core.py
-	$(PY) bench/bench_roi_head.py
+	$(PY) bench/run_all.py
 
 completions: setup
 	$(PY) scripts/gen_completions.py

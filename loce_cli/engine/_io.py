@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -31,3 +32,28 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=indent)
             f.write("\n")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while millions of (acyclic) JSON objects are made or walked: Python's
+    collector would otherwise scan the growing heap again and again (3.5x the parse time of a large LVIS file,
+    measured here). The previous state is restored afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse JSON bytes with msgspec (several times faster than ``json`` on large files); anything msgspec
+    refuses (e.g. NaN literals, which ``json`` accepts) goes through ``json`` so errors and results match it."""
+    import msgspec
+
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return json.loads(raw)

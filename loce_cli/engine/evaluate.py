@@ -75,9 +75,10 @@ def _load_results(path: Path) -> list:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results file {path} does not exist", "pass an LVIS results JSON")
+    from loce_cli.engine._io import decode_json
+
     try:
-        with open(path, "rb") as f:
-            results = json.load(f)
+        results = decode_json(path.read_bytes())
     except json.JSONDecodeError as e:
         raise DataError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})",
                         "the file may be truncated; write it again") from None
@@ -100,8 +101,6 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
 
     compat.apply()
     compat.quiet_known_noise()
-    from loce_cli.engine.stats import load_annotation_json
-
     metrics = _check_metrics(metrics)
     _check_split(split)
     if evaluator not in EVALUATORS:
@@ -109,6 +108,16 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
     say = say or (lambda _msg: None)
     if max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
+    from loce_cli.engine._io import gc_paused
+
+    with gc_paused():  # millions of acyclic dicts (results, the APIs' indexes): no cyclic-GC rescans
+        return _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+
+
+def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int, evaluator: str,
+              say: Callable[[str], None]) -> EvalReport:
+    from loce_cli.engine.stats import load_annotation_json
+
     start = time.perf_counter()
     gt_data = load_annotation_json(Path(ann_file))
     results = _load_results(Path(results_file))
