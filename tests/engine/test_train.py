@@ -244,3 +244,24 @@ def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, m
 
     monkeypatch.setattr(train_mod.json, "load", no_parse)
     assert train_mod._dataset_class_names(cfg) == names and len(names) == 6
+
+
+def test_eval_refuses_bad_requests_before_writing(base_run, tiny_dataset, tmp_path):
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
+    ckpt = torch.load(base_run[0] / "epoch_1.pth", map_location="cpu", weights_only=True)
+    ckpt.pop("meta")
+    nometa = tmp_path / "nometa.pth"
+    torch.save(ckpt, nometa)
+    out = tmp_path / "eval"
+    with pytest.raises(DataError, match="no class names"):
+        evaluate_model(EvalRequest(str(BASE), str(nometa), str(out), cfg_options=options))
+    with pytest.raises(LoceUsageError, match="unknown split"):
+        evaluate_model(EvalRequest(str(BASE), str(base_run[0] / "epoch_1.pth"), str(out), split="medium",
+                                   cfg_options=options))
+    with pytest.raises(DataError, match="test annotations"):
+        evaluate_model(EvalRequest(str(BASE), str(base_run[0] / "epoch_1.pth"), str(out),
+                                   cfg_options=opts(tiny_dataset) + ["data.test.ann_file=/nonexistent.json"]))
+    assert not out.exists()
