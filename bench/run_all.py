@@ -55,6 +55,7 @@ def machine() -> dict:
 
     return dict(cpu=cpu, cores=len(os.sched_getaffinity(0)), memory_gb=mem_gb, python=platform.python_version(),
                 torch=torch.__version__, torch_threads=torch.get_num_threads(), cuda=torch.cuda.is_available(),
+                omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
                 load_average=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M %Z"))
 
 
@@ -145,7 +146,8 @@ def render(res: dict, info: dict, full: bool) -> str:
              "## Machine", "",
              f"- CPU: {info['cpu']}, {info['cores']} cores usable, {_r(info['memory_gb'], 0)} GiB memory; "
              f"CUDA: {'yes' if info['cuda'] else 'no'}",
-             f"- Python {info['python']}, torch {info['torch']} ({info['torch_threads']} threads)",
+             f"- Python {info['python']}, torch {info['torch']} ({info['torch_threads']} thread(s)"
+             + (f", OMP_NUM_THREADS={info['omp_num_threads']}" if info.get("omp_num_threads") else "") + ")",
              f"- load average at start: {', '.join(f'{x:.2f}' for x in info['load_average'])}; {info['date']}", "",
              "## Figures", "", "| figure | against | ratio | goal |", "|---|---|---:|---|"]
     for fig, against, ratio, goal in headline_rows(res):

@@ -248,9 +248,18 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
     n = len(report.runs)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    # metrics.json files of older loce versions have no instance counts: fall back to image counts, say so
-    count = "instance_count" if any(c["instance_count"] for rows in per_run for c in rows) else "image_count"
+    # metrics.json files of older loce versions have no instance counts. The runs share one class list
+    # (checked), so counts from any run serve all; with none anywhere fall back to image counts and say so.
+    count = "instance_count" if any(c["instance_count"] for run_rows in per_run for c in run_rows) else "image_count"
     x_label = "training instances (log)" if count == "instance_count" else "training images (log)"
+    known = {}
+    for run_rows in per_run:
+        for k, c in enumerate(run_rows):
+            if c[count]:
+                known.setdefault(k, c[count])
+    for run_rows in per_run:
+        for k, c in enumerate(run_rows):
+            c[count] = c[count] or known.get(k)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False, sharey=True)
     for i, run in enumerate(report.runs):
         ax = axes[i // cols][i % cols]

@@ -108,3 +108,38 @@ def test_cli_formats_and_plots(runs, tmp_path):
     for name in ("r.png", "r_groups.png"):
         png = (tmp_path / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_plot_uses_instance_counts_of_any_run(runs, tmp_path):
+    """A metrics.json from an older loce without instance counts still gets its points (same class list)."""
+    from loce_cli.engine.report import _per_class_by_run, plot_report
+
+    root, dirs = runs
+    old = tmp_path / "old" / "metrics.json"
+    old.parent.mkdir()
+    data = json.loads((dirs["base"] / "metrics.json").read_text())
+    for m in data["metrics"].values():
+        for c in m["per_class"]:
+            c.pop("instance_count")
+    old.write_text(json.dumps(data))
+    report = build_report([f"old={old}", str(dirs["loce_seed0"])], ["bbox"])
+    assert all(c["instance_count"] is None for c in _per_class_by_run(report, "bbox")[0])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    created = []
+    real = plt.subplots
+
+    def spy(*a, **k):
+        fig, axes = real(*a, **k)
+        created.append(axes)
+        return fig, axes
+
+    import unittest.mock as mock
+
+    with mock.patch.object(plt, "subplots", spy):
+        plot_report(report, tmp_path / "p.png")
+    panels = created[0][0]
+    assert all(len(ax.collections) > 0 for ax in panels)  # both runs have points
