@@ -62,5 +62,11 @@ def group_label(group: str) -> str:
     return f"[{_GROUP_STYLE[key]}]{GROUP_NAMES[key]}[/]"
 
 
+def check_plot_path(plot) -> None:
+    """``--plot FILE``: refuse (usage error) a file type matplotlib is not asked to write here."""
+    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise fail(f"--plot {plot}: unsupported file type {plot.suffix or '(none)'} (hint: use a .png file name)", 2)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, err, group_label, out, print_json
+from loce_cli.cli._common import check_plot_path, engine_errors, err, group_label, out, print_json
 
 app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
                   no_args_is_help=True)
@@ -70,11 +70,7 @@ def stats(
     """Class-frequency distribution of an annotation file: counts per rare/common/frequent group."""
     from loce_cli.engine.stats import dataset_stats, plot_stats
 
-    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
-        from loce_cli.cli._common import fail
-
-        raise fail(f"--plot {plot}: unsupported file type {plot.suffix or '(none)'} (hint: use a .png file name)",
-                   2)
+    check_plot_path(plot)
     result = dataset_stats(annotation_json)
     if plot is not None:
         plot_stats(result, plot)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, group_label, out, print_json
+from loce_cli.cli._common import check_plot_path, engine_errors, group_label, out, print_json
 
 app = typer.Typer(help="Inspect the LOCE state stored in a checkpoint: mean scores, feature memory.",
                   no_args_is_help=True)
@@ -27,6 +27,7 @@ def scores(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
     """Per-class mean classification scores: summary per frequency group and the weakest classes."""
     from loce_cli.engine.inspect import inspect_scores, plot_scores
 
+    check_plot_path(plot)
     report = inspect_scores(checkpoint, split=split, lowest=lowest)
     if plot is not None:
         plot_scores(report, plot)

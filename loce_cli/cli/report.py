@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, fail, out, print_json
+from loce_cli.cli._common import check_plot_path, engine_errors, fail, out, print_json
 
 
 def print_report_table(report, console=None) -> None:
@@ -68,8 +68,7 @@ def report(
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not supported (hint: one of {', '.join(FORMATS)})", 2)
-    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise fail(f"--plot {plot}: unsupported file type {plot.suffix or '(none)'} (hint: use a .png file name)", 2)
+    check_plot_path(plot)
     result = build_report(runs, list(metric or []), split)
     if fmt == "json":
         print_json(result.to_dict())

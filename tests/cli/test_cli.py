@@ -138,3 +138,14 @@ def test_module_entry_point_runs():
     env = dict(os.environ)
     r = subprocess.run([sys.executable, "-m", "loce_cli", "data", "--help"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "synth" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["data", "stats", "a.json"], ["inspect", "scores", "c.pth"], ["report", "run"]])
+def test_plot_needs_an_image_file_name(args, tmp_path):
+    from typer.testing import CliRunner
+
+    from loce_cli.cli import app
+
+    target = tmp_path / "plot.txt"
+    r = CliRunner().invoke(app, args + ["--plot", str(target)])
+    assert r.exit_code == 2 and "unsupported file type .txt" in r.stderr and not target.exists()
