@@ -14,11 +14,17 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
     return _load(path, cfg_options)
 
 
+def train_dataset_cfg(cfg):
+    """The training set's own config, under mmdet's wrappers (RepeatDataset, ClassBalancedDataset)."""
+    train = cfg.data.train
+    while "dataset" in train and "ann_file" not in train:
+        train = train.dataset
+    return train
+
+
 def dataset_paths(cfg) -> List[Path]:
     """Annotation files and image folders the training set needs."""
-    train = cfg.data.train
-    while "dataset" in train and "ann_file" not in train:  # RepeatDataset / ClassBalancedDataset wrappers
-        train = train.dataset
+    train = train_dataset_cfg(cfg)
     paths = [Path(train.ann_file)]
     if train.get("img_prefix"):
         paths.append(Path(train.img_prefix))

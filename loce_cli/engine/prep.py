@@ -944,9 +944,9 @@ def read_meta(ann_file: Path) -> dict:
 def check_prepared(cfg: Any, config_path: Any) -> None:
     """For configs whose training set says ``loce_meta='required'`` (the real-LVIS configs), fail early when
     its annotation file has no valid ``loce_meta.json``."""
-    train = cfg.data.train
-    while "dataset" in train and "ann_file" not in train:
-        train = train.dataset
+    from loce_cli.engine.config import train_dataset_cfg
+
+    train = train_dataset_cfg(cfg)
     if train.get("loce_meta") != "required":
         return
     try:

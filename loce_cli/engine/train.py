@@ -132,9 +132,9 @@ def check_base_checkpoint(path: Path, cfg) -> None:
 
 
 def _dataset_class_names(cfg) -> Optional[tuple]:
-    train = cfg.data.train
-    while "dataset" in train and "ann_file" not in train:
-        train = train.dataset
+    from loce_cli.engine.config import train_dataset_cfg
+
+    train = train_dataset_cfg(cfg)
     if train.get("classes"):
         return tuple(train.classes)
     from loce_cli.engine.prep import read_meta
