@@ -75,8 +75,11 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                              split, max_dets, list(cfg_options or []), force, evaluator, launch)
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
-        if report is None:  # another node's processes; node 0 writes the results
-            out.print(f"node {node_rank}: inference done; node 0 writes {req.out}/metrics.json")
+        if report is None:  # another node's or process's share; rank 0 writes and reports the results
+            from loce_cli.engine.launch import env_rank
+
+            who = f"node {node_rank}" if launch.starts_processes() else f"rank {env_rank()}"
+            err.print(f"{who}: inference done; rank 0 writes {req.out}/metrics.json")
             return
     if json_out:
         print_json(report.to_dict())

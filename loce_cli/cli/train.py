@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli._common import engine_errors, out, print_json
+from loce_cli.cli._common import engine_errors, err, out, print_json
 
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
 
@@ -47,6 +47,11 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
 
 
 def _report(result, json_out: bool) -> None:
+    if result.rank != 0:
+        # one of several processes sharing a terminal (srun, torchrun): rank 0 alone reports, so that
+        # `srun ... --json > result.json` holds one document
+        err.print(f"rank {result.rank}: done; rank 0 reports the run")
+        return
     if json_out:
         print_json(result.to_dict())
         return

@@ -84,6 +84,11 @@ def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, 
         raise LoceError(f"distributed {what} failed (torchrun exit code {proc.returncode})", log_hint)
 
 
+def env_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun's RANK, Slurm's SLURM_PROCID), else 0."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
 def init_distributed(launch: LaunchOptions) -> Tuple[int, int, int]:
     """(rank, local_rank, world_size) from the launcher's environment; initialises the process group."""
     import torch

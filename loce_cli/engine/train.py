@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from loce_cli.engine.launch import LaunchOptions, check_launch, init_distributed, run_torchrun
+from loce_cli.engine.launch import LaunchOptions, check_launch, env_rank, init_distributed, run_torchrun
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 STAGES = ("base", "finetune")
@@ -42,6 +42,7 @@ class TrainResult:
     device: str
     memory_init: Optional[dict] = None
     note: str = ""
+    rank: int = 0  # the global rank of the process that returns it; only rank 0's is the run's result
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,7 +160,7 @@ def prepare_work_dir(req: TrainRequest) -> Path:
         if not req.force:
             raise OutputExistsError(f"--work-dir {work_dir} already holds a run (epoch_*.pth)",
                                     "pass --resume to continue it, --force to start over, or another --work-dir")
-        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # one process cleans up
+        if env_rank() == 0:  # one process cleans up
             for p in work_dir.iterdir():  # --force: start over (only our own outputs)
                 if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
                     p.unlink(missing_ok=True)
@@ -238,7 +239,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
 
     result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
                          epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
-                         world_size=world, device=device, memory_init=summary.get("memory_init"))
+                         world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank)
     if rank == 0:
         from loce_cli.engine._io import write_json_atomic
 

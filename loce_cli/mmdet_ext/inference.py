@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
@@ -32,7 +34,9 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     loader = build_dataloader(shard, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
                               dist=False, shuffle=False)
     gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
-    model = init_detector(cfg, str(checkpoint), device=gpu)
+    # mmcv announces the checkpoint load with print(): keep stdout for the command's own output (--json)
+    with contextlib.redirect_stdout(sys.stderr):
+        model = init_detector(cfg, str(checkpoint), device=gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)

@@ -51,6 +51,18 @@ def test_finetune_maps_from_and_launch(captured):
     assert (req.launch.master_addr, req.launch.master_port) == ("10.0.0.1", 29600)
 
 
+def test_only_rank_zero_reports(monkeypatch):
+    # under srun every task is a `loce` process on one shared stdout: ranks other than 0 stay off stdout
+    def fake_train(req):
+        return TrainResult(work_dir="w", checkpoint="w/epoch_1.pth", epochs=1, iterations=3, seconds=1.0,
+                           world_size=2, device="cpu", rank=1)
+
+    monkeypatch.setattr("loce_cli.engine.train.train", fake_train)
+    r = runner.invoke(app, ["train", "base", BASE, "--launcher", "slurm", "--json"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "" and "rank 1: done" in r.stderr
+
+
 def test_finetune_without_from_is_usage_error():
     r = runner.invoke(app, ["finetune", LOCE])
     assert r.exit_code == 2

@@ -188,13 +188,68 @@ def test_two_nodes_on_one_machine(base_run, tiny_dataset, tmp_path):
     assert "node 0 writes the checkpoints" in json.loads(outs[1][0])["note"]
 
 
-def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path):
+def _slurm_up() -> bool:
+    import shutil
+    import subprocess
+
+    if not (shutil.which("srun") and shutil.which("sinfo")):
+        return False
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(s.strip() in ("idle", "mix", "alloc") for s in states.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_two_tasks_finetune_and_eval(base_run, tiny_dataset, tmp_path):
+    """Real srun, two tasks, --launcher slurm: ranks, world size and master from Slurm's environment (the
+    master through `scontrol show hostnames`), gloo on the CPU; only rank 0 prints the --json result."""
+    import os
+    import subprocess
+    import sys
+
+    if not _slurm_up():
+        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
+    exe = str(Path(sys.executable).with_name("loce"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "RANK", "WORLD_SIZE"))}
+    env["OMP_NUM_THREADS"] = "1"
+    srun = ["srun", "-n", "2", "--kill-on-bad-exit=1"]
+    args = srun + [exe, "finetune", str(LOCE), "--from", str(base_run[0] / "epoch_1.pth"), "--launcher", "slurm",
+                   "--master-port", "29761", "--work-dir", str(tmp_path / "loce"), "--json"]
+    for o in opts(tiny_dataset, extra=["data.samples_per_gpu=2"]):
+        args += ["--cfg-options", o]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)  # one document: rank 1 reports on stderr only
+    assert result["world_size"] == 2 and result["iterations"] == 10 and result["rank"] == 0
+    assert "rank 1: done" in proc.stderr
+    state = _state(Path(result["checkpoint"]))["state_dict"]
+    assert int(state["roi_head.memory.counts"].sum()) > 0
+    assert "2 process(es), cpu" in next((tmp_path / "loce").glob("*.log")).read_text()
+
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    args = srun + [exe, "eval", str(LOCE), result["checkpoint"], "--launcher", "slurm", "--master-port", "29763",
+                   "--out", str(tmp_path / "eval"), "--evaluator", "fast", "--json"]
+    for o in opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]:
+        args += ["--cfg-options", o]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert set(report["metrics"]) == {"bbox", "segm"} and "rank 1: inference done" in proc.stderr
+    dets = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert {d["image_id"] for d in dets} <= {img["id"] for img in json.loads(ann.read_text())["images"]}
+
+
+def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path, capsys):
     from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
     req = EvalRequest(str(BASE), str(base_run[0] / "epoch_1.pth"), str(tmp_path / "eval"), cfg_options=options)
     report = evaluate_model(req)
+    assert capsys.readouterr().out == ""  # stdout stays free for `loce eval --json` (mmcv print()s loads)
     assert set(report.metrics) == {"bbox", "segm"}
     assert all(0.0 <= report.metrics["bbox"].summary[k] <= 1.0 for k in ("AP", "APr", "APc", "APf")
                if report.metrics["bbox"].summary[k] >= 0)
