@@ -1,4 +1,9 @@
-"""On CUDA, LOCE's per-step core work must not synchronise with the host."""
+"""On CUDA, LOCE's per-step core work must not synchronise with the host.
+
+The ``gpu`` tests check that on a GPU under ``torch.cuda.set_sync_debug_mode("error")``. Without one, the same
+step runs on the ``meta`` device, where any read of tensor values on the host (``.item()``, ``.tolist()``,
+``bool(t)``, ``.cpu()``) and any op whose output shape depends on the data (``nonzero``, boolean-mask indexing,
+``unique``) raises: these are the ops that synchronise a CUDA stream, so this catches them on every CI run."""
 
 import pytest
 import torch
@@ -6,6 +11,40 @@ import torch
 from loce_cli.core.memory_bank import FeatureMemory
 from loce_cli.core.proposals import jitter_boxes
 from loce_cli.core.score_tracker import MeanScoreTracker
+
+
+def _step(dev, dtype, steps=3):
+    tracker = MeanScoreTracker(50).to(dev)
+    memory = FeatureMemory(50, queue_size=16, feat_shape=(8, 7, 7), dtype=dtype, device=dev)
+    gts = torch.tensor([[4.0, 4.0, 40.0, 30.0], [10.0, 12.0, 60.0, 62.0]]).to(dev)
+    feats = torch.randn(32, 8, 7, 7, device=dev)
+    labels = torch.randint(0, 50, (32,), device=dev)
+    for _ in range(steps):
+        boxes, idx = jitter_boxes(gts, (64, 64, 3))
+        memory.push(feats, labels, torch.randn(32, 4, device=dev))
+        f, l, r = memory.sample(tracker.scores)
+        tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
+    return f, l, r, boxes, idx
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_tracker_memory_and_jitter_have_no_host_reads_or_data_dependent_shapes(dtype):
+    f, l, r, boxes, idx = _step(torch.device("meta"), dtype)
+    assert f.shape == (32, 8, 7, 7) and l.shape == (32,) and r.shape == (32, 4)
+    assert boxes.shape == (32, 4) and idx.shape == (32,)
+
+
+def test_meta_step_catches_a_host_read(monkeypatch):
+    # the check above is only worth something if a value read in the step fails on meta
+    push = FeatureMemory.push
+
+    def push_then_read(self, *args, **kwargs):
+        push(self, *args, **kwargs)
+        int(self.counts.sum())  # a `.item()` as an edit might add
+
+    monkeypatch.setattr(FeatureMemory, "push", push_then_read)
+    with pytest.raises(RuntimeError, match="meta"):
+        _step(torch.device("meta"), torch.float32, steps=1)
 
 
 @pytest.mark.gpu
