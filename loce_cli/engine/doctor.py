@@ -123,9 +123,17 @@ def check_mmcv() -> Check:
         else:
             detail_cuda = f"; CUDA ops compiled (CUDA {cuda_built}) but no GPU to run them"
     elif torch.cuda.is_available():
-        return Check("mmcv-full", False, True, mmcv.__version__,
-                     "a GPU is present but mmcv-full was built without CUDA ops",
-                     "rebuild with LOCE_CUDA=1 scripts/setup.sh (nvcc matching torch's CUDA)")
+        # no CUDA build of mmcv: loce runs RoIAlign and NMS on CUDA through torchvision (mmdet_ext.cuda_ops)
+        from loce_cli.mmdet_ext import cuda_ops
+
+        cuda_ops.install()
+        _, keep_cuda = nms(boxes.cuda(), scores.cuda(), 0.5)
+        pooled_cuda = RoIAlign((2, 2), 1.0, 2)(feats.cuda(), rois.cuda())
+        if keep_cuda.cpu().tolist() != [0, 2] or not torch.allclose(pooled_cuda.cpu(), pooled):
+            return Check("mmcv-full", False, True, mmcv.__version__,
+                         "mmcv-full has no CUDA ops and torchvision's CUDA RoIAlign/NMS gave wrong results",
+                         "rebuild with LOCE_CUDA=1 scripts/setup.sh (nvcc matching torch's CUDA)")
+        devices.append("cuda (RoIAlign and NMS through torchvision: mmcv built without CUDA ops)")
     return Check("mmcv-full", True, True, mmcv.__version__,
                  f"compiled ops load and run on: {', '.join(devices)}{detail_cuda}")
 

@@ -4,13 +4,19 @@ so any mmdet config can use them with ``custom_imports=dict(imports=['loce_cli.m
 - ``EquilibriumLoss`` (LOSSES), ``LoceBBoxHead``, ``LoceRoIHead``, ``NormedMaskHead`` (HEADS),
   ``LoceMaskRCNN`` (DETECTORS), ``LoceMemoryInitHook`` (HOOKS), ``LoceLVISDataset`` (DATASETS).
 
-It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use).
+It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use), and
+:func:`loce_cli.mmdet_ext.cuda_ops.install` (RoIAlign / NMS on CUDA through torchvision when mmcv-full was
+built without CUDA ops).
 """
 
 from loce_cli import compat
 
 compat.apply()
 compat.quiet_known_noise()
+
+from loce_cli.mmdet_ext import cuda_ops  # noqa: E402
+
+cuda_ops.install()
 
 # noqa: E402 below: registration needs the compat step first.
 from loce_cli.mmdet_ext.datasets import LoceLVISDataset  # noqa: E402
