@@ -26,6 +26,11 @@ from loce_cli.core.memory_bank import FeatureMemory
 C, Q, SHAPE = 1203, 80, (256, 7, 7)
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleaved(fns: dict, repeats: int) -> dict:
     """Median seconds per call, the candidates alternating so that machine noise hits them alike."""
     for fn in fns.values():
@@ -33,8 +38,10 @@ def interleaved(fns: dict, repeats: int) -> dict:
     samples = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             samples[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -42,9 +49,9 @@ def interleaved(fns: dict, repeats: int) -> dict:
 class LoopMemory:
     """The per-label Python loop design: one queue per class, items written one class at a time."""
 
-    def __init__(self, dtype):
-        self.feats = torch.empty((C, Q, *SHAPE), dtype=dtype)
-        self.reg = torch.zeros((C, Q, 4))
+    def __init__(self, dtype, device="cpu"):
+        self.feats = torch.empty((C, Q, *SHAPE), dtype=dtype, device=device)
+        self.reg = torch.zeros((C, Q, 4), device=device)
         self.ptr = [0] * C
         self.count = [0] * C
 
@@ -60,12 +67,12 @@ class LoopMemory:
 
     def sample(self, scores):
         probs = 1.0 / (scores[:C] + 1e-6)
-        filled = torch.tensor([n > 0 for n in self.count])
+        filled = torch.tensor([n > 0 for n in self.count], device=scores.device)
         probs = probs * filled
         drawn = torch.multinomial(probs / probs.sum(), 8, replacement=True).tolist()
         out = []
         for c in drawn:
-            idx = torch.randint(0, self.count[c], (4,))
+            idx = torch.randint(0, self.count[c], (4,), device=scores.device)
             out.append(self.feats[c, idx].float())
         return torch.cat(out)
 
@@ -86,9 +93,11 @@ def blocks(fns: dict, repeats: int, block: int) -> dict:
         rng.shuffle(order)
         for k in order:
             fn = fns[k]
+            _sync()
             t0 = time.perf_counter()
             for _ in range(block):
                 fn()
+            _sync()
             samples[k].append((time.perf_counter() - t0) / block)
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -98,14 +107,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--block", type=int, default=5, help="memory benchmark: calls timed in a row per candidate")
     ap.add_argument("--json", default=None, help="write the figures to this file")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (times include a synchronize per block)")
     args = ap.parse_args()
-    figures = {}
+    dev = torch.device(args.device)
+    figures = {"device": str(dev)}
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}"
+          + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
 
-    logits = torch.randn(1056, C + 1, requires_grad=True)
-    labels = torch.randint(0, C + 1, (1056,))
-    scores = torch.rand(C + 1) * 0.5 + 0.01
+    logits = torch.randn(1056, C + 1, device=dev, requires_grad=True)
+    labels = torch.randint(0, C + 1, (1056,), device=dev)
+    scores = torch.rand(C + 1, device=dev) * 0.5 + 0.01
 
     def ce():
         F.cross_entropy(logits, labels).backward()
@@ -118,11 +130,11 @@ def main() -> None:
           f"EBL/CE = {t['ebl'] / t['ce']:.2f} (goal <= 1.15)")
     figures["loss"] = dict(ce_s=t["ce"], ebl_s=t["ebl"], ratio=t["ebl"] / t["ce"])
 
-    feats = torch.randn(640, *SHAPE)
-    reg = torch.randn(640, 4)
+    feats = torch.randn(640, *SHAPE, device=dev)
+    reg = torch.randn(640, 4, device=dev)
     # each step brings 40 ground truths of random classes (16 jitters each), as in training: the writes land in
     # rows all over the 4.8 GB store, not in a few hot queues
-    label_sets = [torch.randint(0, C, (40,)).repeat_interleave(16) for _ in range(64)]
+    label_sets = [torch.randint(0, C, (40,), device=dev).repeat_interleave(16) for _ in range(64)]
     step = [0]
 
     def next_labels():
@@ -132,13 +144,13 @@ def main() -> None:
     print("\n[2] memory push 640 + sample 32 per step, LVIS v1 scale, random classes each step "
           f"(blocks of {args.block} steps, candidates in shuffled order)")
     for dtype in (torch.float32, torch.float16):
-        mem = FeatureMemory(C, Q, SHAPE, dtype=dtype)
-        loop = LoopMemory(dtype)
-        dst = torch.empty((640, *SHAPE), dtype=dtype)
+        mem = FeatureMemory(C, Q, SHAPE, dtype=dtype, device=dev)
+        loop = LoopMemory(dtype, dev)
+        dst = torch.empty((640, *SHAPE), dtype=dtype, device=dev)
         # commit every page first so that no candidate pays first-touch page faults
         mem.flat_feats.zero_()
         loop.feats.zero_()
-        mem.push(feats, torch.randint(0, C, (640,)), reg)
+        mem.push(feats, torch.randint(0, C, (640,), device=dev), reg)
         for c in range(C):
             loop.count[c] = 1
         cold_rows = loop.feats.view(C * Q, *SHAPE)

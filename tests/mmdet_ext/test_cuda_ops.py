@@ -112,3 +112,29 @@ def test_mask_rcnn_train_and_test_steps_match(routed):
     ref_boxes, boxes_ = ref_dets[0], dets[0]
     assert [len(b) for b in boxes_] == [len(b) for b in ref_boxes]
     assert all((abs(a - b) < 1e-4).all() for a, b in zip(boxes_, ref_boxes) if len(a))
+
+
+@pytest.mark.gpu
+def test_on_cuda_roi_align_and_nms_match_mmcv_on_the_cpu():
+    """On a GPU: whichever path runs there (mmcv's CUDA kernels or torchvision's), the results are mmcv's."""
+    from mmcv.ops import RoIAlign, batched_nms
+
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(2, 8, 32, 40, generator=g)
+    rois = _rois(64, 32, g)
+    layer = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)
+    x_cpu = feats.clone().requires_grad_(True)
+    ref = layer(x_cpu, rois)
+    ref.square().sum().backward()
+    x_gpu = feats.cuda().requires_grad_(True)
+    out = layer(x_gpu, rois.cuda())
+    out.square().sum().backward()
+    assert torch.allclose(out.cpu(), ref.detach(), atol=1e-5)
+    assert torch.allclose(x_gpu.grad.cpu(), x_cpu.grad, atol=1e-4, rtol=1e-4)
+    boxes = _rois(500, 200, g)[:, 1:]
+    scores = torch.rand(500, generator=g)
+    classes = torch.randint(0, 9, (500,), generator=g)
+    cfg = dict(type="nms", iou_threshold=0.5)
+    _, keep = batched_nms(boxes, scores, classes, cfg)
+    _, keep_gpu = batched_nms(boxes.cuda(), scores.cuda(), classes.cuda(), cfg)
+    assert torch.equal(keep_gpu.cpu(), keep)

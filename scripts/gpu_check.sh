@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The device check, in one run: everything loce must show on a GPU, with a log and a JSON summary in $OUT.
+#
+# On the lent GPU machine (no network; Python 3.12 + torch 2.11 there), with the wheels from
+# scripts/gpu_kit.sh in .gpukit/ (name it in the device tool's `carry`):
+#     bash scripts/gpu_check.sh
+# On any machine with loce installed: KIT_PY=.venv/bin/python bash scripts/gpu_check.sh
+# Steps (each time-limited, each logged, a failure does not stop the rest):
+#   doctor; the gpu-marked tests (CUDA sync-free step, host memory with a CUDA model, routed RoIAlign/NMS on
+#   CUDA vs mmcv on CPU); base training, LOCE fine-tune and evaluation with --gpus 1 on a tiny synthetic set;
+#   bench_core on CUDA (EBL vs CE, memory push+sample vs a copy, LVIS v1 scale).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/loce-gpu-check}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+: > "$LOG"
+PY="${KIT_PY:-python3}"
+if [ -z "${KIT_PY:-}" ] && [ -d .gpukit ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/loce-site \
+    .gpukit/*.whl >>"$LOG" 2>&1 || { echo "gpu_check: installing .gpukit failed (see $LOG)"; exit 1; }
+  export PYTHONPATH="/tmp/loce-site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
+LOCE=("$PY" -m loce_cli)
+W="${LOCE_GPU_WORK:-/tmp/loce-gpu-work}"
+rm -rf "$W"
+mkdir -p "$W"
+declare -A RESULT
+
+run() {  # run NAME SECONDS CMD...
+  local name="$1" limit="$2"
+  shift 2
+  echo "=== $name: $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  RESULT[$name]="rc=$rc s=$((SECONDS - t0))"
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s" | tee -a "$LOG"
+  return $rc
+}
+
+D="$W/data"
+TINY=(--cfg-options "data.train.ann_file=$D/annotations/lvis_v1_train.json" --cfg-options "data.train.img_prefix=$D/"
+      --cfg-options "data.test.ann_file=$D/annotations/lvis_v1_val.json" --cfg-options "data.test.img_prefix=$D/"
+      --cfg-options model.roi_head.bbox_head.num_classes=6 --cfg-options model.roi_head.mask_head.num_classes=6
+      --cfg-options data.samples_per_gpu=4 --cfg-options data.workers_per_gpu=2 --cfg-options lr_config.warmup_iters=5
+      --cfg-options log_config.interval=5)
+BASE=configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py
+FT=configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py
+
+run env 60 "$PY" -c 'import torch, torchvision, numpy; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "torchvision", torchvision.__version__, "numpy", numpy.__version__)'
+run doctor 120 "${LOCE[@]}" doctor
+run gpu_tests 300 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/core/test_cuda_sync_free.py tests/mmdet_ext/test_cuda_ops.py
+run synth 120 "${LOCE[@]}" data synth --out "$D" --num-classes 6 --train-images 40 --val-images 16 --image-size 64 --seed 3
+run train_base 300 "${LOCE[@]}" train base "$BASE" --gpus 1 --work-dir "$W/base" --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
+run finetune 300 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" --gpus 1 --work-dir "$W/loce" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
+run resume 300 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" --gpus 1 --work-dir "$W/loce" --resume --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
+run eval 300 "${LOCE[@]}" eval "$FT" "$W/loce/latest.pth" --gpus 1 --out "$W/eval" --evaluator fast "${TINY[@]}" --json
+run inspect 120 "${LOCE[@]}" inspect memory "$W/loce/latest.pth" --json
+run bench_core 400 "$PY" bench/bench_core.py --device cuda --repeats 20 --json "$OUT/bench_core_cuda.json"
+
+{
+  echo "{"
+  first=1
+  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core; do
+    [ $first = 1 ] || echo ","
+    first=0
+    printf '  "%s": "%s"' "$k" "${RESULT[$k]:-not run}"
+  done
+  echo
+  echo "}"
+} > "$OUT/gpu_check_summary.json"
+cp "$W"/base/*.log "$W"/loce/*.log "$W"/eval/metrics.json "$OUT/" 2>/dev/null
+cat "$OUT/gpu_check_summary.json"
+grep -q '"rc=[1-9]' "$OUT/gpu_check_summary.json" && exit 1 || exit 0
