@@ -215,7 +215,7 @@ def test_slurm_two_tasks_finetune_and_eval(base_run, tiny_dataset, tmp_path):
     exe = str(Path(sys.executable).with_name("loce"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "RANK", "WORLD_SIZE"))}
     env["OMP_NUM_THREADS"] = "1"
-    srun = ["srun", "-n", "2", "--kill-on-bad-exit=1"]
+    srun = ["srun", "-n", "2", "--kill-on-bad-exit=1", "--immediate=120"]  # fail, not wait, without 2 CPUs
     args = srun + [exe, "finetune", str(LOCE), "--from", str(base_run[0] / "epoch_1.pth"), "--launcher", "slurm",
                    "--master-port", "29761", "--work-dir", str(tmp_path / "loce"), "--json"]
     for o in opts(tiny_dataset, extra=["data.samples_per_gpu=2"]):
