@@ -201,45 +201,64 @@ def _slurm_up() -> bool:
     return any(s.strip() in ("idle", "mix", "alloc") for s in states.splitlines())
 
 
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_slurm_two_tasks_finetune_and_eval(base_run, tiny_dataset, tmp_path):
-    """Real srun, two tasks, --launcher slurm: ranks, world size and master from Slurm's environment (the
-    master through `scontrol show hostnames`), gloo on the CPU; only rank 0 prints the --json result."""
+def _two_tasks_finetune_and_eval(prefix, launcher, base_run, tiny_dataset, tmp_path):
+    """Fine-tune, then evaluate, as two tasks that an outside launcher started (``prefix(port)`` + the `loce`
+    command line each): every task is a `loce` process; only rank 0 prints the --json result."""
     import os
     import subprocess
-    import sys
 
-    if not _slurm_up():
-        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
-    exe = str(Path(sys.executable).with_name("loce"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "RANK", "WORLD_SIZE"))}
     env["OMP_NUM_THREADS"] = "1"
-    srun = ["srun", "-n", "2", "--kill-on-bad-exit=1", "--immediate=120"]  # fail, not wait, without 2 CPUs
-    args = srun + [exe, "finetune", str(LOCE), "--from", str(base_run[0] / "epoch_1.pth"), "--launcher", "slurm",
-                   "--master-port", "29761", "--work-dir", str(tmp_path / "loce"), "--json"]
-    for o in opts(tiny_dataset, extra=["data.samples_per_gpu=2"]):
-        args += ["--cfg-options", o]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)  # one document: rank 1 reports on stderr only
+
+    def run(port, args, options):
+        args += ["--launcher", launcher, "--master-port", str(port), "--json"]
+        for o in options:
+            args += ["--cfg-options", o]
+        proc = subprocess.run(prefix(port) + args, capture_output=True, text=True, env=env, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout), proc.stderr  # one document: rank 1 reports on stderr only
+
+    result, err = run(29761, ["finetune", str(LOCE), "--from", str(base_run[0] / "epoch_1.pth"), "--work-dir",
+                              str(tmp_path / "loce")],
+                      opts(tiny_dataset, extra=["data.samples_per_gpu=2"]))
     assert result["world_size"] == 2 and result["iterations"] == 10 and result["rank"] == 0
-    assert "rank 1: done" in proc.stderr
+    assert "rank 1: done" in err
     state = _state(Path(result["checkpoint"]))["state_dict"]
     assert int(state["roi_head.memory.counts"].sum()) > 0
     assert "2 process(es), cpu" in next((tmp_path / "loce").glob("*.log")).read_text()
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
-    args = srun + [exe, "eval", str(LOCE), result["checkpoint"], "--launcher", "slurm", "--master-port", "29763",
-                   "--out", str(tmp_path / "eval"), "--evaluator", "fast", "--json"]
-    for o in opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]:
-        args += ["--cfg-options", o]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
-    assert set(report["metrics"]) == {"bbox", "segm"} and "rank 1: inference done" in proc.stderr
+    report, err = run(29763, ["eval", str(LOCE), result["checkpoint"], "--out", str(tmp_path / "eval"),
+                              "--evaluator", "fast"],
+                      opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"])
+    assert set(report["metrics"]) == {"bbox", "segm"} and "rank 1: inference done" in err
     dets = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert {d["image_id"] for d in dets} <= {img["id"] for img in json.loads(ann.read_text())["images"]}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_two_tasks_finetune_and_eval(base_run, tiny_dataset, tmp_path):
+    """Real srun, two tasks, --launcher slurm: ranks, world size and master from Slurm's environment (the
+    master through `scontrol show hostnames`), gloo on the CPU."""
+    import sys
+
+    if not _slurm_up():
+        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
+    exe = str(Path(sys.executable).with_name("loce"))
+    # --immediate: fail, not wait, on a node without 2 free CPUs
+    _two_tasks_finetune_and_eval(lambda port: ["srun", "-n", "2", "--kill-on-bad-exit=1", "--immediate=120", exe],
+                                 "slurm", base_run, tiny_dataset, tmp_path)
+
+
+@pytest.mark.slow
+def test_user_started_torchrun_two_processes(base_run, tiny_dataset, tmp_path):
+    """`torchrun --nproc_per_node 2 -m loce_cli ... --launcher pytorch`: the processes a user starts."""
+    import sys
+
+    _two_tasks_finetune_and_eval(lambda port: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                                               f"--master_port={port}", "-m", "loce_cli"],
+                                 "pytorch", base_run, tiny_dataset, tmp_path)
 
 
 def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path, capsys):
