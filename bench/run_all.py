@@ -91,8 +91,11 @@ def headline_rows(res: dict) -> list:
         for dt in ("float32", "float16"):
             m = c.get(f"memory_{dt}")
             if m:
-                rows.append((f"feature memory push 640 + sample 32 ({dt}, LVIS v1 scale)", "one plain copy of the 640 "
-                             "features", _r(m["ratio"]), "<= 1.5"))
+                rows.append((f"feature memory push 640 + sample 32 ({dt}, LVIS v1 scale, random classes)",
+                             "one plain copy of the 640 features", _r(m["ratio"]), "<= 1.5"))
+                if m.get("cold_ratio") is not None:
+                    rows.append((f"feature memory push 640 + sample 32 ({dt})", "one copy of the 640 features into "
+                                 "uncached memory", _r(m["cold_ratio"]), "-"))
                 rows.append((f"per-label Python loop memory ({dt}, the authors' design)", "loce's FeatureMemory",
                              _r(m["loop_ratio"]), "-"))
     if "roi_head" in res and not res["roi_head"].get("failed"):
