@@ -52,7 +52,7 @@ if [ -z "$MMCV_WHEEL" ]; then
   tar -xzf "$BUILD/mmcv-full-$MMCV_VERSION.tar.gz" -C "$BUILD"
   SRC="$BUILD/mmcv-full-$MMCV_VERSION"
   sed -i 's/std=c++17/std=c++20/g; s#std:c++17#std:c++20#g' "$SRC/setup.py"
-  (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+  (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(getconf _NPROCESSORS_ONLN)}" \
      "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$BUILD/dist" .)
   cp "$BUILD"/dist/mmcv_full-*.whl "$KIT/wheels/.partial"
   MMCV_WHEEL="$KIT/wheels/$(basename "$(ls "$BUILD"/dist/mmcv_full-*.whl)")"

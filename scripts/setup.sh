@@ -101,7 +101,7 @@ else
     # torch >= 2.10 headers require C++20; mmcv 1.7.2 hard-codes C++17.
     sed -i 's/std=c++17/std=c++20/g; s#std:c++17#std:c++20#g' "$SRC/setup.py"
     grep -q 'std=c++20' "$SRC/setup.py" || { echo "setup: could not raise the C++ standard in mmcv's setup.py" >&2; exit 1; }
-    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(getconf _NPROCESSORS_ONLN)}"
     if [ "${LOCE_CUDA:-0}" = "1" ]; then export FORCE_CUDA=1; else export FORCE_CUDA=0; fi
     (cd "$SRC" && "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$BUILD/dist" .)
     mkdir -p "$KEY_DIR"

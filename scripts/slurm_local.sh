@@ -31,7 +31,7 @@ write_conf() {
     fi
     local host cpus mem
     host="$(hostname -s)"
-    cpus="$(nproc)"
+    cpus="$(getconf _NPROCESSORS_ONLN)"  # not nproc: it honours OMP_NUM_THREADS
     mem="$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
     mkdir -p "$(dirname "$CONF")" "$DIR/state" "$DIR/spool" "$DIR/log"
     cat > "$CONF" <<EOF
