@@ -51,34 +51,29 @@ class _ExtProxy:
 
 
 def _roi_align_forward(original):
-    def forward(input, rois, output, argmax_y, argmax_x, *, aligned_height, aligned_width, spatial_scale,
-                sampling_ratio, pool_mode, aligned):
-        if _routed(input):
-            if pool_mode != 1:
-                raise RuntimeError("RoIAlign with pool_mode='max' on CUDA needs mmcv-full built with CUDA ops "
-                                   "(LOCE_CUDA=1 scripts/setup.sh); 'avg' runs on torchvision's kernel")
-            output.copy_(torch.ops.torchvision.roi_align(input, rois, float(spatial_scale), int(aligned_height),
-                                                         int(aligned_width), int(sampling_ratio), bool(aligned)))
-            return None
-        return original(input, rois, output, argmax_y, argmax_x, aligned_height=aligned_height,
-                        aligned_width=aligned_width, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
-                        pool_mode=pool_mode, aligned=aligned)
+    def forward(input, rois, output, argmax_y, argmax_x, **kw):
+        if not _routed(input):
+            return original(input, rois, output, argmax_y, argmax_x, **kw)
+        if kw["pool_mode"] != 1:
+            raise RuntimeError("RoIAlign with pool_mode='max' on CUDA needs mmcv-full built with CUDA ops "
+                               "(LOCE_CUDA=1 scripts/setup.sh); 'avg' runs on torchvision's kernel")
+        output.copy_(torch.ops.torchvision.roi_align(input, rois, float(kw["spatial_scale"]), int(kw["aligned_height"]),
+                                                     int(kw["aligned_width"]), int(kw["sampling_ratio"]),
+                                                     bool(kw["aligned"])))
+        return None
 
     return forward
 
 
 def _roi_align_backward(original):
-    def backward(grad_output, rois, argmax_y, argmax_x, grad_input, *, aligned_height, aligned_width,
-                 spatial_scale, sampling_ratio, pool_mode, aligned):
-        if _routed(grad_output):
-            n, c, h, w = grad_input.shape
-            grad_input.copy_(torch.ops.torchvision._roi_align_backward(
-                grad_output, rois, float(spatial_scale), int(aligned_height), int(aligned_width), n, c, h, w,
-                int(sampling_ratio), bool(aligned)))
-            return None
-        return original(grad_output, rois, argmax_y, argmax_x, grad_input, aligned_height=aligned_height,
-                        aligned_width=aligned_width, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
-                        pool_mode=pool_mode, aligned=aligned)
+    def backward(grad_output, rois, argmax_y, argmax_x, grad_input, **kw):
+        if not _routed(grad_output):
+            return original(grad_output, rois, argmax_y, argmax_x, grad_input, **kw)
+        n, c, h, w = grad_input.shape
+        grad_input.copy_(torch.ops.torchvision._roi_align_backward(
+            grad_output, rois, float(kw["spatial_scale"]), int(kw["aligned_height"]), int(kw["aligned_width"]),
+            n, c, h, w, int(kw["sampling_ratio"]), bool(kw["aligned"])))
+        return None
 
     return backward
 
