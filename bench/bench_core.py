@@ -102,12 +102,35 @@ def blocks(fns: dict, repeats: int, block: int) -> dict:
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def profile_steps(step, dev, n=10) -> dict:
+    """Profile ``n`` calls of ``step``: print the ops by host time; return kernel launches and host/device time
+    per call (on a GPU a step this small is bound by launches and host work, not by bytes moved)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    _sync()
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        _sync()
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=14))
+    kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    host_us = sum(e.self_cpu_time_total for e in events) / n
+    dev_us = sum(getattr(e, "self_device_time_total", 0) for e in events) / n
+    print(f"  per step: {kernels / n:.1f} kernel launches, {host_us:.0f} us host time in ops, "
+          f"{dev_us:.0f} us device time")
+    return dict(kernels_per_step=kernels / n, host_us_per_step=host_us, device_us_per_step=dev_us)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--block", type=int, default=5, help="memory benchmark: calls timed in a row per candidate")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (times include a synchronize per block)")
+    ap.add_argument("--profile", action="store_true",
+                    help="memory benchmark: also profile 10 FeatureMemory steps (ops, host time, kernel launches)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     figures = {"device": str(dev)}
@@ -174,6 +197,11 @@ def main() -> None:
             loop.sample(scores)
 
         t = blocks({"floor": floor, "cold": cold_floor, "ours": ours, "loop": authors}, args.repeats, args.block)
+        if args.profile:
+            try:
+                figures[f"profile_{str(dtype).split('.')[-1]}"] = profile_steps(ours, dev)
+            except Exception as e:  # a profiler that cannot start here must not cost the timings
+                print(f"  profile failed: {type(e).__name__}: {e}")
         print(f"  {str(dtype):14s} floor copy {t['floor'] * 1e3:6.2f} ms | FeatureMemory {t['ours'] * 1e3:6.2f} ms "
               f"({t['ours'] / t['floor']:.2f}x floor, goal <= 1.5; {t['ours'] / t['cold']:.2f}x a copy into cold "
               f"memory, {t['cold'] * 1e3:.2f} ms) | per-label loop {t['loop'] * 1e3:6.2f} ms "

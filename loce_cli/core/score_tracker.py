@@ -74,7 +74,8 @@ class MeanScoreTracker(OptionalState):
         mean = sums / counts.clamp_min(1.0)
         fg = self.scores[: self.num_classes]
         fg.mul_(decay).add_((1.0 - decay) * mean)
-        self.scores[self.num_classes] = self.bg_score
+        # fill_ on a view, not `scores[C] = x`: on CUDA that assignment copies a host scalar (a sync, seen on H200)
+        self.scores[self.num_classes:].fill_(self.bg_score)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, alpha={self.alpha}, bg_score={self.bg_score}"

@@ -3,14 +3,31 @@
 The ``gpu`` tests check that on a GPU under ``torch.cuda.set_sync_debug_mode("error")``. Without one, the same
 step runs on the ``meta`` device, where any read of tensor values on the host (``.item()``, ``.tolist()``,
 ``bool(t)``, ``.cpu()``) and any op whose output shape depends on the data (``nonzero``, boolean-mask indexing,
-``unique``) raises: these are the ops that synchronise a CUDA stream, so this catches them on every CI run."""
+``unique``) raises: these are the ops that synchronise a CUDA stream, so this catches them on every CI run.
+A dispatch-mode watcher adds the host-to-device copies meta lets through: a tensor made on the host inside the step
+and a Python number written by indexing (``t[i] = 0.5``, which on CUDA copies a host scalar: a sync the H200 run
+caught in the tracker)."""
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from loce_cli.core.memory_bank import FeatureMemory
 from loce_cli.core.proposals import jitter_boxes
 from loce_cli.core.score_tracker import MeanScoreTracker
+
+
+class _NoHostCopies(TorchDispatchMode):
+    """Raise on ops that would copy host data to the GPU: CPU tensor inputs, scalars turned into tensors."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.scalar_tensor.default, torch.ops.aten.lift_fresh.default):
+            raise RuntimeError(f"host value copied to the device in the step ({func})")
+        cpu = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+        if cpu:
+            raise RuntimeError(f"host tensor used in the step ({func}, shape {tuple(cpu[0].shape)})")
+        return func(*args, **(kwargs or {}))
 
 
 def _step(dev, dtype, steps=3):
@@ -19,11 +36,12 @@ def _step(dev, dtype, steps=3):
     gts = torch.tensor([[4.0, 4.0, 40.0, 30.0], [10.0, 12.0, 60.0, 62.0]]).to(dev)
     feats = torch.randn(32, 8, 7, 7, device=dev)
     labels = torch.randint(0, 50, (32,), device=dev)
-    for _ in range(steps):
-        boxes, idx = jitter_boxes(gts, (64, 64, 3))
-        memory.push(feats, labels, torch.randn(32, 4, device=dev))
-        f, l, r = memory.sample(tracker.scores)
-        tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
+    with _NoHostCopies():
+        for _ in range(steps):
+            boxes, idx = jitter_boxes(gts, (64, 64, 3))
+            memory.push(feats, labels, torch.randn(32, 4, device=dev))
+            f, l, r = memory.sample(tracker.scores)
+            tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
     return f, l, r, boxes, idx
 
 
@@ -44,6 +62,19 @@ def test_meta_step_catches_a_host_read(monkeypatch):
 
     monkeypatch.setattr(FeatureMemory, "push", push_then_read)
     with pytest.raises(RuntimeError, match="meta"):
+        _step(torch.device("meta"), torch.float32, steps=1)
+
+
+def test_meta_step_catches_a_host_scalar_write(monkeypatch):
+    # the form of the sync the H200 run found: a Python number assigned by indexing a device tensor
+    apply_stats = MeanScoreTracker.apply_stats
+
+    def apply_then_assign(self, stats):
+        apply_stats(self, stats)
+        self.scores[self.num_classes] = self.bg_score
+
+    monkeypatch.setattr(MeanScoreTracker, "apply_stats", apply_then_assign)
+    with pytest.raises(RuntimeError, match="host value copied"):
         _step(torch.device("meta"), torch.float32, steps=1)
 
 
