@@ -10,8 +10,14 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 SCORE_FLOOR = 1e-6
+# Which backward computes the loss: "inplace" (the custom function below: fewest bytes moved, the CPU's best),
+# "builtin" (torch's cross-entropy on ``z + log s``: fewest kernel launches, which is what counts on a GPU at
+# these sizes) or "auto" (inplace on the CPU, builtin elsewhere). Both give the same values and gradients;
+# bench/bench_core.py times them side by side.
+BACKWARD = "auto"
 
 
 def equilibrium_logits(logits: torch.Tensor, mean_scores: torch.Tensor, floor: float = SCORE_FLOOR) -> torch.Tensor:
@@ -74,7 +80,13 @@ def equilibrium_loss(
         loss = logits.sum(1)  # empty, keeps the graph
     else:
         log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(SCORE_FLOOR).log()
-        loss = _EquilibriumCE.apply(logits, log_s, labels)
+        mode = BACKWARD if BACKWARD != "auto" else ("inplace" if logits.device.type == "cpu" else "builtin")
+        if mode == "builtin":
+            if weight is None and avg_factor is None and reduction == "mean":
+                return F.cross_entropy(logits + log_s, labels)  # one fused reduction, no extra launches
+            loss = F.cross_entropy(logits + log_s, labels, reduction="none")
+        else:
+            loss = _EquilibriumCE.apply(logits, log_s, labels)
     if weight is not None:
         loss = loss * weight.to(loss.dtype)
     if reduction == "none":

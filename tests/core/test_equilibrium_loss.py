@@ -2,7 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from loce_cli.core import equilibrium_loss as ebl_module
 from loce_cli.core.equilibrium_loss import equilibrium_loss
+
+
+@pytest.fixture(autouse=True, params=["inplace", "builtin"])
+def backward(request, monkeypatch):
+    """Every test runs with both implementations (the CPU's in-place backward, the GPU's built-in one)."""
+    monkeypatch.setattr(ebl_module, "BACKWARD", request.param)
+    return request.param
 
 
 def _direct(logits, labels, s):
@@ -65,3 +73,40 @@ def test_no_gradient_into_scores():
     s = torch.rand(4, requires_grad=True)
     equilibrium_loss(torch.randn(3, 4, requires_grad=True), torch.tensor([0, 1, 3]), s).backward()
     assert s.grad is None
+
+
+def test_both_backwards_agree_with_weights_and_avg_factor():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(40, 9, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 9, (40,), generator=g)
+    s = torch.rand(9, generator=g, dtype=torch.float64) + 0.01
+    w = torch.rand(40, generator=g, dtype=torch.float64)
+    out = {}
+    for mode in ("inplace", "builtin"):
+        ebl_module.BACKWARD = mode
+        for red, kw in (("mean", {}), ("mean", dict(weight=w, avg_factor=17.0)), ("sum", dict(weight=w))):
+            z = logits.clone().requires_grad_(True)
+            loss = equilibrium_loss(z, labels, s, reduction=red, **kw)
+            loss.backward()
+            out.setdefault((red, bool(kw)), []).append((loss.detach(), z.grad))
+    for (l1, g1), (l2, g2) in out.values():
+        torch.testing.assert_close(l1, l2)
+        torch.testing.assert_close(g1, g2)
+
+
+@pytest.mark.gpu
+def test_cuda_default_matches_the_cpu(backward, monkeypatch):
+    monkeypatch.setattr(ebl_module, "BACKWARD", "auto")  # the device picks: in-place on the CPU, built-in on CUDA
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(64, 21, generator=g)
+    labels = torch.randint(0, 21, (64,), generator=g)
+    s = torch.rand(21, generator=g) + 0.01
+    w = torch.rand(64, generator=g)
+    res = []
+    for dev in ("cpu", "cuda"):
+        z = logits.to(dev).requires_grad_(True)
+        loss = equilibrium_loss(z, labels.to(dev), s.to(dev), weight=w.to(dev), avg_factor=torch.tensor(30.0))
+        loss.backward()
+        res.append((loss.detach().cpu(), z.grad.cpu()))
+    torch.testing.assert_close(res[0][0], res[1][0])
+    torch.testing.assert_close(res[0][1], res[1][1])
