@@ -104,7 +104,7 @@ def test_cuda_default_matches_the_cpu(backward, monkeypatch):
     w = torch.rand(64, generator=g)
     res = []
     for dev in ("cpu", "cuda"):
-        z = logits.to(dev).requires_grad_(True)
+        z = logits.to(dev).clone().requires_grad_(True)  # a fresh leaf on each device
         loss = equilibrium_loss(z, labels.to(dev), s.to(dev), weight=w.to(dev), avg_factor=torch.tensor(30.0))
         loss.backward()
         res.append((loss.detach().cpu(), z.grad.cpu()))
