@@ -125,6 +125,34 @@ def profile_steps(step, dev, n=10) -> dict:
     return dict(kernels_per_step=kernels / n, host_us_per_step=host_us, device_us_per_step=dev_us)
 
 
+def ops_per_step() -> tuple:
+    """Tensor ops (views and allocations aside) in one push 640 + sample 32, counted on the meta device: on a GPU
+    each is at least one kernel launch, and right after a push each costs tens of us on a CPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    skip = {"view", "reshape", "unsqueeze", "slice", "select", "alias", "detach", "_unsafe_view", "expand"}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.__name__.split(".")[0]
+            if name not in skip and not name.startswith("empty"):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    mem = FeatureMemory(50, 16, (8, 7, 7), device="meta")
+    feats = torch.randn(640, 8, 7, 7, device="meta")
+    labels = torch.randint(0, 50, (640,), device="meta")
+    reg, scores = torch.randn(640, 4, device="meta"), torch.rand(51, device="meta")
+    mem.push(feats, labels)
+    with Count() as push:
+        mem.push(feats, labels, reg)
+    with Count() as sample:
+        mem.sample(scores)
+    return push.n, sample.n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
@@ -175,6 +203,9 @@ def main() -> None:
 
     print("\n[2] memory push 640 + sample 32 per step, LVIS v1 scale, random classes each step "
           f"(blocks of {args.block} steps, candidates in shuffled order)")
+    n_push, n_sample = ops_per_step()
+    print(f"  ops per step: push {n_push} + sample {n_sample} = {n_push + n_sample}")
+    figures["ops_per_step"] = dict(push=n_push, sample=n_sample)
     for dtype in (torch.float32, torch.float16):
         mem = FeatureMemory(C, Q, SHAPE, dtype=dtype, device=dev)
         loop = LoopMemory(dtype, dev)

@@ -102,20 +102,20 @@ class FeatureMemory(OptionalState):
         device = self.flat_feats.device
         labels = labels.to(device=device, dtype=torch.long).reshape(-1)
         q, c = self.queue_size, self.num_classes
-        # rank of each item among the batch's items of the same class (stable, sort-based, no sync)
+        # destination rows, worked out in class-sorted order (stable sort: batch order within a class; no sync,
+        # few ops: each is a kernel launch on a GPU)
         sorted_labels, order = torch.sort(labels, stable=True)
-        first = torch.searchsorted(sorted_labels, sorted_labels)
-        rank = torch.empty_like(labels)
-        rank[order] = torch.arange(p, device=device) - first
-        per_class = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, labels, torch.ones_like(labels))
-        n_same = per_class[labels]
-        keep = rank >= n_same - q
-        slot = labels * q + (self.ptrs[labels] + rank) % q
-        index = torch.where(keep, slot, torch.full_like(slot, c * q))
+        first = torch.searchsorted(sorted_labels, sorted_labels)  # where each item's class starts
+        end = torch.searchsorted(sorted_labels, sorted_labels, right=True)  # and ends
+        pos = torch.arange(p, device=device)
+        rank = pos - first  # rank among the batch's items of its class
+        slot = (self.ptrs[sorted_labels] + rank).remainder_(q).add_(sorted_labels, alpha=q)
+        slot.masked_fill_(pos < end - q, c * q)  # all but the last q of a class go to the spare row
+        index = torch.empty_like(slot).index_copy_(0, order, slot)  # back to batch order
 
         src = feats.detach().to(device).reshape(p, *self.feat_shape)
         if device.type == "cpu" and src.dtype != self.flat_feats.dtype:
-            self._copy_runs_cpu(src, index, keep)  # converts while copying: no staging pass
+            self._copy_runs_cpu(src, index)  # converts while copying: no staging pass
         else:
             if src.dtype != self.flat_feats.dtype:
                 # convert into a reused staging buffer: no fresh allocation per step
@@ -132,11 +132,12 @@ class FeatureMemory(OptionalState):
         else:
             reg = reg_targets.detach().to(device=device, dtype=torch.float32).reshape(p, self.reg_dim)
         self.flat_reg.index_copy_(0, index, reg)
-        self.ptrs.add_(per_class).remainder_(q)
-        self.counts.add_(per_class).clamp_(max=q)
+        ones = torch.ones_like(labels)
+        self.ptrs.index_add_(0, labels, ones).remainder_(q)
+        self.counts.index_add_(0, labels, ones).clamp_(max=q)
         self._has_data = True
 
-    def _copy_runs_cpu(self, src: torch.Tensor, index: torch.Tensor, keep: torch.Tensor) -> None:
+    def _copy_runs_cpu(self, src: torch.Tensor, index: torch.Tensor) -> None:
         """CPU write path for a storage dtype that differs from the features' (fp16/bf16 memory): one ``copy_``
         per run of consecutive destination rows (the 16 jitters of a ground truth land in consecutive ring
         slots); ``copy_`` converts on the fly, so there is no separate conversion pass. Measured here: ~1.9x
@@ -144,28 +145,34 @@ class FeatureMemory(OptionalState):
         indices costs nothing on the CPU (no device to wait for). Same-dtype storage uses one ``index_copy_``
         (~1.4x a plain copy, against ~1.6x for runs)."""
         idx = index.tolist()
-        kept = keep.tolist()
+        spare = self.num_classes * self.queue_size
         p = len(idx)
         i = 0
         while i < p:
-            if not kept[i]:
+            if idx[i] == spare:  # dropped (more than Q of its class in this batch)
                 i += 1
                 continue
             j = i + 1
-            while j < p and kept[j] and idx[j] == idx[j - 1] + 1:
+            while j < p and idx[j] != spare and idx[j] == idx[j - 1] + 1:
                 j += 1
             self.flat_feats[idx[i]: idx[i] + (j - i)].copy_(src[i:j])
             i = j
 
     # -- reading ------------------------------------------------------------------------------------------
     @torch.no_grad()
+    def draw_weights(self, mean_scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """``[C]``: unnormalised draw weights ``1 / (s_c + eps)`` for classes with a non-empty queue, 0 for empty
+        ones (what :meth:`sample` hands to ``torch.multinomial``, which normalises by itself)."""
+        s = mean_scores[: self.num_classes].to(device=self.counts.device, dtype=torch.float32)
+        return (self.counts > 0) / (s + eps)
+
+    @torch.no_grad()
     def class_probabilities(self, mean_scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         """``[C]``: draw probability ``∝ 1 / (s_c + eps)`` over classes with a non-empty queue, 0 for empty."""
-        s = mean_scores[: self.num_classes].to(device=self.counts.device, dtype=torch.float32)
-        weights = torch.where(self.counts > 0, 1.0 / (s + eps), torch.zeros_like(s))
+        weights = self.draw_weights(mean_scores, eps)
         total = weights.sum()
         # an all-empty memory would give 0/0: fall back to uniform (callers skip that case via is_empty)
-        return torch.where(total > 0, weights / total.clamp_min(1e-30), torch.full_like(s, 1.0 / s.numel()))
+        return torch.where(total > 0, weights / total.clamp_min(1e-30), torch.full_like(weights, 1.0 / weights.numel()))
 
     @torch.no_grad()
     def sample(self, mean_scores: torch.Tensor, num_classes: int = 8, num_features: int = 4,
@@ -176,18 +183,22 @@ class FeatureMemory(OptionalState):
 
         Returns ``(feats [K, *feat_shape], labels [K], reg_targets [K, reg_dim])`` with
         ``K = num_classes * num_features``, or ``K = 0`` when the memory is empty.
+
+        Few small ops on purpose: right after a push has streamed tens of MB through the caches each op costs
+        ~30 us on a CPU, and on a GPU each is a kernel launch.
         """
         device = self.flat_feats.device
         if self.is_empty() or num_classes <= 0 or num_features <= 0:
             return (torch.empty((0, *self.feat_shape), dtype=out_dtype or self.dtype, device=device),
                     torch.empty((0,), dtype=torch.long, device=device),
                     torch.empty((0, self.reg_dim), dtype=torch.float32, device=device))
-        probs = self.class_probabilities(mean_scores)
-        drawn = torch.multinomial(probs, num_classes, replacement=True, generator=generator)  # [k]
+        drawn = torch.multinomial(self.draw_weights(mean_scores), num_classes, replacement=True,
+                                  generator=generator)  # [k]
         u = torch.rand((num_classes, num_features), device=device, generator=generator)
-        filled = self.counts[drawn].clamp_min(1).unsqueeze(1)  # [k, 1]
-        pos = torch.minimum((u * filled).long(), filled - 1)
-        index = (drawn.unsqueeze(1) * self.queue_size + pos).reshape(-1)
+        filled = self.counts[drawn].clamp_min_(1).unsqueeze(1)  # [k, 1]
+        # floor(u * n) in 0..n-1; the rare u * n that rounds up to n wraps to 0
+        pos = (u * filled).long().remainder_(filled)
+        index = pos.add_(drawn.unsqueeze(1), alpha=self.queue_size).reshape(-1)
         feats = self.flat_feats.index_select(0, index)
         if out_dtype is not None and feats.dtype != out_dtype:
             feats = feats.to(out_dtype)
