@@ -48,17 +48,7 @@ echo "gpu_kit: == torch stack ($TORCH_SPEC) and the image's packages"
 MMCV_WHEEL="$(ls "$KIT"/wheels/mmcv_full-*.whl 2>/dev/null | head -n1 || true)"
 if [ -z "$MMCV_WHEEL" ]; then
   echo "gpu_kit: == build mmcv-full $MMCV_VERSION (CPU ops) against torch 2.11"
-  BUILD="$(mktemp -d)"
-  "${PIP[@]}" download -q "mmcv-full==$MMCV_VERSION" --no-deps --no-binary :all: --no-build-isolation -d "$BUILD"
-  tar -xzf "$BUILD/mmcv-full-$MMCV_VERSION.tar.gz" -C "$BUILD"
-  SRC="$BUILD/mmcv-full-$MMCV_VERSION"
-  sed -i 's/std=c++17/std=c++20/g; s#std:c++17#std:c++20#g' "$SRC/setup.py"
-  (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(getconf _NPROCESSORS_ONLN)}" \
-     "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$BUILD/dist" .)
-  cp "$BUILD"/dist/mmcv_full-*.whl "$KIT/wheels/.partial"
-  MMCV_WHEEL="$KIT/wheels/$(basename "$(ls "$BUILD"/dist/mmcv_full-*.whl)")"
-  mv "$KIT/wheels/.partial" "$MMCV_WHEEL"
-  rm -rf "$BUILD"
+  MMCV_WHEEL="$(FORCE_CUDA=0 MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/build_mmcv_wheel.sh" "$KIT/venv/bin/python" "$KIT/wheels" | tail -n1)"
 fi
 
 echo "gpu_kit: == cp312 wheels of the packages the image lacks"

@@ -24,7 +24,7 @@ step() { STEP="$1"; echo "setup: == $1"; }
 
 # Fast path: nothing changed since the last successful set-up.
 fingerprint() {
-  cat "$ROOT/scripts/setup.sh" "$ROOT/pyproject.toml" "$ROOT/requirements/"*.txt 2>/dev/null | sha256sum | cut -d' ' -f1
+  cat "$ROOT/scripts/setup.sh" "$ROOT/scripts/build_mmcv_wheel.sh" "$ROOT/pyproject.toml" "$ROOT/requirements/"*.txt 2>/dev/null | sha256sum | cut -d' ' -f1
   echo "$TORCH_SPEC ${LOCE_CUDA:-0}"
 }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] && [ -x "$VENV/bin/loce" ] \
@@ -94,22 +94,8 @@ else
   WHEEL="$(ls "$KEY_DIR"/mmcv_full-*.whl 2>/dev/null | head -n1 || true)"
   if [ -z "$WHEEL" ]; then
     step "build mmcv-full $MMCV_VERSION from source ($FLAVOUR; about 10 minutes on 2 cores)"
-    BUILD="$(mktemp -d)"
-    "${PIP[@]}" download -q "mmcv-full==$MMCV_VERSION" --no-deps --no-binary :all: --no-build-isolation -d "$BUILD"
-    tar -xzf "$BUILD/mmcv-full-$MMCV_VERSION.tar.gz" -C "$BUILD"
-    SRC="$BUILD/mmcv-full-$MMCV_VERSION"
-    # torch >= 2.10 headers require C++20; mmcv 1.7.2 hard-codes C++17.
-    sed -i 's/std=c++17/std=c++20/g; s#std:c++17#std:c++20#g' "$SRC/setup.py"
-    grep -q 'std=c++20' "$SRC/setup.py" || { echo "setup: could not raise the C++ standard in mmcv's setup.py" >&2; exit 1; }
-    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(getconf _NPROCESSORS_ONLN)}"
-    if [ "${LOCE_CUDA:-0}" = "1" ]; then export FORCE_CUDA=1; else export FORCE_CUDA=0; fi
-    (cd "$SRC" && "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$BUILD/dist" .)
-    mkdir -p "$KEY_DIR"
-    WHEEL_TMP="$(ls "$BUILD"/dist/mmcv_full-*.whl | head -n1)"
-    cp "$WHEEL_TMP" "$KEY_DIR/.partial.whl"
-    mv "$KEY_DIR/.partial.whl" "$KEY_DIR/$(basename "$WHEEL_TMP")"   # atomic: no half-written cache entry
-    WHEEL="$KEY_DIR/$(basename "$WHEEL_TMP")"
-    rm -rf "$BUILD"
+    if [ "${LOCE_CUDA:-0}" = "1" ]; then CUDA_FLAG=1; else CUDA_FLAG=0; fi
+    WHEEL="$(FORCE_CUDA=$CUDA_FLAG MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/build_mmcv_wheel.sh" "$PYV" "$KEY_DIR" | tail -n1)"
   else
     step "reuse cached mmcv-full wheel $WHEEL"
   fi
