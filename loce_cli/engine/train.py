@@ -75,6 +75,9 @@ def validate(req: TrainRequest):
                                  "(scripts/setup.sh installs it)") from None
 
     cfg = load_config(Path(req.config), req.cfg_options)
+    if cfg.get("fp16"):  # mmdet's train_detector reads it; loce's runner would silently train in fp32
+        raise LoceUsageError(f"{req.config} asks for mixed precision (fp16 = {dict(cfg.fp16)}), which loce does not "
+                             "support yet", "remove the fp16 setting (the paper's recipe trains in fp32)")
     for path in dataset_paths(cfg):
         if not path.exists():
             raise DataError(f"training data {path} does not exist (from {req.config})",

@@ -114,6 +114,10 @@ def test_bad_requests(tiny_dataset, tmp_path, base_run):
     with pytest.raises(DataError, match="training data"):
         train(TrainRequest(config=str(BASE), work_dir=str(tmp_path / "w"),
                            cfg_options=["data.train.ann_file=/nonexistent/train.json"]))
+    mixed = tmp_path / "fp16_synth.py"  # a user's config with mmdet's mixed-precision switch: refused, not ignored
+    mixed.write_text(f"_base_ = [{str(BASE)!r}]\nfp16 = dict(loss_scale=512.0)\n")
+    with pytest.raises(LoceUsageError, match="mixed precision"):
+        train(TrainRequest(config=str(mixed), work_dir=str(tmp_path / "w"), cfg_options=opts(tiny_dataset)))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="not a readable checkpoint"):
