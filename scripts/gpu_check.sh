@@ -57,7 +57,7 @@ FT=configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py
 REQUIRE_CUDA=$([ "$BENCH_DEVICE" = cuda ] && echo 1 || echo 0)
 run env 60 "$PY" -c 'import sys, torch, torchvision, numpy; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", torch.version.cuda, ok, torch.cuda.get_device_name(0) if ok else "-", "torchvision", torchvision.__version__, "numpy", numpy.__version__); sys.exit(0 if ok or sys.argv[1] == "0" else 3)' "$REQUIRE_CUDA"
 run doctor 120 "${LOCE[@]}" doctor
-run gpu_tests 150 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests/core/test_cuda_sync_free.py tests/mmdet_ext/test_cuda_ops.py tests/mmdet_ext/test_parallel_compat.py tests/mmdet_ext/test_rng_state.py tests/core/test_equilibrium_loss.py
+run gpu_tests 150 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests  # every gpu-marked test, wherever it is
 run synth 120 "${LOCE[@]}" data synth --out "$D" --num-classes 6 --train-images 40 --val-images 16 --image-size 64 --seed 3
 run train_base 150 "${LOCE[@]}" train base "$BASE" "${GPU[@]}" --work-dir "$W/base" --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
 run finetune 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --work-dir "$W/loce" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
