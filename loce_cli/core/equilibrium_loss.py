@@ -82,9 +82,10 @@ def equilibrium_loss(
         log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(SCORE_FLOOR).log()
         mode = BACKWARD if BACKWARD != "auto" else ("inplace" if logits.device.type == "cpu" else "builtin")
         if mode == "builtin":
+            z = logits + log_s
             if weight is None and avg_factor is None and reduction == "mean":
-                return F.cross_entropy(logits + log_s, labels)  # one fused reduction, no extra launches
-            loss = F.cross_entropy(logits + log_s, labels, reduction="none")
+                return F.cross_entropy(z, labels)  # one fused reduction, no extra launches
+            loss = F.cross_entropy(z, labels, reduction="none")
         else:
             loss = _EquilibriumCE.apply(logits, log_s, labels)
     if weight is not None:
