@@ -123,3 +123,34 @@ def test_keep_on_host_ignores_module_moves():
     owner.memory = free
     owner.to("meta")
     assert free.flat_feats.device.type == "meta"
+
+
+@pytest.mark.parametrize("dtype, bits, shape", [
+    (torch.float32, torch.int32, (4, 2, 2)),   # 64-byte rows: written and read as 16-byte elements
+    (torch.float32, torch.int32, (3, 1, 1)),   # 12-byte rows: element by element
+    (torch.float16, torch.int16, (8, 1, 1)),   # same-dtype fp16 push: 16-byte rows
+    (torch.bfloat16, torch.int16, (4, 3, 1)),  # 24-byte rows
+])
+@pytest.mark.parametrize("offset", [0, 1])  # 1: the source starts off a 16-byte boundary
+def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset):
+    # random bit patterns (NaN payloads, infinities, subnormals included): every path must copy bits, never values
+    g = torch.Generator().manual_seed(5)
+    n, row = 40, math.prod(shape)
+    lo, hi = torch.iinfo(bits).min, torch.iinfo(bits).max
+    raw = torch.randint(lo, hi, (n * row + offset,), dtype=bits, generator=g)
+    feats = raw[offset:].view(dtype).view(n, *shape)
+    assert feats.storage_offset() == offset
+    labels = torch.randint(0, 3, (n,), generator=g)
+    m = FeatureMemory(3, 16, shape, dtype=dtype)
+    m.push(feats, labels)
+    for c in range(3):  # the last 16 items of each class, in ring order from slot 0
+        mine = feats[labels == c][-16:]
+        k = mine.shape[0]
+        start = (int((labels == c).sum()) - k) % 16
+        got = torch.roll(m.feats[c], -start, 0)[:k] if k == 16 else m.feats[c, :k]
+        assert torch.equal(got.view(bits), mine.view(bits))
+    f, lab, _ = m.sample(torch.full((4,), 0.5), num_classes=8, num_features=4, generator=g, out_dtype=None)
+    assert f.dtype == dtype and f.shape == (32, *shape)
+    stored = m.flat_feats.view(bits).view(m.flat_feats.shape[0], -1)
+    for row_bits, c in zip(f.view(bits).view(32, -1), lab.tolist()):
+        assert (stored[c * 16:(c + 1) * 16] == row_bits).all(1).any()  # an exact copy of a row of its queue
