@@ -24,8 +24,17 @@ def equilibrium_logits(logits: torch.Tensor, mean_scores: torch.Tensor, floor: f
     """``z + log(clamp(s, floor))``: logits ``[N, C+1]``, mean_scores ``[C+1]`` -> ``[N, C+1]``."""
     if mean_scores.dim() != 1 or mean_scores.shape[0] != logits.shape[-1]:
         raise ValueError(f"mean_scores must have shape [{logits.shape[-1]}], got {list(mean_scores.shape)}")
-    log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(floor).log()
-    return logits + log_s
+    return logits + _log_scores(mean_scores, logits, floor)
+
+
+def _log_scores(mean_scores: torch.Tensor, logits: torch.Tensor, floor: float = SCORE_FLOOR) -> torch.Tensor:
+    """``log(clamp(s, floor))`` in the logits' dtype and device, without gradient. Two tensor ops when nothing
+    needs converting: on a GPU the loss is bound by host work per op at LVIS sizes, so every op counts."""
+    if mean_scores.requires_grad:
+        mean_scores = mean_scores.detach()
+    if mean_scores.dtype != logits.dtype or mean_scores.device != logits.device:
+        mean_scores = mean_scores.to(dtype=logits.dtype, device=logits.device)
+    return mean_scores.clamp_min(floor).log_()  # clamp_min gives a fresh tensor: log_ may write over it
 
 
 class _EquilibriumCE(torch.autograd.Function):
@@ -79,7 +88,7 @@ def equilibrium_loss(
     if labels.numel() == 0:
         loss = logits.sum(1)  # empty, keeps the graph
     else:
-        log_s = mean_scores.detach().to(dtype=logits.dtype, device=logits.device).clamp_min(SCORE_FLOOR).log()
+        log_s = _log_scores(mean_scores, logits)
         mode = BACKWARD if BACKWARD != "auto" else ("inplace" if logits.device.type == "cpu" else "builtin")
         if mode == "builtin":
             z = logits + log_s
