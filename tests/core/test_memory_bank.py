@@ -132,16 +132,17 @@ def test_keep_on_host_ignores_module_moves():
     (torch.bfloat16, torch.int16, (4, 3, 1)),  # 24-byte rows
 ])
 @pytest.mark.parametrize("offset", [0, 1])  # 1: the source starts off a 16-byte boundary
-def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset, device):
     # random bit patterns (NaN payloads, infinities, subnormals included): every path must copy bits, never values
     g = torch.Generator().manual_seed(5)
     n, row = 40, math.prod(shape)
     lo, hi = torch.iinfo(bits).min, torch.iinfo(bits).max
     raw = torch.randint(lo, hi, (n * row + offset,), dtype=bits, generator=g)
-    feats = raw[offset:].view(dtype).view(n, *shape)
+    feats = raw.to(device)[offset:].view(dtype).view(n, *shape)
     assert feats.storage_offset() == offset
-    labels = torch.randint(0, 3, (n,), generator=g)
-    m = FeatureMemory(3, 16, shape, dtype=dtype)
+    labels = torch.randint(0, 3, (n,), generator=g).to(device)
+    m = FeatureMemory(3, 16, shape, dtype=dtype, device=device)
     m.push(feats, labels)
     for c in range(3):  # the last 16 items of each class, in ring order from slot 0
         mine = feats[labels == c][-16:]
@@ -149,7 +150,9 @@ def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset):
         start = (int((labels == c).sum()) - k) % 16
         got = torch.roll(m.feats[c], -start, 0)[:k] if k == 16 else m.feats[c, :k]
         assert torch.equal(got.view(bits), mine.view(bits))
-    f, lab, _ = m.sample(torch.full((4,), 0.5), num_classes=8, num_features=4, generator=g, out_dtype=None)
+    gen = torch.Generator(device).manual_seed(6)
+    f, lab, _ = m.sample(torch.full((4,), 0.5, device=device), num_classes=8, num_features=4, generator=gen,
+                         out_dtype=None)
     assert f.dtype == dtype and f.shape == (32, *shape)
     stored = m.flat_feats.view(bits).view(m.flat_feats.shape[0], -1)
     for row_bits, c in zip(f.view(bits).view(32, -1), lab.tolist()):
