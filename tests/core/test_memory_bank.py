@@ -10,8 +10,9 @@ def _feats(values, shape=(2, 1, 1)):
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, *shape).contiguous()
 
 
-def test_push_wraps_around_per_class():
-    m = FeatureMemory(3, queue_size=4, feat_shape=(2, 1, 1))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+def test_push_wraps_around_per_class(dtype):
+    m = FeatureMemory(3, queue_size=4, feat_shape=(2, 1, 1), dtype=dtype)
     m.push(_feats([1, 2, 3]), torch.tensor([0, 0, 0]))
     m.push(_feats([4, 5, 6]), torch.tensor([0, 0, 0]))
     assert m.counts.tolist() == [4, 0, 0] and m.ptrs.tolist() == [2, 0, 0]
@@ -20,8 +21,9 @@ def test_push_wraps_around_per_class():
     assert (m.labels[0] == 0).all()
 
 
-def test_classes_are_isolated_and_regression_targets_kept():
-    m = FeatureMemory(3, queue_size=3, feat_shape=(2, 1, 1))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+def test_classes_are_isolated_and_regression_targets_kept(dtype):
+    m = FeatureMemory(3, queue_size=3, feat_shape=(2, 1, 1), dtype=dtype)
     reg = torch.arange(12, dtype=torch.float32).view(3, 4)
     m.push(_feats([10, 20, 11]), torch.tensor([1, 2, 1]), reg)
     assert m.counts.tolist() == [0, 2, 1]
@@ -31,12 +33,17 @@ def test_classes_are_isolated_and_regression_targets_kept():
     assert torch.equal(m.reg_targets[2, 0], reg[1])
 
 
-def test_more_items_than_queue_in_one_batch_keeps_the_last():
-    m = FeatureMemory(2, queue_size=3, feat_shape=(2, 1, 1))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+def test_more_items_than_queue_in_one_batch_keeps_the_last(dtype):
+    m = FeatureMemory(2, queue_size=3, feat_shape=(2, 1, 1), dtype=dtype)
     m.push(_feats([1, 2, 3, 4, 5]), torch.tensor([1, 1, 1, 1, 1]))
     assert m.counts.tolist() == [0, 3]
     assert sorted(m.feats[1, :, 0, 0, 0].tolist()) == [3, 4, 5]
     assert m.ptrs[1].item() == 5 % 3
+    # class 1's last slot is the row just before the spare one; class 0 brings one item too many
+    m.push(_feats([6, 7, 8, 9, 10]), torch.tensor([1, 0, 0, 0, 0]))
+    assert m.counts.tolist() == [3, 3] and m.ptrs.tolist() == [4 % 3, 6 % 3]
+    assert m.feats[1, :, 0, 0, 0].tolist() == [4, 5, 6] and m.feats[0, :, 0, 0, 0].tolist() == [10, 8, 9]
 
 
 def test_sampling_probability_proportional_to_inverse_score():
