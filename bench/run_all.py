@@ -96,6 +96,10 @@ def headline_rows(res: dict) -> list:
                 if m.get("cold_ratio") is not None:
                     rows.append((f"feature memory push 640 + sample 32 ({dt})", "one copy of the 640 features into "
                                  "uncached memory", _r(m["cold_ratio"]), "-"))
+                if m.get("ops_ratio") is not None:
+                    n = sum(c["ops_per_step"].values()) - 1 if "ops_per_step" in c else "the other"
+                    rows.append((f"feature memory push 640 + sample 32 ({dt})", f"the plain copy + {n} trivial tensor "
+                                 "ops (as many ops as the step)", _r(m["ops_ratio"]), "-"))
                 rows.append((f"per-label Python loop memory ({dt}, the authors' design)", "loce's FeatureMemory",
                              _r(m["loop_ratio"]), "-"))
     if "roi_head" in res and not res["roi_head"].get("failed"):
