@@ -107,11 +107,10 @@ class FeatureMemory(OptionalState):
         # few ops: each is a kernel launch on a GPU)
         sorted_labels, order = torch.sort(labels, stable=True)
         first = torch.searchsorted(sorted_labels, sorted_labels)  # where each item's class starts
-        end = torch.searchsorted(sorted_labels, sorted_labels, right=True)  # and ends
-        pos = torch.arange(p, device=device)
-        rank = pos - first  # rank among the batch's items of its class
+        rank = torch.arange(p, device=device) - first  # rank among the batch's items of its class
         slot = (self.ptrs[sorted_labels] + rank).remainder_(q).add_(sorted_labels, alpha=q)
-        slot.masked_fill_(pos < end - q, c * q)  # all but the last q of a class go to the spare row
+        if p > q:  # all but the last q of a class go to the spare row: those with q more of their class after them
+            slot[:-q].masked_fill_(sorted_labels[q:] == sorted_labels[:-q], c * q)
         index = torch.empty_like(slot).index_copy_(0, order, slot)  # back to batch order
 
         src = feats.detach().to(device).reshape(p, *self.feat_shape)
@@ -215,11 +214,10 @@ class FeatureMemory(OptionalState):
                     torch.empty((0, self.reg_dim), dtype=torch.float32, device=device))
         drawn = torch.multinomial(self.draw_weights(mean_scores), num_classes, replacement=True,
                                   generator=generator)  # [k]
-        u = torch.rand((num_classes, num_features), device=device, generator=generator)
         filled = self.counts[drawn].clamp_min_(1).unsqueeze(1)  # [k, 1]
-        # floor(u * n) in 0..n-1; the rare u * n that rounds up to n wraps to 0
-        pos = (u * filled).long().remainder_(filled)
-        index = pos.add_(drawn.unsqueeze(1), alpha=self.queue_size).reshape(-1)
+        # uniform in 0..n-1: a 62-bit random integer mod n (bias below n / 2^62)
+        pos = torch.randint(0, 1 << 62, (num_classes, num_features), device=device, generator=generator)
+        index = pos.remainder_(filled).add_(drawn.unsqueeze(1), alpha=self.queue_size).reshape(-1)
         feats = self._rows(self.flat_feats).index_select(0, index).view(self.dtype).view(-1, *self.feat_shape)
         if out_dtype is not None and feats.dtype != out_dtype:
             feats = feats.to(out_dtype)

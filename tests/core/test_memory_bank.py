@@ -74,6 +74,18 @@ def test_sample_shapes_uniform_within_filled_slots_and_empty_memory():
     assert all(any(torch.equal(x, y) for y in stored) for x in f.reshape(32, -1))
 
 
+def test_sampled_slots_are_uniform_over_the_filled_ones():
+    m = FeatureMemory(1, queue_size=7, feat_shape=(1, 1, 1))
+    m.push(_feats([0, 1, 2, 3, 4], (1, 1, 1)), torch.zeros(5, dtype=torch.long))  # 5 of 7 slots filled
+    g = torch.Generator().manual_seed(3)
+    values = torch.cat([m.sample(torch.full((2,), 0.5), num_classes=8, num_features=50, generator=g)[0].flatten()
+                        for _ in range(50)])  # 20,000 draws
+    freq = torch.bincount(values.long(), minlength=7)
+    assert freq[5:].sum() == 0  # never an unfilled slot
+    expected, sd = 4000, math.sqrt(20000 * 0.2 * 0.8)
+    assert (freq[:5] - expected).abs().max() < 5 * sd, freq.tolist()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_dtype_honoured_and_bytes(dtype):
     m32 = FeatureMemory(10, queue_size=8, feat_shape=(4, 7, 7))
