@@ -34,8 +34,22 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Median seconds per call, the candidates alternating so that machine noise hits them alike."""
+class Timings(dict):
+    """Median seconds per call of each candidate (``t[k]``), and ``t.ratio(a, b)``: the median over rounds of
+    a's time / b's time *in the same round*. Within a round the candidates run a few ms apart, so a shift in the
+    machine's load or memory bandwidth between rounds cancels out of each ratio; a ratio of overall medians would
+    mix rounds run under different loads."""
+
+    def __init__(self, samples: dict):
+        super().__init__({k: statistics.median(v) for k, v in samples.items()})
+        self.samples = samples
+
+    def ratio(self, a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(self.samples[a], self.samples[b]))
+
+
+def interleaved(fns: dict, repeats: int) -> Timings:
+    """Seconds per call, the candidates alternating so that machine noise hits them alike."""
     for fn in fns.values():
         fn()
     samples = {k: [] for k in fns}
@@ -46,7 +60,7 @@ def interleaved(fns: dict, repeats: int) -> dict:
             fn()
             _sync()
             samples[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return Timings(samples)
 
 
 class LoopMemory:
@@ -80,8 +94,8 @@ class LoopMemory:
         return torch.cat(out)
 
 
-def blocks(fns: dict, repeats: int, block: int) -> dict:
-    """Median seconds per call over ``repeats`` rounds; in each round every candidate runs ``block`` calls in a
+def blocks(fns: dict, repeats: int, block: int) -> Timings:
+    """Seconds per call over ``repeats`` rounds; in each round every candidate runs ``block`` calls in a
     row, candidates in a shuffled order. A call that writes tens of MB leaves dirty cache lines whose write-back
     the *next* code pays; timing blocks makes each candidate pay mostly for its own, and the shuffle keeps any
     one candidate from always following the heaviest."""
@@ -102,7 +116,7 @@ def blocks(fns: dict, repeats: int, block: int) -> dict:
                 fn()
             _sync()
             samples[k].append((time.perf_counter() - t0) / block)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return Timings(samples)
 
 
 def profile_steps(step, dev, n=10) -> dict:
@@ -186,10 +200,10 @@ def main() -> None:
     ebl_module.BACKWARD = "auto"
     auto = "inplace" if dev.type == "cpu" else "builtin"
     print(f"\n[1] loss fwd+bwd [1056, {C + 1}]: CE {t['ce'] * 1e3:.2f} ms, EBL {t[auto] * 1e3:.2f} ms "
-          f"({auto} backward, the default here), EBL/CE = {t[auto] / t['ce']:.2f} (goal <= 1.15); "
-          f"in-place backward {t['inplace'] / t['ce']:.2f}, built-in backward {t['builtin'] / t['ce']:.2f}")
-    figures["loss"] = dict(ce_s=t["ce"], ebl_s=t[auto], ratio=t[auto] / t["ce"], backward=auto,
-                           inplace_ratio=t["inplace"] / t["ce"], builtin_ratio=t["builtin"] / t["ce"])
+          f"({auto} backward, the default here), EBL/CE = {t.ratio(auto, 'ce'):.2f} (goal <= 1.15); "
+          f"in-place backward {t.ratio('inplace', 'ce'):.2f}, built-in backward {t.ratio('builtin', 'ce'):.2f}")
+    figures["loss"] = dict(ce_s=t["ce"], ebl_s=t[auto], ratio=t.ratio(auto, "ce"), backward=auto,
+                           inplace_ratio=t.ratio("inplace", "ce"), builtin_ratio=t.ratio("builtin", "ce"))
 
     feats = torch.randn(640, *SHAPE, device=dev)
     reg = torch.randn(640, 4, device=dev)
@@ -254,15 +268,15 @@ def main() -> None:
             except Exception as e:  # a profiler that cannot start here must not cost the timings
                 print(f"  profile failed: {type(e).__name__}: {e}")
         print(f"  {str(dtype):14s} floor copy {t['floor'] * 1e3:6.2f} ms | FeatureMemory {t['ours'] * 1e3:6.2f} ms "
-              f"({t['ours'] / t['floor']:.2f}x floor, goal <= 1.5; {t['ours'] / t['cold']:.2f}x a copy into cold "
-              f"memory, {t['cold'] * 1e3:.2f} ms; {t['ours'] / t['ops']:.2f}x the copy + {n_push + n_sample - 1} "
+              f"({t.ratio('ours', 'floor'):.2f}x floor, goal <= 1.5; {t.ratio('ours', 'cold'):.2f}x a copy into cold "
+              f"memory, {t['cold'] * 1e3:.2f} ms; {t.ratio('ours', 'ops'):.2f}x the copy + {n_push + n_sample - 1} "
               f"trivial ops, {t['ops'] * 1e3:.2f} ms) | per-label loop {t['loop'] * 1e3:6.2f} ms "
-              f"(loop/ours = {t['loop'] / t['ours']:.1f}x)")
+              f"(loop/ours = {t.ratio('loop', 'ours'):.1f}x)")
         figures[f"memory_{str(dtype).split('.')[-1]}"] = dict(
             floor_s=t["floor"], cold_floor_s=t["cold"], ops_floor_s=t["ops"], ours_s=t["ours"], loop_s=t["loop"],
-            ratio=t["ours"] / t["floor"], cold_ratio=t["ours"] / t["cold"], ops_ratio=t["ours"] / t["ops"],
-            loop_ratio=t["loop"] / t["ours"])
-        del mem, loop, cold_rows
+            ratio=t.ratio("ours", "floor"), cold_ratio=t.ratio("ours", "cold"), ops_ratio=t.ratio("ours", "ops"),
+            loop_ratio=t.ratio("loop", "ours"))
+        mem = loop = cold_rows = None  # free 5-10 GB before the next dtype allocates
 
     print("\n[3] FeatureMemory.nbytes() at LVIS v1 scale (1203 x 80 x 256 x 7 x 7)")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
