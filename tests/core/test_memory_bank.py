@@ -1,4 +1,5 @@
 import math
+import sys
 
 import pytest
 import torch
@@ -176,3 +177,27 @@ def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset, d
     stored = m.flat_feats.view(bits).view(m.flat_feats.shape[0], -1)
     for row_bits, c in zip(f.view(bits).view(32, -1), lab.tolist()):
         assert (stored[c * 16:(c + 1) * 16] == row_bits).all(1).any()  # an exact copy of a row of its queue
+
+
+def _anon_huge_kb() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux transparent huge pages")
+def test_large_host_memory_is_advised_to_use_huge_pages():
+    from loce_cli.core.memory_bank import advise_huge_pages
+
+    assert not advise_huge_pages(torch.empty(1000))  # small: left alone
+    assert not advise_huge_pages(torch.empty(8 << 20, device="meta"))
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            thp = f.read()
+    except OSError:
+        pytest.skip("no transparent huge pages here")
+    if "[never]" in thp:
+        pytest.skip("transparent huge pages are disabled here")
+    before = _anon_huge_kb()
+    m = FeatureMemory(40, 16, (256, 7, 7))  # 32 MB of features: advised when allocated
+    m.flat_feats.fill_(1.0)  # first touch
+    assert _anon_huge_kb() - before >= 8 * 1024  # at least a quarter of it is backed by 2 MB pages
