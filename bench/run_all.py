@@ -25,7 +25,7 @@ BENCH = ROOT / "bench"
 
 # name -> (script, quick args, full args)
 SCRIPTS = {
-    "core": ("bench_core.py", ["--repeats", "15"], []),
+    "core": ("bench_core.py", ["--repeats", "30"], []),
     "roi_head": ("bench_roi_head.py", ["--repeats", "10"], []),
     "finetune": ("bench_finetune.py", ["--iters", "12"], ["--iters", "40"]),
     "memory_peak": ("bench_memory_peak.py", [], []),
