@@ -140,9 +140,10 @@ def profile_steps(step, dev, n=10) -> dict:
     return dict(kernels_per_step=kernels / n, host_us_per_step=host_us, device_us_per_step=dev_us)
 
 
-def ops_per_step() -> tuple:
-    """Tensor ops (views and allocations aside) in one push 640 + sample 32, counted on the meta device: on a GPU
-    each is at least one kernel launch, and right after a push each costs tens of us on a CPU."""
+def ops_per_step(dtype=torch.float32, device="meta") -> tuple:
+    """Tensor ops (views and allocations aside) in one push 640 + sample 32 into storage of ``dtype`` on ``device``
+    (fp32 features, as RoIAlign gives; small queues): on a GPU each is at least one kernel launch, and right after
+    a push each costs tens of us on a CPU."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     skip = {"view", "reshape", "unsqueeze", "slice", "select", "alias", "detach", "_unsafe_view", "expand"}
@@ -156,10 +157,10 @@ def ops_per_step() -> tuple:
                 self.n += 1
             return func(*args, **(kwargs or {}))
 
-    mem = FeatureMemory(50, 16, (8, 7, 7), device="meta")
-    feats = torch.randn(640, 8, 7, 7, device="meta")
-    labels = torch.randint(0, 50, (640,), device="meta")
-    reg, scores = torch.randn(640, 4, device="meta"), torch.rand(51, device="meta")
+    mem = FeatureMemory(50, 16, (8, 7, 7), dtype=dtype, device=device)
+    feats = torch.randn(640, 8, 7, 7, device=device)
+    labels = torch.randint(0, 50, (40,), device=device).repeat_interleave(16)
+    reg, scores = torch.randn(640, 4, device=device), torch.rand(51, device=device)
     mem.push(feats, labels)
     with Count() as push:
         mem.push(feats, labels, reg)
@@ -182,6 +183,8 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}"
           + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
+    print("times are medians; each ratio is the median of the ratios within a round (candidates run back to back), "
+          "so not always the quotient of the two times shown")
 
     logits = torch.randn(1056, C + 1, device=dev, requires_grad=True)
     labels = torch.randint(0, C + 1, (1056,), device=dev)
@@ -218,10 +221,10 @@ def main() -> None:
 
     print("\n[2] memory push 640 + sample 32 per step, LVIS v1 scale, random classes each step "
           f"(blocks of {args.block} steps, candidates in shuffled order)")
-    n_push, n_sample = ops_per_step()
-    print(f"  ops per step: push {n_push} + sample {n_sample} = {n_push + n_sample}")
-    figures["ops_per_step"] = dict(push=n_push, sample=n_sample)
     for dtype in (torch.float32, torch.float16):
+        n_push, n_sample = ops_per_step(dtype, dev)
+        print(f"  {str(dtype)}: ops per step: push {n_push} + sample {n_sample} = {n_push + n_sample}")
+        figures[f"ops_per_step_{str(dtype).split('.')[-1]}"] = dict(push=n_push, sample=n_sample)
         mem = FeatureMemory(C, Q, SHAPE, dtype=dtype, device=dev)
         loop = LoopMemory(dtype, dev)
         dst = torch.empty((640, *SHAPE), dtype=dtype, device=dev)

@@ -97,7 +97,8 @@ def headline_rows(res: dict) -> list:
                     rows.append((f"feature memory push 640 + sample 32 ({dt})", "one copy of the 640 features into "
                                  "uncached memory", _r(m["cold_ratio"]), "-"))
                 if m.get("ops_ratio") is not None:
-                    n = sum(c["ops_per_step"].values()) - 1 if "ops_per_step" in c else "the other"
+                    ops = c.get(f"ops_per_step_{dt}")
+                    n = sum(ops.values()) - 1 if ops else "the other"
                     rows.append((f"feature memory push 640 + sample 32 ({dt})", f"the plain copy + {n} trivial tensor "
                                  "ops (as many ops as the step)", _r(m["ops_ratio"]), "-"))
                 rows.append((f"per-label Python loop memory ({dt}, the authors' design)", "loce's FeatureMemory",

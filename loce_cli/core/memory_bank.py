@@ -122,16 +122,17 @@ class FeatureMemory(OptionalState):
         else:
             if src.dtype != self.flat_feats.dtype:
                 # convert into a reused staging buffer: no fresh allocation per step
-                if self._staging is None or self._staging.shape[0] < p or self._staging.device != device:
+                if (self._staging is None or self._staging.shape[0] < p or self._staging.device != device
+                        or self._staging.dtype != self.flat_feats.dtype):
                     self._staging = torch.empty((max(p, 1024), *self.feat_shape), dtype=self.flat_feats.dtype,
                                                 device=device)
                 staged = self._staging[:p]
                 staged.copy_(src)
                 src = staged
-            dst, src = self._rows(self.flat_feats), self._rows(src.contiguous())
-            if dst.dtype != src.dtype:  # src not 16-byte aligned: both in the storage dtype
-                dst, src = dst.view(self.flat_feats.dtype), src.view(self.flat_feats.dtype)
-            dst.index_copy_(0, index, src)
+            dst, wide = self._rows(self.flat_feats), self._rows(src)
+            if dst is self.flat_feats or wide is src:  # either side not viewable as 16-byte rows: as they are
+                dst, wide = self.flat_feats, src
+            dst.index_copy_(0, index, wide)
         self.flat_labels.index_copy_(0, index, labels)
         if reg_targets is None:
             reg = torch.zeros((p, self.reg_dim), dtype=torch.float32, device=device)
@@ -170,16 +171,16 @@ class FeatureMemory(OptionalState):
                 d.copy_(s)
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
-        """Contiguous ``[n, *feat_shape]`` -> ``[n, k]`` view of its rows in 16-byte elements when the row size
-        and the offset allow it, else ``[n, row]`` in its own dtype. ``index_copy_`` / ``index_select`` move one
-        element at a time, so fewer, wider elements move the same bytes faster (measured on the CPU: the fp32
-        feature write of a push ~15% faster than with 4-byte elements). Bits are moved, never interpreted."""
+        """``[n, *feat_shape]`` -> a ``[n, k]`` view of its rows in 16-byte elements when it is contiguous, its
+        address is 16-byte aligned and its rows are a multiple of 16 bytes; else ``t`` itself. ``index_copy_`` /
+        ``index_select`` move one element at a time, so fewer, wider elements move the same bytes faster
+        (measured on the CPU: the fp32 feature write of a push ~15% faster than with 4-byte elements). Bits are
+        moved, never interpreted."""
         row = math.prod(self.feat_shape)
-        rows = t.view(t.shape[0], row)
-        nbytes = row * t.element_size()
-        if nbytes % 16 == 0 and (t.storage_offset() * t.element_size()) % 16 == 0 and not t.is_complex():
-            return rows.view(torch.complex128)
-        return rows
+        if (t.is_contiguous() and not t.is_complex() and (row * t.element_size()) % 16 == 0
+                and t.data_ptr() % 16 == 0):
+            return t.view(t.shape[0], row).view(torch.complex128)
+        return t
 
     # -- reading ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -221,7 +222,10 @@ class FeatureMemory(OptionalState):
         # uniform in 0..n-1: a 62-bit random integer mod n (bias below n / 2^62)
         pos = torch.randint(0, 1 << 62, (num_classes, num_features), device=device, generator=generator)
         index = pos.remainder_(filled).add_(drawn.unsqueeze(1), alpha=self.queue_size).reshape(-1)
-        feats = self._rows(self.flat_feats).index_select(0, index).view(self.dtype).view(-1, *self.feat_shape)
+        rows = self._rows(self.flat_feats)
+        feats = rows.index_select(0, index)
+        if rows is not self.flat_feats:
+            feats = feats.view(self.dtype).view(-1, *self.feat_shape)
         if out_dtype is not None and feats.dtype != out_dtype:
             feats = feats.to(out_dtype)
         return feats, self.flat_labels.index_select(0, index), self.flat_reg.index_select(0, index)
@@ -239,20 +243,26 @@ class FeatureMemory(OptionalState):
 
 
 _MADV_HUGEPAGE = 14  # <sys/mman.h> on Linux
+# glibc serves every allocation above 32 MB from its own mapping, which dies with the tensor; smaller ones may come
+# from the heap, where advice would outlive the tensor and apply to whatever is allocated there next
+_MIN_ADVISED = 64 << 20
 
 
 def advise_huge_pages(t: torch.Tensor) -> bool:
     """Ask Linux to back a large host tensor with 2 MB pages (``madvise(MADV_HUGEPAGE)``; effective when
     ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``). Pushes write 640 rows of
     50 KB to random places of a 4.8 GB store, so with 4 KB pages nearly every page they touch misses the TLB;
-    measured here, push + sample took 3-5% less time. Only advice: returns whether it was given, and changes
-    nothing else (no other platform, device or small tensor is touched)."""
+    measured here, push + sample took 3-5% less time. Only advice (it changes no data): returns whether it was
+    given. Tensors under 64 MB, other devices and other platforms are left alone. With the default allocator
+    (glibc) such a tensor has its own mapping, so the advice ends with it; an allocator that keeps and reuses
+    large mappings (jemalloc, tcmalloc) may hand the advised range to a later tensor, which then also gets 2 MB
+    pages: a change of speed and memory granularity, never of contents."""
     if t.device.type != "cpu" or not sys.platform.startswith("linux"):
         return False
     huge = 1 << 21
     start = (t.data_ptr() + huge - 1) & ~(huge - 1)  # whole 2 MB pages inside the tensor only
     end = (t.data_ptr() + t.numel() * t.element_size()) & ~(huge - 1)
-    if end - start < 2 * huge:
+    if end - start < _MIN_ADVISED:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 from loce_cli.core.memory_bank import FeatureMemory
 
@@ -151,16 +152,24 @@ def test_keep_on_host_ignores_module_moves():
     (torch.float16, torch.int16, (8, 1, 1)),   # same-dtype fp16 push: 16-byte rows
     (torch.bfloat16, torch.int16, (4, 3, 1)),  # 24-byte rows
 ])
-@pytest.mark.parametrize("offset", [0, 1])  # 1: the source starts off a 16-byte boundary
+# source placement: "aligned"; "offset": one element into its storage; "base": a storage that itself starts off a
+# 16-byte boundary (storage offset 0, unaligned address: as DLPack imports or frombuffer can give)
+@pytest.mark.parametrize("offset", ["aligned", "offset", "base"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset, device):
     # random bit patterns (NaN payloads, infinities, subnormals included): every path must copy bits, never values
     g = torch.Generator().manual_seed(5)
     n, row = 40, math.prod(shape)
     lo, hi = torch.iinfo(bits).min, torch.iinfo(bits).max
-    raw = torch.randint(lo, hi, (n * row + offset,), dtype=bits, generator=g)
-    feats = raw.to(device)[offset:].view(dtype).view(n, *shape)
-    assert feats.storage_offset() == offset
+    raw = torch.randint(lo, hi, (n * row + 1,), dtype=bits, generator=g).to(device)
+    if offset == "base":
+        size = raw.element_size()
+        storage = raw.untyped_storage()[size: size * (n * row + 1)]
+        feats = torch.empty(0, dtype=bits, device=device).set_(storage, 0, (n * row,), (1,)).view(dtype)
+        feats = feats.view(n, *shape)
+        assert feats.storage_offset() == 0 and feats.data_ptr() % 16 != 0
+    else:
+        feats = raw[int(offset == "offset"):][: n * row].view(dtype).view(n, *shape)
     labels = torch.randint(0, 3, (n,), generator=g).to(device)
     m = FeatureMemory(3, 16, shape, dtype=dtype, device=device)
     m.push(feats, labels)
@@ -179,25 +188,53 @@ def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset, d
         assert (stored[c * 16:(c + 1) * 16] == row_bits).all(1).any()  # an exact copy of a row of its queue
 
 
-def _anon_huge_kb() -> int:
-    with open("/proc/self/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+def _mapping_flags(address: int) -> list:
+    """VmFlags of the mapping of this process that holds ``address`` (from /proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    return []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux transparent huge pages")
 def test_large_host_memory_is_advised_to_use_huge_pages():
     from loce_cli.core.memory_bank import advise_huge_pages
 
-    assert not advise_huge_pages(torch.empty(1000))  # small: left alone
-    assert not advise_huge_pages(torch.empty(8 << 20, device="meta"))
+    assert not advise_huge_pages(torch.empty(8 << 20))  # 32 MB: may come from the heap, left alone
+    assert not advise_huge_pages(torch.empty(32 << 20, device="meta"))
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
             thp = f.read()
+        open("/proc/self/smaps").close()
     except OSError:
-        pytest.skip("no transparent huge pages here")
+        pytest.skip("no transparent huge pages or no /proc/self/smaps here")
     if "[never]" in thp:
         pytest.skip("transparent huge pages are disabled here")
-    before = _anon_huge_kb()
-    m = FeatureMemory(40, 16, (256, 7, 7))  # 32 MB of features: advised when allocated
-    m.flat_feats.fill_(1.0)  # first touch
-    assert _anon_huge_kb() - before >= 8 * 1024  # at least a quarter of it is backed by 2 MB pages
+    m = FeatureMemory(100, 16, (256, 7, 7))  # 80 MB of features: advised when allocated
+    assert "hg" in _mapping_flags(m.flat_feats.data_ptr() + (4 << 20))  # the kernel recorded MADV_HUGEPAGE
+    small = FeatureMemory(3, 4, (256, 7, 7))
+    assert "hg" not in _mapping_flags(small.flat_feats.data_ptr())
+
+
+def test_memory_in_channels_last_layout_still_pushes_and_samples():
+    # module.to(memory_format=channels_last) converts every 4-D buffer, the feature store included
+    a, b = nn.Module(), nn.Module()
+    a.m, b.m = FeatureMemory(3, 4, (8, 2, 2)), FeatureMemory(3, 4, (8, 2, 2))
+    b.to(memory_format=torch.channels_last)
+    assert not b.m.flat_feats.is_contiguous()
+    feats, labels = torch.randn(7, 8, 2, 2), torch.tensor([0, 1, 2, 0, 1, 0, 0])
+    for mod in (a, b):
+        mod.m.push(feats, labels)
+    assert torch.equal(a.m.counts, b.m.counts) and a.m.counts.tolist() == [4, 2, 1]
+    for c, k in enumerate(a.m.counts.tolist()):  # the filled slots (the others were never written)
+        assert torch.equal(a.m.feats[c, :k], b.m.feats[c, :k])
+    ga, gb = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    fa, la, _ = a.m.sample(torch.full((4,), 0.5), generator=ga)
+    fb, lb, _ = b.m.sample(torch.full((4,), 0.5), generator=gb)
+    assert torch.equal(fa, fb) and torch.equal(la, lb)
