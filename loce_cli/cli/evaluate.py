@@ -1,5 +1,6 @@
-"""``loce eval``: evaluate a checkpoint (or an existing LVIS results file) with the official lvis API or the fast
-evaluator; inference in one process or N (GPUs or CPU processes, results gathered on rank 0)."""
+"""``loce eval``: evaluate a checkpoint (or an existing LVIS results file) with the streaming evaluator (default),
+the official lvis API or faster-coco-eval; inference in one process or N (GPUs or CPU processes, each writing its
+own shard of results, merged by rank 0)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
              split: str = typer.Option("all", "--split", help="all, rare, common or frequent."),
              metric: Optional[List[str]] = typer.Option(None, "--metric", help="bbox and/or segm (repeatable; "
                                                                                "default both)."),
-             evaluator: str = typer.Option("lvis", "--evaluator", help="lvis (the official API, the reference) or "
-                                                                       "fast (faster-coco-eval, same AP)."),
+             evaluator: str = typer.Option("streaming", "--evaluator",
+                                           help="streaming (default: bounded memory, the official API's numbers), "
+                                                "lvis (the official API, the reference) or fast (faster-coco-eval)."),
+             workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                                   help="Processes matching chunks of images (streaming evaluator; "
+                                                        "default: the cores)."),
              max_dets: int = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300)."),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="Where results.json, metrics.json and "
                                                                        "metrics.txt go (default: next to the "
@@ -53,7 +58,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                                                                           "else cpu)."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
              json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Per-frequency AP (AP, APr, APc, APf) with the official lvis API; per-class AP by group."""
+    """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
     from loce_cli.engine import evaluate as ev
 
     metrics = list(metric or ev.METRICS)
@@ -61,7 +66,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         if ann is None or config is not None:
             raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
                        2)
-        report = ev.evaluate_results(results, ann, metrics, split, max_dets, evaluator, _say)
+        report = ev.evaluate_results(results, ann, metrics, split, max_dets, evaluator, _say, workers)
         if out_dir is not None:
             ev.write_report(report, out_dir)
     else:
@@ -72,7 +77,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                                master_port=master_port, launcher=launcher, device=device)
         req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
-                             split, max_dets, list(cfg_options or []), force, evaluator, launch)
+                             split, max_dets, list(cfg_options or []), force, evaluator, workers, launch)
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
@@ -86,7 +91,8 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         return
     from rich.table import Table
 
-    title = "official lvis API" if report.evaluator == "lvis" else "faster-coco-eval, LVIS mode"
+    title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode"}.get(report.evaluator,
+                                                                                    "streaming evaluator")
     table = Table(title=f"LVIS evaluation ({title}, max {report.max_dets} dets/image)", title_justify="left")
     table.add_column("metric")
     for k in ev.SUMMARY_KEYS:

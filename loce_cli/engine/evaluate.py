@@ -1,4 +1,6 @@
-"""``loce eval``: LVIS-style evaluation (official ``lvis`` API) of a model or of an existing results file."""
+"""``loce eval``: LVIS evaluation of a model or of an existing results file: the streaming evaluator (the default;
+bounded memory at the full LVIS val size, the official API's numbers), the official ``lvis`` API (the reference)
+or faster-coco-eval's LVIS mode."""
 
 from __future__ import annotations
 
@@ -89,29 +91,56 @@ def _load_results(path: Path) -> list:
     return results
 
 
-EVALUATORS = ("lvis", "fast")
+EVALUATORS = ("streaming", "lvis", "fast")
+DEFAULT_EVALUATOR = "streaming"
+
+
+def _check_evaluator(evaluator: str, workers: Optional[int]) -> None:
+    if evaluator not in EVALUATORS:
+        raise LoceUsageError(f"--evaluator {evaluator!r} is not supported",
+                             "use streaming (the default), lvis (the official API) or fast")
+    if workers is not None and workers < 1:
+        raise LoceUsageError("--workers must be >= 1", "leave it out to use every core")
 
 
 def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] = METRICS, split: str = "all",
-                     max_dets: int = 300, evaluator: str = "lvis",
-                     say: Optional[Callable[[str], None]] = None) -> EvalReport:
-    """Evaluate an LVIS results JSON against an LVIS annotation file: ``evaluator="lvis"`` is the official API
-    (the reference), ``"fast"`` faster-coco-eval's LVIS mode. ``say`` hears what each step is doing."""
+                     max_dets: int = 300, evaluator: str = DEFAULT_EVALUATOR,
+                     say: Optional[Callable[[str], None]] = None, workers: Optional[int] = None) -> EvalReport:
+    """Evaluate an LVIS results JSON against an LVIS annotation file: ``evaluator="streaming"`` (the default)
+    reads the results in blocks and matches chunks of images in ``workers`` processes (default: the cores), with
+    the official API's numbers; ``"lvis"`` is the official API (the reference), ``"fast"`` faster-coco-eval's LVIS
+    mode (both hold every detection in memory). ``say`` hears what each step is doing."""
     from loce_cli import compat
 
     compat.apply()
     compat.quiet_known_noise()
     metrics = _check_metrics(metrics)
     _check_split(split)
-    if evaluator not in EVALUATORS:
-        raise LoceUsageError(f"--evaluator {evaluator!r} is not supported", "use lvis (reference) or fast")
+    _check_evaluator(evaluator, workers)
     say = say or (lambda _msg: None)
     if max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
     from loce_cli.engine._io import gc_paused
 
-    with gc_paused():  # millions of acyclic dicts (results, the APIs' indexes): no cyclic-GC rescans
+    with gc_paused():  # millions of acyclic objects (results, the APIs' indexes): no cyclic-GC rescans
+        if evaluator == "streaming":
+            return _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
         return _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+
+
+def _evaluate_streaming(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int,
+                        workers: Optional[int], say: Callable[[str], None]) -> EvalReport:
+    from loce_cli.engine.evaluation.streaming import evaluate_streaming
+
+    start = time.perf_counter()
+    out: Dict[str, MetricResult] = {}
+    for metric, (summary, aps, cats) in evaluate_streaming(results_file, ann_file, metrics, max_dets, workers,
+                                                           say).items():
+        rows = [ClassAP(int(c["id"]), str(c["name"]), str(c.get("frequency", "")), c.get("image_count"), ap,
+                        c.get("instance_count")) for c, ap in zip(cats, aps)]
+        out[metric] = MetricResult(summary, rows)
+    return EvalReport(str(ann_file), str(results_file), "streaming", max_dets, split, out,
+                      time.perf_counter() - start)
 
 
 def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int, evaluator: str,
@@ -260,19 +289,20 @@ class EvalRequest:
     max_dets: int = 300
     cfg_options: List[str] = field(default_factory=list)
     force: bool = False
-    evaluator: str = "lvis"
+    evaluator: str = DEFAULT_EVALUATOR
+    workers: Optional[int] = None
     launch: LaunchOptions = field(default_factory=LaunchOptions)
 
 
 def _validate_eval(req: EvalRequest):
     """Everything that can be checked before inference starts; returns the loaded config."""
     from loce_cli.engine.config import load_config
+    from loce_cli.engine.data_checks import check_config_data
     from loce_cli.engine.train import read_checkpoint
 
     req.metrics = _check_metrics(req.metrics)
     _check_split(req.split)
-    if req.evaluator not in EVALUATORS:
-        raise LoceUsageError(f"--evaluator {req.evaluator!r} is not supported", "use lvis (reference) or fast")
+    _check_evaluator(req.evaluator, req.workers)
     if req.max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
     check_launch(req.launch)
@@ -280,6 +310,7 @@ def _validate_eval(req: EvalRequest):
     if (out / "metrics.json").exists() and not req.force:
         raise OutputExistsError(f"--out {out} already holds metrics.json", "pass --force or another --out")
     cfg = load_config(Path(req.config), req.cfg_options)
+    check_config_data(cfg, req.config, "test")  # other LVIS version, class count, image folders
     ckpt = read_checkpoint(Path(req.checkpoint))
     if not (ckpt.get("meta") or {}).get("CLASSES"):
         raise DataError(f"{req.checkpoint} has no class names in its meta", "evaluate a checkpoint written by loce "
@@ -346,7 +377,7 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
             tmp.write_text(json.dumps(dets))
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
         report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
-                                  req.evaluator, say)
+                                  req.evaluator, say, req.workers)
         report.checkpoint, report.config = str(req.checkpoint), str(req.config)
         write_report(report, out)
     if world > 1:
