@@ -344,11 +344,12 @@ def evaluate_model(req: EvalRequest, progress: Optional[Callable[[int, int], Non
 
 
 def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalReport]:
-    """One inference process: its share of the images; rank 0 gathers, writes and evaluates."""
+    """One inference process: its share of the images, streamed to its own results shard; rank 0 merges the
+    shards into results.json (never holding every detection) and evaluates it."""
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
-    from loce_cli.engine._io import atomic_path
     from loce_cli.engine.config import load_config
-    from loce_cli.mmdet_ext.inference import lvis_detections
+    from loce_cli.engine.evaluation.shards import ShardWriter, merge_shards, new_token, remove_stale
+    from loce_cli.mmdet_ext.inference import iter_image_detections
 
     say = say or (lambda _msg: None)
     rank, _local, world = init_distributed(req.launch)
@@ -356,33 +357,44 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     cfg = load_config(Path(req.config), req.cfg_options)
     if world > 1 and rank == 0 and progress is None:
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
-    dets, has_masks = lvis_detections(cfg, Path(req.checkpoint), device, req.max_dets,
-                                      progress if rank == 0 else None, rank, world)
+    out = Path(req.out)
+    token = [new_token() if rank == 0 else None]
     if world > 1:
         import torch.distributed as dist
 
-        gathered = [None] * world if rank == 0 else None
-        dist.gather_object((dets, has_masks), gathered, dst=0)
-        if rank == 0:
-            dets = [d for part, _ in gathered for d in part]
-            has_masks = any(m for _, m in gathered)
+        dist.broadcast_object_list(token, src=0)
+    token = token[0]
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale(out)  # shards of an earlier, interrupted evaluation are never merged
+    if world > 1:
+        dist.barrier()
+    writer = ShardWriter(out, rank, world, token)
+    has_masks = False
+    try:
+        for img_id, dets, masks in iter_image_detections(cfg, Path(req.checkpoint), device, req.max_dets,
+                                                         progress if rank == 0 else None, rank, world):
+            writer.add(img_id, dets)
+            has_masks = has_masks or masks
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    if world > 1:
+        flags = [None] * world
+        dist.all_gather_object(flags, has_masks)
+        has_masks = any(flags)
     report = None
     if rank == 0:
-        dets.sort(key=lambda d: (d["image_id"], -d["score"]))
-        out = Path(req.out)
-        out.mkdir(parents=True, exist_ok=True)
         results_file = out / "results.json"
-        say(f"writing {len(dets):,} detections to {results_file}")
-        with atomic_path(results_file) as tmp:
-            tmp.write_text(json.dumps(dets))
+        count = merge_shards(out, world, token, results_file)
+        say(f"wrote {count:,} detections to {results_file}")
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
         report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
                                   req.evaluator, say, req.workers)
         report.checkpoint, report.config = str(req.checkpoint), str(req.config)
         write_report(report, out)
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         dist.destroy_process_group()
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import Subset
@@ -19,7 +19,22 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     """Run the model of ``cfg`` with ``checkpoint`` over ``cfg.data.test``; return the LVIS results list
     (``image_id, category_id, bbox [x, y, w, h], score[, segmentation RLE]``) and whether masks came.
     With ``world > 1`` this process takes images ``rank, rank + world, ...`` (no padding, no duplicates);
-    ``progress(done, total)`` counts this process's images."""
+    ``progress(done, total)`` counts this process's images. Holds every detection: ``iter_image_detections``
+    is the streaming form."""
+    dets: List[dict] = []
+    has_masks = False
+    for _img_id, image_dets, masks in iter_image_detections(cfg, checkpoint, device, max_dets, progress, rank,
+                                                             world):
+        dets.extend(image_dets)
+        has_masks = has_masks or masks
+    return dets, has_masks
+
+
+def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
+                          progress: Optional[Callable[[int, int], None]] = None, rank: int = 0,
+                          world: int = 1) -> Iterator[Tuple[int, List[dict], bool]]:
+    """``(image id, its LVIS detections, whether the model gave masks)`` per image of this process's share, in
+    dataset order: what ``lvis_detections`` returns, one image at a time."""
     from mmcv.parallel import MMDataParallel
     from mmdet.apis import init_detector
     from mmdet.core import encode_mask_results
@@ -41,16 +56,14 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     model.eval()
-    dets: List[dict] = []
-    has_masks = False
     for n, data in enumerate(loader):
         with torch.no_grad():
             result = model(return_loss=False, rescale=True, **data)
         for k, res in enumerate(result):
             img_id = dataset.img_ids[indices[n * loader.batch_size + k]]
             bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
+            dets: List[dict] = []
             if segm_res is not None:
-                has_masks = True
                 segm_res = encode_mask_results(segm_res)
             for label, boxes in enumerate(bbox_res):
                 for j in range(boxes.shape[0]):
@@ -63,6 +76,6 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                         rle["counts"] = counts.decode() if isinstance(counts, bytes) else counts
                         det["segmentation"] = rle
                     dets.append(det)
+            yield img_id, dets, segm_res is not None
         if progress is not None:
             progress(min((n + 1) * loader.batch_size, len(indices)), len(indices))
-    return dets, has_masks
