@@ -1,4 +1,5 @@
-"""`loce eval --evaluator fast` (faster-coco-eval, LVIS mode) against the official `lvis` API, side by side.
+"""loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory) and
+`fast` (faster-coco-eval's LVIS mode) against `lvis`.
 
 Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: --classes categories (337 rare /
 461 common / 405 frequent for 1203, with names, frequency, image_count, instance_count), --images images of
@@ -7,14 +8,18 @@ and several instances per image; bbox, polygon, area) and a results file of exac
 per image: jittered copies of the ground truth (some relabelled) plus false positives on the image's positive,
 negative and random classes, each with a bbox, a random score and a compressed RLE mask.
 
-Then, for each metric, runs `loce_cli.engine.evaluate.evaluate_results(..., evaluator=E)` for E = lvis and fast,
-alternating, each in its own fresh process, and reports the time of that call (it includes reading both JSON
-files, as `loce eval` does; imports are outside), the child's total wall time, its peak memory
-(ru_maxrss), the speed-up lvis / fast and the largest difference of AP, APr, APc, APf (and of every summary
-key and of the per-class APs) between the two.
+Then, for each metric, runs `loce_cli.engine.evaluate.evaluate_results(..., evaluator=E)` for each E of
+--evaluators, alternating, each in its own fresh process, and reports the time of that call (it includes reading
+both JSON files, as `loce eval` does; imports are outside), the child's total wall time, its peak memory, the
+speed-up lvis / E and the largest difference of AP, APr, APc, APf (and of every summary key and of the per-class
+APs) against lvis. Peak memory is the peak of the whole process tree (the child and its worker processes),
+sampled every 0.1 s as the sum of each process's proportional set size (PSS: shared pages counted once), next to
+the child's own ru_maxrss. The in-memory evaluators (lvis, fast) run under --cap-gb of address space, so at sizes
+they cannot handle they fail instead of pushing the machine into its out-of-memory killer.
 
     .venv/bin/python bench/bench_eval.py                  # 5,000 images x 300 detections x 1,203 classes
     .venv/bin/python bench/bench_eval.py --quick          # 500 images x 300 detections
+    .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming   # the full LVIS v1 val size
     .venv/bin/python bench/bench_eval.py --metrics bbox --json /tmp/eval.json
 """
 
@@ -27,6 +32,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -242,8 +248,12 @@ def child(evaluator: str, metric: str, ann: str, res: str) -> None:
     compat.apply()
     if evaluator == "lvis":
         from lvis import LVIS, LVISEval, LVISResults  # noqa: F401  (imports outside the timed call)
-    else:
+    elif evaluator == "fast":
         from faster_coco_eval import COCO, COCOeval_faster  # noqa: F401
+    else:
+        from loce_cli.engine.evaluation import matching
+
+        matching.warm_up()  # numba's compile (or cache load) is outside the timed call, like the imports
     from loce_cli.engine.evaluate import evaluate_results
 
     marks = []  # (step message, seconds since the call started): where the time goes
@@ -253,21 +263,77 @@ def child(evaluator: str, metric: str, ann: str, res: str) -> None:
     seconds = time.perf_counter() - t
     r = report.metrics[metric]
     print(json.dumps({
-        "seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": marks,
+        "seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "steps": marks,
         "summary": r.summary, "per_class": {str(c.id): c.ap for c in r.per_class}}))
 
 
-def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float) -> dict:
+def _tree_pss_kb(root_pid: int) -> int:
+    """Sum of the proportional set size of ``root_pid`` and its descendants (Linux /proc)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float, cap_gb: float = 0.0) -> dict:
+    """Run one evaluation in a fresh process; sample its process tree's memory while it runs."""
     t = time.perf_counter()
+
+    def limit():  # the in-memory evaluators fail with MemoryError instead of meeting the OOM killer
+        if cap_gb > 0 and evaluator != "streaming":
+            cap = int(cap_gb * 2 ** 30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    proc = subprocess.Popen([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_pss_kb(proc.pid))
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res)],
-                             capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return {"timeout": True, "child_wall_s": time.perf_counter() - t}
-    if out.returncode != 0:
-        raise SystemExit(f"{evaluator} {metric} failed:\n{out.stderr[-3000:]}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        stop.set()
+        sampler.join()
+    if proc.returncode != 0:
+        if "MemoryError" in stderr or proc.returncode in (-9, 137):
+            return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t, "tree_pss_mb": peak[0] / 1024}
+        raise SystemExit(f"{evaluator} {metric} failed:\n{stderr[-3000:]}")
+    r = json.loads(stdout.strip().splitlines()[-1])
     r["child_wall_s"] = time.perf_counter() - t
+    r["tree_pss_mb"] = peak[0] / 1024
     return r
 
 
@@ -293,6 +359,10 @@ def _per_class_diff(a: dict, b: dict) -> tuple:
     return (max((abs(a[k] - b[k]) for k in both), default=0.0), mismatched)
 
 
+def _fails(r: dict) -> str:
+    return "timed out" if r.get("timeout") else ("out of memory" if r.get("out_of_memory") else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5000)
@@ -300,8 +370,15 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=1203)
     ap.add_argument("--quick", action="store_true", help="500 images x 300 detections")
     ap.add_argument("--metrics", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
+    ap.add_argument("--evaluators", nargs="+", default=["lvis", "fast", "streaming"],
+                    choices=["lvis", "fast", "streaming"], help="lvis is the reference the others are compared to")
     ap.add_argument("--repeats", type=int, default=1, help="alternating runs of each evaluator (best time is used)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a child is given up")
+    ap.add_argument("--cap-gb", type=float, default=20.0,
+                    help="address-space cap of the lvis and fast children (0: none)")
+    ap.add_argument("--per-det-reference", type=Path,
+                    help="a --json of an earlier run whose lvis figures give seconds per detection, for sizes where "
+                         "lvis cannot run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loce_bench_eval",
@@ -336,57 +413,70 @@ def main() -> None:
           f"({args.dets_per_image}/image); files {ann.stat().st_size / 1e6:.0f} MB + {res.stat().st_size / 1e6:.0f} MB")
     print(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs", flush=True)
 
-    evaluators = ("lvis", "fast")
+    evaluators = tuple(args.evaluators)
     runs = {m: {e: [] for e in evaluators} for m in args.metrics}
     for rep in range(args.repeats):
         for metric in args.metrics:
             for e in (evaluators if rep % 2 == 0 else evaluators[::-1]):
-                r = run_child(e, metric, ann, res, args.timeout)
+                r = run_child(e, metric, ann, res, args.timeout, args.cap_gb)
                 runs[metric][e].append(r)
-                if r.get("timeout"):
-                    print(f"  run {rep + 1}: {metric} {e:4s} timed out after {r['child_wall_s']:.0f} s", flush=True)
+                if _fails(r):
+                    print(f"  run {rep + 1}: {metric} {e:9s} {_fails(r)} after {r['child_wall_s']:.0f} s", flush=True)
                 else:
-                    print(f"  run {rep + 1}: {metric} {e:4s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
-                          f"  peak {r['peak_mb']:7.0f} MB  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
+                    print(f"  run {rep + 1}: {metric} {e:9s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
+                          f"  peak tree {r['tree_pss_mb']:7.0f} MB (PSS; own RSS {r['peak_mb']:.0f}, largest worker "
+                          f"{r['worker_peak_mb']:.0f})  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
 
+    reference = json.loads(args.per_det_reference.read_text()) if args.per_det_reference else None
     figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": args.classes,
                "counts": counts, "generation_seconds": gen_seconds, "cpus": os.cpu_count(), "metrics": {}}
-    header = (f"{'metric':6s} {'lvis s':>9s} {'fast s':>8s} {'speed-up':>9s} {'lvis MB':>8s} {'fast MB':>8s} "
+    header = (f"{'metric':6s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
               f"{'max|dAP|':>9s} {'all keys':>9s} {'per class':>9s}")
     lines = []
     for metric in args.metrics:
-        ok = {e: [r for r in runs[metric][e] if not r.get("timeout")] for e in evaluators}
+        ok = {e: [r for r in runs[metric][e] if not _fails(r)] for e in evaluators}
         fig = {}
         for e in evaluators:
             if ok[e]:
                 best = min(ok[e], key=lambda r: r["seconds"])
                 fig[e] = {"seconds": best["seconds"], "child_wall_s": best["child_wall_s"],
-                          "peak_mb": max(r["peak_mb"] for r in ok[e]), "summary": best["summary"],
-                          "all_seconds": [r["seconds"] for r in ok[e]], "steps": best["steps"]}
+                          "peak_mb": max(r["tree_pss_mb"] for r in ok[e]),
+                          "own_rss_mb": max(r["peak_mb"] for r in ok[e]), "summary": best["summary"],
+                          "all_seconds": [r["seconds"] for r in ok[e]], "steps": best["steps"],
+                          "per_det_us": 1e6 * best["seconds"] / counts["detections"]}
             else:
-                fig[e] = {"timeout": True, "child_wall_s": runs[metric][e][0]["child_wall_s"]}
-        if ok["lvis"] and ok["fast"]:
-            a, b = ok["lvis"][0], ok["fast"][0]
-            pc, mismatched = _per_class_diff(a["per_class"], b["per_class"])
-            fig.update(speedup=fig["lvis"]["seconds"] / fig["fast"]["seconds"],
-                       peak_ratio=fig["fast"]["peak_mb"] / fig["lvis"]["peak_mb"],
-                       max_abs_diff={k: abs(a["summary"][k] - b["summary"][k]) for k in MAIN_KEYS},
-                       max_abs_diff_main=_max_diff(a["summary"], b["summary"], MAIN_KEYS),
-                       max_abs_diff_all_keys=_max_diff(a["summary"], b["summary"], a["summary"].keys()),
-                       max_abs_diff_per_class=pc, per_class_defined_mismatch=mismatched)
-            lines.append(f"{metric:6s} {fig['lvis']['seconds']:9.1f} {fig['fast']['seconds']:8.1f} "
-                         f"{fig['speedup']:8.2f}x {fig['lvis']['peak_mb']:8.0f} {fig['fast']['peak_mb']:8.0f} "
-                         f"{fig['max_abs_diff_main']:9.1e} {fig['max_abs_diff_all_keys']:9.1e} {pc:9.1e}"
-                         + (f"  ({mismatched} classes with AP on one side only)" if mismatched else ""))
-        else:
-            cell = {e: (f"{fig[e]['seconds']:.1f}" if not fig[e].get("timeout") else f">{fig[e]['child_wall_s']:.0f}")
-                    for e in evaluators}
-            lines.append(f"{metric:6s} {cell['lvis']:>9s} {cell['fast']:>8s}  (timed out: no comparison)")
+                r = runs[metric][e][0]
+                fig[e] = {"failed": _fails(r), "child_wall_s": r["child_wall_s"], "peak_mb": r.get("tree_pss_mb")}
+        for e in evaluators:
+            row = fig[e]
+            if row.get("failed"):
+                lines.append(f"{metric:6s} {e:9s} {row['failed']:>8s} after {row['child_wall_s']:.0f} s")
+                continue
+            cmp = ""
+            if e != "lvis" and "lvis" in evaluators and ok["lvis"]:
+                a, b = ok["lvis"][0], ok[e][0]
+                pc, mismatched = _per_class_diff(a["per_class"], b["per_class"])
+                row.update(speedup=fig["lvis"]["seconds"] / row["seconds"],
+                           max_abs_diff_main=_max_diff(a["summary"], b["summary"], MAIN_KEYS),
+                           max_abs_diff_all_keys=_max_diff(a["summary"], b["summary"], a["summary"].keys()),
+                           max_abs_diff_per_class=pc, per_class_defined_mismatch=mismatched)
+                cmp = (f"{row['speedup']:7.2f}x {row['peak_mb']:8.0f} {row['max_abs_diff_main']:9.1e} "
+                       f"{row['max_abs_diff_all_keys']:9.1e} {pc:9.1e}"
+                       + (f"  ({mismatched} classes with AP on one side only)" if mismatched else ""))
+            elif e != "lvis" and reference and (reference["metrics"].get(metric, {}).get("lvis") or {}).get("seconds"):
+                ref = reference["metrics"][metric]["lvis"]
+                ref_us = 1e6 * ref["seconds"] / reference["counts"]["detections"]
+                row.update(speedup_per_det=ref_us / row["per_det_us"], reference_images=reference["images"])
+                cmp = (f"{row['speedup_per_det']:7.2f}x {row['peak_mb']:8.0f}  (per detection, against lvis at "
+                       f"{reference['images']:,} images: {ref_us:.0f} us/det vs {row['per_det_us']:.1f})")
+            else:
+                cmp = f"{'':8s} {row['peak_mb']:8.0f}"
+            lines.append(f"{metric:6s} {e:9s} {row['seconds']:8.1f} {cmp}")
         figures["metrics"][metric] = fig
     print(f"\n{header}\n" + "\n".join(lines))
-    print("\nseconds: the evaluate_results call (reads both JSON files, evaluates; best of the runs); MB: peak RSS "
-          "of its process;\nmax|dAP|: over AP, APr, APc, APf; all keys: every summary key; per class: every class's "
-          "AP. Goal: >= 3x with identical metrics.")
+    print("\nseconds: the evaluate_results call (reads both JSON files, evaluates; best of the runs); peak MB: the "
+          "process tree's peak PSS;\nmax|dAP|: over AP, APr, APc, APf against lvis; all keys: every summary key; "
+          "per class: every class's AP.")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
         print(f"figures written to {args.json}")
