@@ -17,7 +17,13 @@ app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation an
 @app.command("synth")
 @engine_errors
 def synth(
+    ctx: typer.Context,
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the dataset into (new or empty)."),
+    like: Optional[str] = typer.Option(
+        None, "--like",
+        help="Write an LVIS-shaped dataset instead: lvis-v1 (1203 classes, 337/461/405 rare/common/frequent) or "
+             "lvis-v0.5 (1230 classes, 454/461/315), real layout and COCO image names; 1000 train + 100 val "
+             "images unless --train-images / --val-images say otherwise."),
     num_classes: int = typer.Option(40, "--num-classes", min=2, help="Number of classes (at most 192)."),
     train_images: int = typer.Option(600, "--train-images", min=1, help="Training images."),
     val_images: int = typer.Option(200, "--val-images", min=1, help="Validation images (every class appears)."),
@@ -30,7 +36,14 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Replace the dataset in a non-empty --out."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Generate a synthetic long-tailed detection + segmentation dataset in LVIS v1 format."""
+    """Generate a synthetic long-tailed detection + segmentation dataset in LVIS v1 format.
+
+    With --like lvis-v1 / lvis-v0.5: an LVIS-shaped dataset (official class count and frequency groups,
+    annotations/lvis_*_{train,val}.json, COCO-named images under train2017/ and val2017/) for running the
+    shipped configs/lvis/ configs offline; run `loce data prep --root OUT` on it next.
+    """
+    if like is not None:
+        return _synth_like(ctx, out_dir, like, train_images, val_images, seed, force, json_out)
     from loce_cli.engine.synth import SynthOptions, synthesize
 
     opts = SynthOptions(num_classes=num_classes, train_images=train_images, val_images=val_images,
@@ -58,6 +71,54 @@ def synth(
     out.print(f"{result.files_written:,} files, {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s")
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
+
+
+def _synth_like(ctx, out_dir: Path, like: str, train_images: int, val_images: int, seed: int, force: bool,
+                json_out: bool) -> None:
+    """``--like lvis-v1|lvis-v0.5``: the LVIS-shaped generator (loce_cli.engine.synth_lvis)."""
+    from loce_cli.cli._common import fail
+
+    def explicit(name: str) -> bool:  # given on the command line (typer's click: ParameterSource.COMMANDLINE)
+        return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+
+    likes = ("lvis-v1", "lvis-v0.5")
+    if like not in likes:
+        raise fail(f"--like must be one of {', '.join(likes)}, got {like!r}", 2)
+    given = {name for name in ("num_classes", "image_size", "tail_exponent", "max_objects") if explicit(name)}
+    if given:
+        names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
+        raise fail(f"{names} cannot be combined with --like (hint: --like fixes the classes, image sizes and "
+                   "frequency groups of the LVIS release; only --train-images, --val-images and --seed apply)", 2)
+    from loce_cli.engine.synth_lvis import DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, LvisLikeOptions, \
+        synthesize_lvis_like
+
+    opts = LvisLikeOptions(like=like, train_images=train_images if explicit("train_images") else DEFAULT_TRAIN_IMAGES,
+                           val_images=val_images if explicit("val_images") else DEFAULT_VAL_IMAGES, seed=seed)
+    if err.is_terminal and not json_out:
+        with err.status(f"drawing {opts.train_images + opts.val_images} LVIS {opts.version}-shaped images..."):
+            result = synthesize_lvis_like(out_dir, opts, force=force)
+    else:
+        result = synthesize_lvis_like(out_dir, opts, force=force)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"LVIS {result.version}-shaped synthetic dataset in {result.out_dir}", title_justify="left")
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    table.add_column("instances", justify="right")
+    table.add_column("image folders")
+    table.add_column("annotation file")
+    for name, s in (("train", result.train), ("val", result.val)):
+        folders = ", ".join(f"{k}/ {v:,}" for k, v in s.image_folders.items())
+        table.add_row(name, f"{s.images:,}", f"{s.instances:,}", folders, s.annotation_file)
+    out.print(table)
+    groups = ", ".join(f"{group_label(g)} {n}" for g, n in result.classes_per_group.items())
+    out.print(f"{result.num_classes:,} classes by training-image frequency: {groups}")
+    out.print(f"{result.files_written:,} files, {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
 @app.command("stats")
