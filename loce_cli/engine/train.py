@@ -78,6 +78,9 @@ def validate(req: TrainRequest):
     if cfg.get("fp16"):  # mmdet's train_detector reads it; loce's runner would silently train in fp32
         raise LoceUsageError(f"{req.config} asks for mixed precision (fp16 = {dict(cfg.fp16)}), which loce does not "
                              "support yet", "remove the fp16 setting (the paper's recipe trains in fp32)")
+    from loce_cli.engine.data_checks import check_config_data
+
+    check_config_data(cfg, req.config, "train")  # other LVIS version, class count, image folders
     for path in dataset_paths(cfg):
         if not path.exists():
             raise DataError(f"training data {path} does not exist (from {req.config})",
