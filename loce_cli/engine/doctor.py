@@ -199,6 +199,22 @@ def check_pycocotools() -> Check:
                  "mask RLE encode works" if ok else "mask area is wrong", "" if ok else SETUP_HINT)
 
 
+def check_streaming_evaluator() -> Check:
+    """numba compiles the streaming evaluator's matching kernel (or loads it from its cache) and runs it."""
+    import numpy as np
+
+    from loce_cli.engine.evaluation.matching import match_groups
+
+    one = np.array([[0, 1]], np.int64)
+    box = np.array([[0.0, 0.0, 4.0, 4.0]])
+    tp, fp = match_groups(one, one, box, np.full(1, 16.0), np.zeros(1, np.bool_), box, np.full(1, 16.0),
+                          np.zeros(1, np.bool_))
+    ok = int(tp[0, 0]) == (1 << 10) - 1 and int(fp.sum()) == 0  # a perfect match at every IoU threshold
+    return Check("numba", ok, True, _dist_version("numba"),
+                 "streaming evaluator's matching compiles and runs" if ok else "matching gave a wrong result",
+                 "" if ok else SETUP_HINT)
+
+
 def run_doctor() -> DoctorReport:
     """Run every check; never raises (a failing check is reported, with a hint)."""
     from loce_cli import compat
@@ -214,4 +230,5 @@ def run_doctor() -> DoctorReport:
     report.checks.append(_check("mmdet", True, check_mmdet))
     report.checks.append(_check("pycocotools", True, check_pycocotools))
     report.checks.append(_check("lvis", True, check_lvis))
+    report.checks.append(_check("numba", True, check_streaming_evaluator))
     return report

@@ -1,5 +1,7 @@
 import sys
 
+import pytest
+
 from loce_cli.engine import doctor
 
 
@@ -29,3 +31,16 @@ def test_missing_package_is_reported_not_raised(monkeypatch):
     report = doctor.run_doctor()
     check = next(c for c in report.checks if c.name == "lvis")
     assert not check.ok and "import of lvis" in check.detail and check.hint
+
+
+def test_streaming_evaluator_check_runs_the_kernel_and_reports_missing_numba(monkeypatch):
+    from loce_cli.engine.evaluation import matching
+    from loce_cli.errors import EnvironmentProblem
+
+    check = doctor._check("numba", True, doctor.check_streaming_evaluator)
+    assert check.ok and "compiles and runs" in check.detail
+    monkeypatch.setattr(matching, "numba", None)
+    check = doctor._check("numba", True, doctor.check_streaming_evaluator)
+    assert not check.ok and "numba" in check.detail
+    with pytest.raises(EnvironmentProblem, match="numba"):
+        matching.warm_up()

@@ -30,8 +30,6 @@ AREA_LABELS = ("all", "small", "medium", "large")
 
 
 def _jit(fn):
-    if numba is None:
-        raise ImportError("numba is required by the streaming evaluator (pip install numba)")
     return numba.njit(cache=True, nogil=True)(fn)
 
 
@@ -134,6 +132,11 @@ def match_groups(g_dt: np.ndarray, g_gt: np.ndarray, dt_box: np.ndarray, dt_area
                  gt_box: np.ndarray, gt_area: np.ndarray, gt_ign: np.ndarray, iou_flat=None, iou_off=None):
     """``(tp, fp)``: ``[N, A]`` uint16 bit masks (bit t: IoU threshold ``IOU_THRS[t]``) for the ``N`` detections
     of the groups. Without ``iou_flat`` the IoUs are computed from the boxes."""
+    if numba is None:
+        from loce_cli.errors import EnvironmentProblem
+
+        raise EnvironmentProblem("numba is not installed: the streaming evaluator needs it",
+                                 "run make setup (or pip install numba), or pass --evaluator lvis")
     n = dt_area.shape[0]
     tp = np.zeros((n, AREA_RNGS.shape[0]), np.uint16)
     fp = np.zeros_like(tp)
