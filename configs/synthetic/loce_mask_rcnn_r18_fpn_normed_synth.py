@@ -15,4 +15,6 @@ model = dict(
 optimizer = dict(lr=0.02)
 lr_config = dict(warmup_iters=100, warmup_ratio=0.001, step=[1])
 runner = dict(type='EpochBasedRunner', max_epochs=2)
-custom_hooks = [dict(type='LoceMemoryInitHook', priority='HIGHEST')]
+# warm_scores: the memory-init pass also fits the mean scores to the base model (as the authors' code does);
+# False starts the fine-tune at s = 0.01 (--cfg-options custom_hooks.0.warm_scores=False).
+custom_hooks = [dict(type='LoceMemoryInitHook', priority='HIGHEST', warm_scores=True)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -57,6 +57,20 @@ class MeanScoreTracker(OptionalState):
         stats[0].index_add_(0, labels, means * w)
         stats[1].index_add_(0, labels, w)
         return stats
+
+    @torch.no_grad()
+    def class_pairs(self, labels: torch.Tensor,
+                    values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One (class, mean) pair per distinct class among ``labels [K]`` (``0..C-1``), for :meth:`update`.
+
+        Returns ``(classes [C], means [C], weights [C])``: ``classes`` is ``0..C-1``, ``means[c]`` the mean of
+        ``values [K]`` over the items labelled ``c`` and ``weights[c]`` 1 where ``c`` occurs, else 0. So a class
+        that appears several times (drawn twice from the memory in one step) counts once in ``a^n``, with the
+        mean over all its items. Fixed shapes, no host synchronisation.
+        """
+        stats = self.reduce_pairs(labels, values)
+        classes = torch.arange(self.num_classes, device=stats.device)
+        return classes, stats[0] / stats[1].clamp_min(1.0), (stats[1] > 0).to(stats.dtype)
 
     @torch.no_grad()
     def update(self, labels: torch.Tensor, means: torch.Tensor, weights: Optional[torch.Tensor] = None,

@@ -72,7 +72,8 @@ class LoceRoIHead(StandardRoIHead):
        append them, with their labels and regression targets (weight 1), to the box head's batch;
     3. compute the box losses (EBL reads the current scores);
     4. update the mean scores from the softmax probabilities: per ground truth with positive RoIs, the mean
-       probability of its class over them; per drawn class, the mean over its drawn features;
+       probability of its class over them; per distinct drawn class, the mean over all its drawn features
+       (one pair even when the class was drawn more than once);
     5. push RoIAlign features of 16 jittered boxes per ground truth (detached) into the memory.
 
     The mask branch sees only the sampled RoIs, as in ``StandardRoIHead``. Images without ground truth and
@@ -169,14 +170,7 @@ class LoceRoIHead(StandardRoIHead):
     # -- training -------------------------------------------------------------------------------------------
     def forward_train(self, x, img_metas, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore=None,
                       gt_masks=None, **kwargs):
-        num_imgs = len(img_metas)
-        if gt_bboxes_ignore is None:
-            gt_bboxes_ignore = [None] * num_imgs
-        sampling_results = []
-        for i in range(num_imgs):
-            assign = self.bbox_assigner.assign(proposal_list[i], gt_bboxes[i], gt_bboxes_ignore[i], gt_labels[i])
-            sampling_results.append(self.bbox_sampler.sample(assign, proposal_list[i], gt_bboxes[i], gt_labels[i],
-                                                             feats=[lvl[i][None] for lvl in x]))
+        sampling_results = self._assign_and_sample(x, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore)
         losses = dict()
         bbox_results = self._loce_bbox_forward_train(x, sampling_results, gt_bboxes, gt_labels)
         losses.update(bbox_results["loss_bbox"])
@@ -188,36 +182,60 @@ class LoceRoIHead(StandardRoIHead):
             self.push_gt_features(x, gt_bboxes, gt_labels, img_metas)
         return losses
 
-    def _loce_bbox_forward_train(self, x, sampling_results, gt_bboxes, gt_labels) -> dict:
+    def _assign_and_sample(self, x, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore=None) -> list:
+        """mmdet's RoI assignment and sampling (train-cfg assigner/sampler), one ``SamplingResult`` per image."""
+        if gt_bboxes_ignore is None:
+            gt_bboxes_ignore = [None] * len(proposal_list)
+        sampling_results = []
+        for i in range(len(proposal_list)):
+            assign = self.bbox_assigner.assign(proposal_list[i], gt_bboxes[i], gt_bboxes_ignore[i], gt_labels[i])
+            sampling_results.append(self.bbox_sampler.sample(assign, proposal_list[i], gt_bboxes[i], gt_labels[i],
+                                                             feats=[lvl[i][None] for lvl in x]))
+        return sampling_results
+
+    def _roi_feats(self, x, sampling_results) -> tuple:
+        """``(rois [N, 5], bbox_feats [N, C, 7, 7])`` of the sampled RoIs (positives first in each image)."""
         rois = bbox2roi([res.bboxes for res in sampling_results])
         bbox_feats = self.bbox_roi_extractor(x[: self.bbox_roi_extractor.num_inputs], rois)
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
+        return rois, bbox_feats
+
+    def _draw_memory(self, like: torch.Tensor) -> Optional[tuple]:
+        """This step's draw from the memory, on ``like``'s device and in its dtype:
+        ``(feats [K, C, 7, 7], labels [K], reg_targets [K, 4])``, ``K = sample_classes * sample_features``;
+        ``None`` when sampling is off or the memory is empty (known on the host: no sync)."""
+        if not self.memory_enabled:
+            return None
+        if self.bbox_head.reg_decoded_bbox:
+            raise ValueError("LoceRoIHead memory sampling needs reg_decoded_bbox=False (stored features carry "
+                             "encoded regression targets, not boxes)")
+        feats, labels, targets = self.memory.sample(
+            self.score_tracker.scores, self.memory_cfg["sample_classes"], self.memory_cfg["sample_features"],
+            out_dtype=like.dtype)
+        if feats.shape[0] == 0:
+            return None
+        device = like.device
+        return feats.to(device), labels.to(device), targets.to(device)
+
+    def _loce_bbox_forward_train(self, x, sampling_results, gt_bboxes, gt_labels) -> dict:
+        rois, bbox_feats = self._roi_feats(x, sampling_results)
         labels, label_weights, bbox_targets, bbox_weights = self.bbox_head.get_targets(
             sampling_results, gt_bboxes, gt_labels, self.train_cfg)
         num_rois = bbox_feats.shape[0]
 
-        head_feats, all_rois = bbox_feats, rois
-        mem_labels = None
-        if self.memory_enabled:
-            if self.bbox_head.reg_decoded_bbox:
-                raise ValueError("LoceRoIHead memory sampling needs reg_decoded_bbox=False (stored features carry "
-                                 "encoded regression targets, not boxes)")
-            m_feats, mem_labels, m_targets = self.memory.sample(
-                self.score_tracker.scores, self.memory_cfg["sample_classes"], self.memory_cfg["sample_features"],
-                out_dtype=bbox_feats.dtype)
+        head_feats, all_rois, mem_labels = bbox_feats, rois, None
+        drawn = self._draw_memory(bbox_feats)
+        if drawn is not None:
+            # memory rows: their stored class and regression targets, weight 1 for classification and regression
+            m_feats, mem_labels, m_targets = drawn
             k = m_feats.shape[0]
-            if k:
-                device = bbox_feats.device
-                m_feats, mem_labels, m_targets = m_feats.to(device), mem_labels.to(device), m_targets.to(device)
-                head_feats = torch.cat([bbox_feats, m_feats])
-                all_rois = torch.cat([rois, rois.new_zeros((k, 5))])
-                labels = torch.cat([labels, mem_labels])
-                label_weights = torch.cat([label_weights, label_weights.new_ones(k)])
-                bbox_targets = torch.cat([bbox_targets, m_targets.to(bbox_targets.dtype)])
-                bbox_weights = torch.cat([bbox_weights, bbox_weights.new_ones((k, bbox_weights.shape[1]))])
-            else:
-                mem_labels = None
+            head_feats = torch.cat([bbox_feats, m_feats])
+            all_rois = torch.cat([rois, rois.new_zeros((k, 5))])
+            labels = torch.cat([labels, mem_labels])
+            label_weights = torch.cat([label_weights, label_weights.new_ones(k)])
+            bbox_targets = torch.cat([bbox_targets, m_targets.to(bbox_targets.dtype)])
+            bbox_weights = torch.cat([bbox_weights, bbox_weights.new_ones((k, bbox_weights.shape[1]))])
         cls_score, bbox_pred = self.bbox_head(head_feats)
         loss_bbox = self.bbox_head.loss(cls_score, bbox_pred, all_rois, labels, label_weights, bbox_targets,
                                         bbox_weights)
@@ -226,9 +244,47 @@ class LoceRoIHead(StandardRoIHead):
                     loss_bbox=loss_bbox)
 
     @torch.no_grad()
-    def _update_scores(self, cls_score: torch.Tensor, sampling_results, gt_labels: List[torch.Tensor],
-                       num_rois: int, mem_labels: Optional[torch.Tensor]) -> None:
-        """One tracker update with this step's (class, mean probability) pairs (one collective across ranks)."""
+    def warm_score_pairs(self, x, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore=None) -> tuple:
+        """The (class, mean probability) pairs a training step would bring, without losses or gradient (memory
+        initialisation). Same RoIs as :meth:`forward_train` (train-cfg assigner and sampler over
+        ``proposal_list``) and the same draw from the memory as it stands, so memory-drawn features contribute
+        as they do in the authors' initialisation, which runs the normal training forward. Nothing is pushed
+        and the tracker is not updated here: the caller does both (see ``fill_memory``).
+
+        Args:
+            x: FPN features, one ``[B, C, H, W]`` per level.
+            proposal_list: ``B`` tensors ``[n_i, 5]`` (boxes + score), e.g. the RPN's with ``train_cfg.rpn_proposal``.
+            gt_bboxes, gt_labels: ``B`` tensors ``[g_i, 4]`` and ``[g_i]``.
+
+        Returns:
+            ``(labels [P], means [P], weights [P])`` as :meth:`_score_pairs`.
+        """
+        sampling_results = self._assign_and_sample(x, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore)
+        _, bbox_feats = self._roi_feats(x, sampling_results)
+        drawn = self._draw_memory(bbox_feats)
+        head_feats = bbox_feats if drawn is None else torch.cat([bbox_feats, drawn[0]])
+        cls_score, _ = self.bbox_head(head_feats)
+        return self._score_pairs(cls_score, sampling_results, gt_labels, bbox_feats.shape[0],
+                                 None if drawn is None else drawn[1])
+
+    @torch.no_grad()
+    def _score_pairs(self, cls_score: torch.Tensor, sampling_results, gt_labels: List[torch.Tensor],
+                     num_rois: int, mem_labels: Optional[torch.Tensor]) -> tuple:
+        """This step's (class, mean probability) pairs for the tracker.
+
+        - one per ground truth: the mean, over the RoIs assigned to it as positives (and only those), of the
+          softmax probability of its class; weight 0 for a ground truth without positives;
+        - one per distinct class drawn from the memory: the mean probability of that class over all its drawn
+          features (a class drawn twice in the step still counts once).
+
+        Args:
+            cls_score: ``[num_rois + K, C + 1]`` logits, sampled RoIs first (each image's positives first, in
+                ``pos_assigned_gt_inds`` order), then the ``K`` memory rows.
+            mem_labels: ``[K]`` classes of the memory rows, or ``None``.
+
+        Returns:
+            ``(labels [G (+ C)], means [G (+ C)], weights [G (+ C)])``, ``G`` ground truths in the batch.
+        """
         probs = F.softmax(cls_score.float(), dim=1)
         device = probs.device
         rows, gt_ids = [], []
@@ -249,12 +305,18 @@ class LoceRoIHead(StandardRoIHead):
         pair_means = [sums / counts.clamp_min(1)]
         pair_weights = [(counts > 0).float()]
         if mem_labels is not None and mem_labels.numel():
-            groups = mem_labels.view(self.memory_cfg["sample_classes"], self.memory_cfg["sample_features"])
-            mem_prob = probs[num_rois:].gather(1, mem_labels.view(-1, 1)).view_as(groups)
-            pair_labels.append(groups[:, 0])
-            pair_means.append(mem_prob.mean(1))
-            pair_weights.append(torch.ones_like(pair_means[-1]))
-        self.score_tracker.update(torch.cat(pair_labels), torch.cat(pair_means), torch.cat(pair_weights))
+            mem_prob = probs[num_rois:].gather(1, mem_labels.view(-1, 1)).squeeze(1)
+            classes, means, weights = self.score_tracker.class_pairs(mem_labels, mem_prob)
+            pair_labels.append(classes.to(device))
+            pair_means.append(means.to(device))
+            pair_weights.append(weights.to(device))
+        return torch.cat(pair_labels), torch.cat(pair_means), torch.cat(pair_weights)
+
+    @torch.no_grad()
+    def _update_scores(self, cls_score: torch.Tensor, sampling_results, gt_labels: List[torch.Tensor],
+                       num_rois: int, mem_labels: Optional[torch.Tensor]) -> None:
+        """One tracker update with this step's pairs (:meth:`_score_pairs`; one collective across ranks)."""
+        self.score_tracker.update(*self._score_pairs(cls_score, sampling_results, gt_labels, num_rois, mem_labels))
 
 
 @HEADS.register_module()

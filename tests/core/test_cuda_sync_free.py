@@ -41,7 +41,7 @@ def _step(dev, dtype, steps=3):
             boxes, idx = jitter_boxes(gts, (64, 64, 3))
             memory.push(feats, labels, torch.randn(32, 4, device=dev))
             f, l, r = memory.sample(tracker.scores)
-            tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
+            tracker.update(*tracker.class_pairs(l, torch.rand(32, device=dev)))  # one pair per drawn class
     return f, l, r, boxes, idx
 
 
@@ -95,7 +95,7 @@ def test_tracker_memory_and_jitter_do_not_sync(dtype):
             boxes, idx = jitter_boxes(gts, (64, 64, 3))
             memory.push(feats, labels, torch.randn(32, 4, device=dev))
             f, l, r = memory.sample(tracker.scores)
-            tracker.update(l.view(8, 4)[:, 0], torch.rand(8, device=dev), torch.ones(8, device=dev))
+            tracker.update(*tracker.class_pairs(l, torch.rand(32, device=dev)))  # one pair per drawn class
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()

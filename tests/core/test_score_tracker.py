@@ -47,3 +47,23 @@ def test_base_checkpoint_without_scores_keeps_current_scores():
     before = t.scores.clone()
     assert t.load_state_dict({}, strict=True).missing_keys == []
     assert torch.equal(t.scores, before)
+
+
+def test_class_pairs_give_one_pair_per_distinct_class_with_the_mean_over_all_its_items():
+    t = MeanScoreTracker(4)
+    # class 2 drawn twice (8 items: 0.1 x 4, 0.5 x 4), class 0 once (0.3 x 4), classes 1 and 3 not drawn
+    labels = torch.tensor([2] * 4 + [0] * 4 + [2] * 4)
+    values = torch.tensor([0.1] * 4 + [0.3] * 4 + [0.5] * 4)
+    classes, means, weights = t.class_pairs(labels, values)
+    assert classes.tolist() == [0, 1, 2, 3] and weights.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert torch.allclose(means[[0, 2]], torch.tensor([0.3, 0.3]))
+    t.update(classes, means, weights)
+    # n = 1 for class 2 (one pair), not 2 (one pair per draw): a, not a^2
+    expected = torch.tensor([0.9 * 0.01 + 0.1 * 0.3, 0.01, 0.9 * 0.01 + 0.1 * 0.3, 0.01, 0.01])
+    assert torch.allclose(t.scores, expected, atol=1e-7)
+
+
+def test_class_pairs_of_unequal_groups_average_every_item():
+    t = MeanScoreTracker(2)
+    classes, means, weights = t.class_pairs(torch.tensor([1, 1, 1, 0]), torch.tensor([0.2, 0.2, 0.8, 0.6]))
+    assert torch.allclose(means, torch.tensor([0.6, 0.4])) and weights.tolist() == [1.0, 1.0]
