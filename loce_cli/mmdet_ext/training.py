@@ -1,6 +1,7 @@
 """Training plumbing over mmcv 1.x runners: atomic checkpoints with loce metadata, a non-finite-loss stop, a
-rich progress bar, and multi-process training on CPUs (gloo), which mmdet 2.28's ``build_ddp`` does not
-support (it asserts a GPU device and mmcv's DDP wrapper does not unwrap DataContainers without device ids).
+rich progress bar, and the model wrapper: torch DDP on CPUs (gloo) and GPUs (NCCL) through one code path
+(mmdet 2.28's ``build_ddp`` asserts a GPU device; :mod:`loce_cli.mmdet_ext.parallel_compat` adds what mmcv's DDP
+wrapper lacks on the CPU and on torch 2.x).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import tempfile
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 import random
 
 import numpy as np
-from mmcv.parallel import MODULE_WRAPPERS, scatter_kwargs
 from mmcv.runner import HOOKS, RUNNERS, EpochBasedRunner, Hook, OptimizerHook
 from mmcv.runner.checkpoint import save_checkpoint
 
@@ -144,63 +143,21 @@ class RichProgressHook(Hook):
             self.progress = None
 
 
-@MODULE_WRAPPERS.register_module()
-class CpuDistributedModel(torch.nn.Module):
-    """Multi-process training on CPUs: scatters mmcv DataContainers to the CPU and leaves gradient averaging
-    to :class:`GradAllReduceOptimizerHook`. Parameters are broadcast from rank 0 once; buffers are not (the
-    LOCE memory is per-rank state, and the mean scores are synchronised by the tracker itself)."""
+def wrap_model(model: torch.nn.Module, *, distributed: bool, device: str, find_unused_parameters: bool = False):
+    """The one wrapper every run trains through. Several processes: torch DDP
+    (:class:`~loce_cli.mmdet_ext.parallel_compat.LoceDistributedDataParallel`) on CPUs (gloo) and GPUs (NCCL) alike,
+    ``broadcast_buffers=False`` (the LOCE memory stays per-rank); one process: mmcv's ``MMDataParallel``."""
+    from mmcv.parallel import MMDataParallel
 
-    def __init__(self, module: torch.nn.Module):
-        super().__init__()
-        self.module = module
-        with torch.no_grad():
-            for p in module.parameters():
-                dist.broadcast(p.data, src=0)
+    from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
 
-    def _scatter(self, inputs, kwargs):
-        inputs, kwargs = scatter_kwargs(inputs, kwargs, [-1], dim=0)
-        return inputs[0], kwargs[0]
-
-    def train_step(self, *inputs, **kwargs):
-        inputs, kwargs = self._scatter(inputs, kwargs)
-        return self.module.train_step(*inputs, **kwargs)
-
-    def val_step(self, *inputs, **kwargs):
-        inputs, kwargs = self._scatter(inputs, kwargs)
-        return self.module.val_step(*inputs, **kwargs)
-
-    def forward(self, *inputs, **kwargs):
-        inputs, kwargs = self._scatter(inputs, kwargs)
-        return self.module(*inputs, **kwargs)
-
-
-@HOOKS.register_module()
-class GradAllReduceOptimizerHook(OptimizerHook):
-    """``OptimizerHook`` that averages gradients over all ranks between backward and step (CPU multi-process).
-
-    Every rank reduces the same list of tensors (zeros where a parameter got no gradient this step), so ranks
-    whose data left some branch unused never block the others.
-    """
-
-    def after_train_iter(self, runner) -> None:
-        runner.optimizer.zero_grad()
-        runner.outputs["loss"].backward()
-        world = dist.get_world_size()
-        params = [p for p in runner.model.parameters() if p.requires_grad]
-        if params and world > 1:
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-            dist.all_reduce(flat)
-            flat.div_(world)
-            offset = 0
-            for p in params:
-                n = p.numel()
-                p.grad = flat[offset:offset + n].view_as(p).clone()
-                offset += n
-        if self.grad_clip is not None:
-            grad_norm = self.clip_grads(runner.model.parameters())
-            if grad_norm is not None:
-                runner.log_buffer.update({"grad_norm": float(grad_norm)}, runner.outputs["num_samples"])
-        runner.optimizer.step()
+    if device == "cuda":
+        model = model.cuda()
+    if distributed:
+        device_ids = [torch.cuda.current_device()] if device == "cuda" else None
+        return LoceDistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
+                                           find_unused_parameters=bool(find_unused_parameters))
+    return MMDataParallel(model, device_ids=[0] if device == "cuda" else None)
 
 
 def checkpoint_meta(cfg, dataset) -> dict:
@@ -250,7 +207,6 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     import time
 
     from loce_cli.errors import LoceError
-    from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
     from mmcv.runner import DistSamplerSeedHook, build_optimizer, build_runner
     from mmdet.apis import set_random_seed
     from mmdet.datasets import build_dataloader, build_dataset
@@ -272,16 +228,13 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
                               dist=distributed, seed=seed, runner_type="EpochBasedRunner",
                               persistent_workers=False)
-    if device == "cuda":
-        model = model.cuda()
-        if distributed:
-            model = MMDistributedDataParallel(model, device_ids=[torch.cuda.current_device()],
-                                              broadcast_buffers=False,
-                                              find_unused_parameters=cfg.get("find_unused_parameters", False))
-        else:
-            model = MMDataParallel(model, device_ids=[0])
-    else:
-        model = CpuDistributedModel(model) if distributed else MMDataParallel(model, device_ids=None)
+    find_unused = bool(cfg.get("find_unused_parameters", False))
+    model = wrap_model(model, distributed=distributed, device=device, find_unused_parameters=find_unused)
+    if distributed and rank == 0:
+        import torch.distributed as dist
+
+        logger.info(f"model wrapper: {type(model).__name__} (torch DDP, "
+                    f"{dist.get_backend()}, find_unused_parameters={find_unused}, broadcast_buffers=False)")
 
     optimizer = build_optimizer(model, cfg.optimizer)
     meta = checkpoint_meta(cfg, dataset)
@@ -292,8 +245,7 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     runner.timestamp = timestamp
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     opt_cfg.pop("type", None)
-    optimizer_hook = GradAllReduceOptimizerHook(**opt_cfg) if (distributed and device == "cpu") \
-        else OptimizerHook(**opt_cfg)
+    optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
     runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
                                    cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
     if distributed:

@@ -169,6 +169,9 @@ def test_two_cpu_processes_finetune(base_run, tiny_dataset, tmp_path):
     assert int(state["roi_head.memory.counts"].sum()) > 0
     log = next(tmp_path.glob("*.log")).read_text()
     assert "2 process(es), cpu" in log
+    # torch DDP over gloo, mmdet's unused-parameter default, the per-rank memory never broadcast
+    assert "model wrapper: LoceDistributedDataParallel (torch DDP, gloo, find_unused_parameters=False, " \
+           "broadcast_buffers=False)" in log
 
 
 @pytest.mark.slow
@@ -229,7 +232,8 @@ def _two_tasks_finetune_and_eval(prefix, launcher, base_run, tiny_dataset, tmp_p
     assert "rank 1: done" in err
     state = _state(Path(result["checkpoint"]))["state_dict"]
     assert int(state["roi_head.memory.counts"].sum()) > 0
-    assert "2 process(es), cpu" in next((tmp_path / "loce").glob("*.log")).read_text()
+    log = next((tmp_path / "loce").glob("*.log")).read_text()
+    assert "2 process(es), cpu" in log and "LoceDistributedDataParallel (torch DDP, gloo" in log
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     report, err = run(29763, ["eval", str(LOCE), result["checkpoint"], "--out", str(tmp_path / "eval"),

@@ -1,5 +1,6 @@
 """mmcv's GPU scatter on torch 2.x (``MMDataParallel`` / ``MMDistributedDataParallel`` copy each batch to the GPU on
-a side stream that mmcv asks for by an ``int`` index; torch 2.x's helper wants a ``torch.device``)."""
+a side stream that mmcv asks for by an ``int`` index; torch 2.x's helper wants a ``torch.device``), and loce's DDP
+wrapper in one process (the two-process runs are in test_ddp_cpu.py)."""
 
 import pytest
 import torch
@@ -48,6 +49,72 @@ def test_cpu_scatter_still_passes_tensors_through():
     assert torch.equal(inputs[0][0], x) and torch.equal(kwargs[0]["y"], x)
 
 
+def _syncs_buffers(ddp) -> bool:
+    # torch 2.14 keeps the flag as forward_sync_buffers, older versions as broadcast_buffers
+    return bool(getattr(ddp, "forward_sync_buffers", getattr(ddp, "broadcast_buffers", True)))
+
+
+@pytest.fixture
+def gloo_world_of_one(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+class _Stepper(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 1)
+        self.frozen = torch.nn.Linear(3, 1).requires_grad_(False)
+        self.register_buffer("big_state", torch.arange(4.0))
+
+    def forward(self, x, scale=1.0):
+        return self.lin(x) * scale
+
+    def train_step(self, data, optimizer):
+        loss = self.lin(data["img"]).sum() + 0 * self.frozen(data["img"]).sum()
+        self.seen = data
+        return dict(loss=loss, log_vars=dict(loss=float(loss.detach())), num_samples=len(data["img_metas"]))
+
+
+def test_ddp_wrapper_opens_datacontainers_on_the_cpu(gloo_world_of_one):
+    """mmcv's MMDistributedDataParallel without device ids hands DataContainers to the model unopened; loce's
+    wrapper scatters them to the CPU as MMDataParallel does, through torch's whole DDP forward."""
+    from mmcv.parallel import DataContainer as DC, MMDistributedDataParallel
+
+    from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
+
+    x = torch.randn(2, 3)
+    data = dict(img=DC([x], stack=True), img_metas=DC([[{"a": 1}, {"a": 2}]], cpu_only=True))
+    ddp = LoceDistributedDataParallel(_Stepper())
+    assert ddp.device_ids is None and not _syncs_buffers(ddp)  # broadcast_buffers=False by default
+    out = ddp.train_step(data, None)
+    seen = ddp.module.seen
+    assert torch.equal(seen["img"], x) and seen["img_metas"] == [{"a": 1}, {"a": 2}]
+    torch.testing.assert_close(out["loss"], ddp.module.lin(x).sum())  # the anchor adds an exact zero
+    out["loss"].backward()
+    assert ddp.module.lin.weight.grad is not None and ddp.module.frozen.weight.grad is None
+    # a plain forward: mmcv 1.7's _run_ddp_forward reads an attribute torch 2.x removed
+    with pytest.raises(AttributeError):
+        MMDistributedDataParallel(_Stepper())(x)
+    torch.testing.assert_close(ddp(DC([x]), scale=2.0), ddp.module.lin(x) * 2.0)
+    assert ddp.val_step is not None and ddp._method is None
+
+
+def test_ddp_wrapper_anchor_covers_trainable_params_only(gloo_world_of_one):
+    from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
+
+    model = _Stepper()
+    ddp = LoceDistributedDataParallel(model)
+    assert {id(p) for p in ddp._anchored} == {id(model.lin.weight), id(model.lin.bias)}
+    a = ddp.anchor()
+    assert float(a) == 0.0
+    a.backward()
+    assert torch.equal(model.lin.weight.grad, torch.zeros_like(model.lin.weight))  # a zero gradient, not None
+
+
 @pytest.mark.gpu
 def test_mmdataparallel_runs_a_step_on_cuda():
     from mmcv.parallel import MMDataParallel, scatter_kwargs
@@ -62,25 +129,31 @@ def test_mmdataparallel_runs_a_step_on_cuda():
 
 @pytest.mark.gpu
 def test_nccl_ddp_train_step_of_a_loce_model(tmp_path):
-    """One NCCL process (all a single lent GPU allows: NCCL refuses two ranks on one device): mmcv's
-    MMDistributedDataParallel scatters a CPU batch and runs LOCE's train_step; the tracker statistics go
-    through an NCCL all_reduce as in a multi-GPU run."""
+    """One NCCL process (all a single lent GPU allows: NCCL refuses two ranks on one device): loce's DDP wrapper
+    (the one CPU runs use, as training builds it) scatters a CPU batch to the GPU and runs LOCE's train_step; the
+    tracker statistics go through an NCCL all_reduce as in a multi-GPU run."""
     import torch.distributed as dist
-    from mmcv.parallel import MMDistributedDataParallel
+    from mmcv.parallel import DataContainer as DC
 
+    from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
+    from loce_cli.mmdet_ext.training import wrap_model
     from tests.mmdet_ext import tiny
 
     dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
-        model = tiny.build(tiny.model_cfg()).cuda()
-        ddp = MMDistributedDataParallel(model, device_ids=[0], broadcast_buffers=False, find_unused_parameters=True)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
+        torch.cuda.set_device(0)
+        model = tiny.build(tiny.model_cfg(trainable=["fc_cls", "fc_reg", "rpn", "mask_head"]))
+        ddp = wrap_model(model, distributed=True, device="cuda")
+        assert isinstance(ddp, LoceDistributedDataParallel) and ddp.device_ids == [0]
+        assert ddp.find_unused_parameters is False and not _syncs_buffers(ddp)
+        opt = torch.optim.SGD([p for p in ddp.parameters() if p.requires_grad], lr=0.01)
         ddp.train()
-        for seed in range(2):
-            imgs, metas, boxes, labels, masks = tiny.batch(seed=seed)
-            out = ddp.train_step(dict(img=imgs, img_metas=metas, gt_bboxes=boxes, gt_labels=labels, gt_masks=masks),
-                                 opt)
+        for seed, gts in enumerate([(3, 2), (0, 0)]):  # the second batch has no ground truth
+            imgs, metas, boxes, labels, masks = tiny.batch(gts=gts, seed=seed)
+            out = ddp.train_step(dict(img=DC([imgs], stack=True), img_metas=DC([metas], cpu_only=True),
+                                      gt_bboxes=DC([boxes]), gt_labels=DC([labels]),
+                                      gt_masks=DC([masks], cpu_only=True)), opt)
             opt.zero_grad()
             out["loss"].backward()
             opt.step()
