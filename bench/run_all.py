@@ -32,6 +32,7 @@ SCRIPTS = {
     "prep": ("bench_prep.py", ["--quick", "--repeats", "1"], []),
     "eval": ("bench_eval.py", ["--quick"], []),
     "infer": ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),
+    "eval_ranks": ("bench_eval_ranks.py", ["--quick"], []),
 }
 
 
