@@ -30,11 +30,14 @@ LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the proces
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
 JSON = typer.Option(False, "--json", help="Machine-readable result.")
 TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
+NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evaluation = dict(interval=N) during "
+                                                        "training (otherwise rank 0 writes "
+                                                        "WORK_DIR/eval_epoch_N/metrics.json every N epochs).")
 
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
-             tensorboard=False):
+             tensorboard=False, no_validate=False):
     from loce_cli.engine.train import LaunchOptions, TrainRequest
 
     return TrainRequest(
@@ -42,6 +45,7 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
         resume=str(resume_from) if resume_from else ("auto" if resume else None), seed=seed,
         deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
+        no_validate=no_validate,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                              master_port=master_port, launcher=launcher, device=device))
 
@@ -61,6 +65,9 @@ def _report(result, json_out: bool) -> None:
     out.print(f"[green]done[/]: {result.epochs} epochs, {result.iterations} iterations in {result.seconds:.0f} s "
               f"on {result.world_size} process(es) ({result.device})")
     out.print(f"checkpoint: {result.checkpoint}")
+    for epoch, metrics in (result.evaluations or {}).items():
+        line = ", ".join(f"{metric} AP {100 * s['AP']:.1f}" for metric, s in metrics.items())
+        out.print(f"evaluation after epoch {epoch}: {line} ({result.work_dir}/eval_epoch_{epoch}/metrics.json)")
     if result.memory_init:
         m = result.memory_init
         out.print(f"memory filled from {m['images']} images: queues full {m['full']}, partial {m['partial']}, "
@@ -75,13 +82,14 @@ def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/syn
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
          master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
-         device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, json_out: bool = JSON) -> None:
+         device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
+         json_out: bool = JSON) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
-                           tensorboard=tensorboard)), json_out)
+                           tensorboard=tensorboard, no_validate=no_validate)), json_out)
 
 
 @engine_errors
@@ -93,13 +101,14 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
              force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: str = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
-             json_out: bool = JSON) -> None:
+             no_validate: bool = NO_VALIDATE, json_out: bool = JSON) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
-                           base_checkpoint=base_checkpoint, tensorboard=tensorboard)), json_out)
+                           base_checkpoint=base_checkpoint, tensorboard=tensorboard,
+                           no_validate=no_validate)), json_out)
 
 
 @engine_errors

@@ -29,6 +29,7 @@ class TrainRequest:
     force: bool = False
     launch: LaunchOptions = field(default_factory=LaunchOptions)
     tensorboard: bool = False  # also log to WORK_DIR/tf_logs through mmcv's TensorboardLoggerHook
+    no_validate: bool = False  # skip the config's evaluation = dict(interval=N) during training
 
 
 @dataclass
@@ -43,12 +44,16 @@ class TrainResult:
     memory_init: Optional[dict] = None
     note: str = ""
     rank: int = 0  # the global rank of the process that returns it; only rank 0's is the run's result
+    evaluations: Optional[dict] = None  # epoch -> {metric: summary} of the evaluations during training (rank 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 RESULT_FILE = "loce_train_result.json"
+EVAL_DIR = "eval_epoch_{}"  # WORK_DIR/eval_epoch_N/metrics.json: the evaluation after epoch N
+EVAL_KEYS = ("interval", "metric")  # the keys of mmdet's `evaluation` dict that loce honours
+EVAL_MAX_DETS = 300  # as `loce eval`'s default: LVIS's 300 detections per image
 
 
 def default_work_dir(config: str, stage: str) -> str:
@@ -89,11 +94,87 @@ def validate(req: TrainRequest):
     from loce_cli.engine.prep import check_prepared
 
     check_prepared(cfg, req.config)  # real-LVIS configs: the data must have been through `loce data prep`
+    if not req.no_validate:
+        check_evaluation(cfg, req.config)
     if req.stage == "finetune":
         if not req.base_checkpoint:
             raise LoceUsageError("finetune needs the base checkpoint", "pass --from BASE_CKPT")
         check_base_checkpoint(Path(req.base_checkpoint), cfg)
     return cfg
+
+
+def evaluation_interval(cfg) -> Optional[int]:
+    """The config's ``evaluation.interval`` when training will reach it (an evaluation will run), else None."""
+    ev = cfg.get("evaluation") or {}
+    interval = ev.get("interval")
+    if interval is None:
+        return None
+    max_epochs = int((cfg.get("runner") or {}).get("max_epochs", cfg.get("total_epochs", 0)) or 0)
+    return int(interval) if 0 < int(interval) <= max_epochs else None
+
+
+def check_evaluation(cfg, config: str) -> None:
+    """Refuse an ``evaluation`` dict loce would not honour, or one whose test data is missing, before training."""
+    from loce_cli.engine.evaluate import METRICS
+
+    ev = cfg.get("evaluation") or {}
+    unknown = sorted(set(ev) - set(EVAL_KEYS))
+    if unknown:
+        raise LoceUsageError(f"{config}: evaluation = dict(...) sets {', '.join(unknown)}, which loce does not "
+                             f"support (it honours {', '.join(EVAL_KEYS)})",
+                             "remove those keys, or pass --no-validate and evaluate with `loce eval`")
+    interval = ev.get("interval")
+    if interval is not None and (not isinstance(interval, int) or isinstance(interval, bool) or interval < 1):
+        raise LoceUsageError(f"{config}: evaluation.interval must be a whole number of epochs >= 1, got {interval!r}",
+                             "e.g. --cfg-options evaluation.interval=1")
+    metrics = ev.get("metric", list(METRICS))
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise LoceUsageError(f"{config}: evaluation.metric {bad} is not one of {', '.join(METRICS)}",
+                             "e.g. metric=['bbox', 'segm']")
+    if evaluation_interval(cfg) is None:
+        return
+    test = cfg.get("data", {}).get("test")
+    ann = Path(test.ann_file) if test is not None and test.get("ann_file") else None
+    if ann is None or not ann.is_file():
+        raise DataError(f"{config} evaluates every {interval} epoch(s) but its test annotations {ann} do not exist",
+                        "point data.test at your val set (--cfg-options data.test.ann_file=... "
+                        "data.test.img_prefix=...) or pass --no-validate")
+
+
+def epoch_evaluator(req: TrainRequest, device: str):
+    """``evaluate(checkpoint, epoch)`` for the training's evaluation hook: what `loce eval CONFIG CHECKPOINT` with
+    the run's --cfg-options does (same inference, same results file, same metrics.json), written to
+    ``WORK_DIR/eval_epoch_N/``. Runs on rank 0 alone; returns ``{metric: summary}``."""
+
+    def evaluate(checkpoint: str, epoch: int) -> dict:
+        from dataclasses import fields
+
+        from loce_cli.engine._io import atomic_path
+        from loce_cli.engine.config import load_config
+        from loce_cli.engine.evaluate import METRICS, EvalRequest, evaluate_results, write_report
+        from loce_cli.mmdet_ext.inference import lvis_detections
+
+        evaluator = next(f.default for f in fields(EvalRequest) if f.name == "evaluator")  # `loce eval`'s default
+        cfg = load_config(Path(req.config), req.cfg_options)
+        metrics = (cfg.get("evaluation") or {}).get("metric", list(METRICS))
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        out = Path(req.work_dir) / EVAL_DIR.format(epoch)
+        dets, has_masks = lvis_detections(cfg, Path(checkpoint), device, EVAL_MAX_DETS, None, 0, 1)
+        dets.sort(key=lambda d: (d["image_id"], -d["score"]))
+        out.mkdir(parents=True, exist_ok=True)
+        results_file = out / "results.json"
+        with atomic_path(results_file) as tmp:
+            tmp.write_text(json.dumps(dets))
+        metrics = metrics if has_masks else [m for m in metrics if m != "segm"]
+        report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, "all", EVAL_MAX_DETS,
+                                  evaluator)
+        report.checkpoint, report.config = str(checkpoint), str(req.config)
+        write_report(report, out)
+        return {metric: dict(r.summary) for metric, r in report.metrics.items()}
+
+    return evaluate
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -167,9 +248,13 @@ def prepare_work_dir(req: TrainRequest) -> Path:
             raise OutputExistsError(f"--work-dir {work_dir} already holds a run (epoch_*.pth)",
                                     "pass --resume to continue it, --force to start over, or another --work-dir")
         if env_rank() == 0:  # one process cleans up
+            import shutil
+
             for p in work_dir.iterdir():  # --force: start over (only our own outputs)
                 if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
                     p.unlink(missing_ok=True)
+                elif p.is_dir() and p.name.startswith("eval_epoch_") and (p / "metrics.json").exists():
+                    shutil.rmtree(p)
     work_dir.mkdir(parents=True, exist_ok=True)
     return work_dir
 
@@ -238,14 +323,18 @@ def run_worker(req: TrainRequest) -> TrainResult:
     start = time.perf_counter()
     from loce_cli.mmdet_ext.training import run_training
 
+    interval = None if req.no_validate else evaluation_interval(cfg)
+    evaluation = (interval, epoch_evaluator(req, device)) if interval else None
     summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=req.stage,
-                           config_name=Path(req.config).name, seed=req.seed, deterministic=req.deterministic)
+                           config_name=Path(req.config).name, seed=req.seed, deterministic=req.deterministic,
+                           evaluation=evaluation)
     seconds = time.perf_counter() - start
     from loce_cli.mmdet_ext.training import latest_checkpoint
 
     result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
                          epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
-                         world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank)
+                         world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank,
+                         evaluations=summary.get("evaluations"))
     if rank == 0:
         from loce_cli.engine._io import write_json_atomic
 

@@ -201,9 +201,12 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
 
 
 def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, stage: str, config_name: str,
-                 seed: int, deterministic: bool) -> dict:
+                 seed: int, deterministic: bool, evaluation: Optional[tuple] = None) -> dict:
     """Build the dataset, model, data loader, wrapper, optimizer, runner and hooks from ``cfg``, load or resume
-    (``cfg.load_from`` / ``cfg.resume_from``) and train. Returns epochs, iterations and the memory-init summary."""
+    (``cfg.load_from`` / ``cfg.resume_from``) and train. ``evaluation``: ``(interval, evaluate)`` to evaluate every
+    ``interval`` epochs on rank 0 (:class:`~loce_cli.mmdet_ext.eval_hook.LoceEvalHook`; ``evaluate(checkpoint,
+    epoch)`` comes from the engine), None for none. Returns epochs, iterations, the memory-init summary and the
+    evaluations' summaries by epoch."""
     import time
 
     from loce_cli.errors import LoceError
@@ -252,6 +255,15 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
         runner.register_hook(DistSamplerSeedHook())
     runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
     runner.register_hook(RichProgressHook(), priority="VERY_LOW")
+    eval_hook = None
+    if evaluation is not None:
+        from loce_cli.mmdet_ext.eval_hook import LoceEvalHook
+
+        interval, evaluate = evaluation
+        eval_hook = LoceEvalHook(evaluate, interval=interval)
+        runner.register_hook(eval_hook, priority="LOW")  # after the checkpoint hook (NORMAL): evaluates its file
+        if rank == 0:
+            logger.info(f"evaluation every {interval} epoch(s) on rank 0 (work_dir/eval_epoch_N/metrics.json)")
     if cfg.resume_from:
         runner.resume(cfg.resume_from)
     elif cfg.load_from:
@@ -265,4 +277,6 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     for hook in runner.hooks:
         if type(hook).__name__ == "LoceMemoryInitHook":
             memory_init = hook.summary
-    return dict(epochs=runner.epoch, iterations=runner.iter, memory_init=memory_init)
+    evaluations = {str(e): r for e, r in sorted(eval_hook.results.items())} if eval_hook is not None else None
+    return dict(epochs=runner.epoch, iterations=runner.iter, memory_init=memory_init,
+                evaluations=evaluations or None)

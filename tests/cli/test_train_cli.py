@@ -31,11 +31,11 @@ def captured(monkeypatch):
 def test_train_base_maps_options(captured):
     r = runner.invoke(app, ["train", "base", BASE, "--work-dir", "runs/a", "--nproc", "2", "--device", "cpu",
                             "--cfg-options", "runner.max_epochs=2", "--cfg-options", "optimizer.lr=0.01",
-                            "--seed", "7", "--resume", "--tensorboard"])
+                            "--seed", "7", "--resume", "--tensorboard", "--no-validate"])
     assert r.exit_code == 0, r.output
     req = captured["req"]
     assert req.stage == "base" and req.work_dir == "runs/a" and req.seed == 7 and req.resume == "auto"
-    assert req.tensorboard
+    assert req.tensorboard and req.no_validate
     assert req.cfg_options == ["runner.max_epochs=2", "optimizer.lr=0.01"]
     assert req.launch.nproc == 2 and req.launch.device == "cpu"
     assert "2 process(es)" in r.stdout
@@ -47,6 +47,7 @@ def test_finetune_maps_from_and_launch(captured):
     assert r.exit_code == 0, r.output
     req = captured["req"]
     assert req.stage == "finetune" and req.base_checkpoint == "base/epoch_6.pth" and not req.tensorboard
+    assert not req.no_validate  # the config's evaluation interval is honoured unless --no-validate
     assert (req.launch.gpus, req.launch.nnodes, req.launch.node_rank) == (8, 2, 1)
     assert (req.launch.master_addr, req.launch.master_port) == ("10.0.0.1", 29600)
 
@@ -61,6 +62,19 @@ def test_only_rank_zero_reports(monkeypatch):
     r = runner.invoke(app, ["train", "base", BASE, "--launcher", "slurm", "--json"])
     assert r.exit_code == 0, r.output
     assert r.stdout == "" and "rank 1: done" in r.stderr
+
+
+def test_evaluations_during_training_are_reported(monkeypatch):
+    def fake_train(req):
+        return TrainResult(work_dir="w", checkpoint="w/epoch_2.pth", epochs=2, iterations=6, seconds=1.0,
+                           world_size=1, device="cpu",
+                           evaluations={"2": {"bbox": {"AP": 0.1234}, "segm": {"AP": 0.1}}})
+
+    monkeypatch.setattr("loce_cli.engine.train.train", fake_train)
+    r = runner.invoke(app, ["train", "base", BASE])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())  # rich wraps at the terminal width
+    assert "evaluation after epoch 2: bbox AP 12.3, segm AP 10.0 (w/eval_epoch_2/metrics.json)" in text
 
 
 def test_finetune_without_from_is_usage_error():

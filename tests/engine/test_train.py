@@ -96,6 +96,74 @@ def test_resume_continues_exactly(base_run, tiny_dataset, tmp_path):
         assert torch.equal(x, y), key
 
 
+def _test_opts(data: Path):
+    ann = data / "annotations" / "lvis_v1_val.json"
+    return [f"data.test.ann_file={ann}", f"data.test.img_prefix={data}/"]
+
+
+@pytest.mark.slow
+def test_evaluation_during_training_equals_loce_eval(tiny_dataset, tmp_path):
+    """evaluation.interval=1 over 2 epochs: rank 0 writes WORK_DIR/eval_epoch_{1,2}/metrics.json, the same report
+    (and the same results file) as `loce eval` on those checkpoints."""
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
+
+    work = tmp_path / "run"
+    options = opts(tiny_dataset, epochs=2, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])
+    result = train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=options))
+    assert sorted(result.evaluations) == ["1", "2"]
+    assert sorted(p.name for p in work.glob("eval_epoch_*")) == ["eval_epoch_1", "eval_epoch_2"]
+    for epoch in (1, 2):
+        during = read_report(work / f"eval_epoch_{epoch}" / "metrics.json")
+        ckpt = work / f"epoch_{epoch}.pth"
+        assert during.checkpoint == str(ckpt) and set(during.metrics) == {"bbox", "segm"}
+        after = evaluate_model(EvalRequest(str(BASE), str(ckpt), str(tmp_path / f"eval{epoch}"), cfg_options=options))
+        for metric in ("bbox", "segm"):
+            assert during.metrics[metric].summary == after.metrics[metric].summary, (epoch, metric)
+            assert during.metrics[metric].per_class == after.metrics[metric].per_class
+            assert result.evaluations[str(epoch)][metric] == after.metrics[metric].summary
+        assert (work / f"eval_epoch_{epoch}" / "results.json").read_bytes() == \
+            (tmp_path / f"eval{epoch}" / "results.json").read_bytes()
+    # the two epochs' models differ, and so do their reports
+    assert read_report(work / "eval_epoch_1" / "metrics.json").metrics["bbox"].summary != \
+        read_report(work / "eval_epoch_2" / "metrics.json").metrics["bbox"].summary
+    # --force starts over: the old evaluations go with the old checkpoints
+    train(TrainRequest(config=str(BASE), work_dir=str(work), force=True, no_validate=True,
+                       cfg_options=opts(tiny_dataset, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])))
+    assert not list(work.glob("eval_epoch_*"))
+
+
+def test_no_validate_skips_the_evaluation(tiny_dataset, tmp_path):
+    options = opts(tiny_dataset, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])
+    result = train(TrainRequest(config=str(BASE), work_dir=str(tmp_path), cfg_options=options, no_validate=True))
+    assert result.epochs == 1 and result.evaluations is None
+    assert (tmp_path / "epoch_1.pth").is_file() and not list(tmp_path.glob("eval_epoch_*"))
+
+
+def test_evaluation_settings_are_checked_before_training(tiny_dataset, tmp_path):
+    work = tmp_path / "w"
+    with pytest.raises(DataError, match="evaluates every 1 epoch.*/nonexistent/val.json do not exist") as info:
+        train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset) + [
+            "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
+    assert "--no-validate" in info.value.hint
+    # with --no-validate, or an interval the run never reaches, the test set is not needed
+    from loce_cli.engine.train import validate
+
+    validate(TrainRequest(config=str(BASE), no_validate=True, cfg_options=opts(tiny_dataset) + [
+        "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
+    validate(TrainRequest(config=str(BASE), cfg_options=opts(tiny_dataset) + [
+        "evaluation.interval=2", "data.test.ann_file=/nonexistent/val.json"]))
+    for setting, message in [("interval=1, save_best='auto'", "sets save_best, which loce does not support"),
+                             ("interval=1, metric=['bbox', 'proposal']", r"evaluation.metric \['proposal'\]")]:
+        user = tmp_path / "user_config.py"  # an mmdet user's evaluation settings
+        user.write_text(f"_base_ = [{str(BASE)!r}]\nevaluation = dict({setting})\n")
+        with pytest.raises(LoceUsageError, match=message):
+            train(TrainRequest(config=str(user), work_dir=str(work), cfg_options=opts(tiny_dataset)))
+    with pytest.raises(LoceUsageError, match="interval must be"):
+        train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset) + [
+            "evaluation.interval=0"]))
+    assert not work.exists()
+
+
 def test_existing_run_needs_resume_or_force(base_run, tiny_dataset):
     work, _ = base_run
     with pytest.raises(OutputExistsError, match="already holds a run"):
@@ -123,10 +191,17 @@ def test_bad_requests(tiny_dataset, tmp_path, base_run):
     with pytest.raises(DataError, match="not a readable checkpoint"):
         train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path / "w"),
                            base_checkpoint=str(junk), cfg_options=opts(tiny_dataset)))
-    with pytest.raises(DataError, match="trained for 6 classes"):
+    # a 7-class config on this 6-class data is refused before the checkpoint is read (data prep's check) ...
+    with pytest.raises(DataError, match="num_classes is 7 but .* has 6 classes"):
         train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path / "w"),
                            base_checkpoint=str(base_run[0] / "epoch_1.pth"), cfg_options=opts(tiny_dataset, classes=7)))
     assert not (tmp_path / "w").exists()  # nothing written for refused requests
+    # ... and a base checkpoint of another class count is refused by the checkpoint check itself
+    from loce_cli.engine.config import load_config
+    from loce_cli.engine.train import check_base_checkpoint
+
+    with pytest.raises(DataError, match="trained for 6 classes"):
+        check_base_checkpoint(base_run[0] / "epoch_1.pth", load_config(LOCE, opts(tiny_dataset, classes=7)))
 
 
 def test_checkpoint_write_is_atomic(base_run, monkeypatch, tmp_path):
@@ -162,9 +237,12 @@ def test_checkpoint_write_is_atomic(base_run, monkeypatch, tmp_path):
 def test_two_cpu_processes_finetune(base_run, tiny_dataset, tmp_path):
     result = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path),
                                 base_checkpoint=str(base_run[0] / "epoch_1.pth"),
-                                cfg_options=opts(tiny_dataset, extra=["data.samples_per_gpu=2"]),
+                                cfg_options=opts(tiny_dataset, extra=["data.samples_per_gpu=2", "evaluation.interval=1"]
+                                                 + _test_opts(tiny_dataset)),
                                 launch=LaunchOptions(nproc=2, master_port=29731)))
     assert result.world_size == 2 and result.iterations == 10  # 40 images / (2 x 2) per step
+    # rank 0 evaluated while rank 1 waited; the report is the run's result
+    assert set(result.evaluations["1"]) == {"bbox", "segm"} and (tmp_path / "eval_epoch_1" / "metrics.json").is_file()
     state = _state(Path(result.checkpoint))["state_dict"]
     assert int(state["roi_head.memory.counts"].sum()) > 0
     log = next(tmp_path.glob("*.log")).read_text()
