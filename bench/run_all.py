@@ -32,6 +32,7 @@ SCRIPTS = {
     "prep": ("bench_prep.py", ["--quick", "--repeats", "1"], []),
     "eval": ("bench_eval.py", ["--quick"], []),
     "infer": ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),
+    "postprocess": ("bench_postprocess.py", ["--quick"], []),
     "eval_ranks": ("bench_eval_ranks.py", ["--quick"], []),
 }
 
@@ -144,6 +145,22 @@ def headline_rows(res: dict) -> list:
             a, b = (inf[k] for k in sorted(inf, key=int, reverse=True))
             rows.append((f"inference with {max(inf, key=int)} threads: speed-up", "1 thread",
                          _r(b["seconds"] / a["seconds"]), "-"))
+    if "postprocess" in res and not res["postprocess"].get("failed"):
+        p = res["postprocess"]
+        where = f"{p['device']}, {p['threads']} thread(s), {p.get('clock', 'wall')} time"
+        (oh, ow), (th, tw) = p["ori_shape"], p["test_shape"]
+        size = f"{p['dets']} dets, {ow}x{oh} image from {tw}x{th}"
+        for key, fig, against in (
+                ("paste_encode", f"mask paste + threshold + RLE ({size}, {where})",
+                 "mmdet get_seg_masks + encode_mask_results"),
+                ("postprocess", f"mask post-processing incl. sigmoid of all {p['classes']} classes' logits ({where})",
+                 "mmdet get_seg_masks + encode_mask_results"),
+                ("model", f"inference per image, R50-FPN {p['classes']} classes, random weights ({where})",
+                 "mmdet forward + encode_mask_results")):
+            if key in p:
+                same = "identical RLEs" if p[key]["identical"] else "RLEs DIFFER"
+                rows.append((f"{fig}: {p[key]['loce_s']:.3f} s vs {p[key]['stock_s']:.3f} s per image "
+                             f"({p[key]['saved_s']:.3f} s saved), {same}", against, _r(p[key]["ratio"]), "< 1"))
     return rows
 
 
