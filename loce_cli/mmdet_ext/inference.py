@@ -37,8 +37,9 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     dataset order: what ``lvis_detections`` returns, one image at a time."""
     from mmcv.parallel import MMDataParallel
     from mmdet.apis import init_detector
-    from mmdet.core import encode_mask_results
     from mmdet.datasets import build_dataloader, build_dataset
+
+    from loce_cli.mmdet_ext.mask_rle import detect
 
     test = cfg.data.test
     test.test_mode = True
@@ -58,13 +59,11 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     model.eval()
     for n, data in enumerate(loader):
         with torch.no_grad():
-            result = model(return_loss=False, rescale=True, **data)
+            result = detect(model, data, rescale=True)  # masks as RLEs, the bytes of encode_mask_results
         for k, res in enumerate(result):
             img_id = dataset.img_ids[indices[n * loader.batch_size + k]]
             bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
             dets: List[dict] = []
-            if segm_res is not None:
-                segm_res = encode_mask_results(segm_res)
             for label, boxes in enumerate(bbox_res):
                 for j in range(boxes.shape[0]):
                     x1, y1, x2, y2, score = (float(v) for v in boxes[j])
