@@ -348,8 +348,6 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     shards into results.json (never holding every detection) and evaluates it."""
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
     from loce_cli.engine.config import load_config
-    from loce_cli.engine.evaluation.shards import ShardWriter, merge_shards, new_token, remove_stale
-    from loce_cli.mmdet_ext.inference import iter_image_detections
 
     say = say or (lambda _msg: None)
     rank, _local, world = init_distributed(req.launch)
@@ -358,6 +356,34 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     if world > 1 and rank == 0 and progress is None:
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
     out = Path(req.out)
+    results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress, rank,
+                                            world, say)
+    report = None
+    if rank == 0:
+        metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
+        report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
+                                  req.evaluator, say, req.workers)
+        report.checkpoint, report.config = str(req.checkpoint), str(req.config)
+        write_report(report, out)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return report
+
+
+def write_results(cfg, checkpoint: Path, device: str, max_dets: int, out: Path, progress=None, rank: int = 0,
+                  world: int = 1, say=None):
+    """Inference of this process's share of ``cfg.data.test``, streamed image by image to its own results shard;
+    rank 0 then merges every rank's shard into ``out/results.json`` (byte-identical to one process's file).
+    Returns ``(results file on rank 0 else None, whether masks came)``; with ``world > 1`` a process group must
+    be initialised."""
+    from loce_cli.engine.evaluation.shards import ShardWriter, merge_shards, new_token, remove_stale
+    from loce_cli.mmdet_ext.inference import iter_image_detections
+
+    say = say or (lambda _msg: None)
+    out = Path(out)
     token = [new_token() if rank == 0 else None]
     if world > 1:
         import torch.distributed as dist
@@ -372,8 +398,8 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     writer = ShardWriter(out, rank, world, token)
     has_masks = False
     try:
-        for img_id, dets, masks in iter_image_detections(cfg, Path(req.checkpoint), device, req.max_dets,
-                                                         progress if rank == 0 else None, rank, world):
+        for img_id, dets, masks in iter_image_detections(cfg, Path(checkpoint), device, max_dets, progress, rank,
+                                                         world):
             writer.add(img_id, dets)
             has_masks = has_masks or masks
         writer.close()
@@ -384,20 +410,12 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
         flags = [None] * world
         dist.all_gather_object(flags, has_masks)
         has_masks = any(flags)
-    report = None
-    if rank == 0:
-        results_file = out / "results.json"
-        count = merge_shards(out, world, token, results_file)
-        say(f"wrote {count:,} detections to {results_file}")
-        metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
-        report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
-                                  req.evaluator, say, req.workers)
-        report.checkpoint, report.config = str(req.checkpoint), str(req.config)
-        write_report(report, out)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return report
+    if rank != 0:
+        return None, has_masks
+    results_file = out / "results.json"
+    count = merge_shards(out, world, token, results_file)
+    say(f"wrote {count:,} detections to {results_file}")
+    return results_file, has_masks
 
 
 def _text_progress(label: str):

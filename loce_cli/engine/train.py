@@ -151,22 +151,15 @@ def epoch_evaluator(req: TrainRequest, device: str):
     def evaluate(checkpoint: str, epoch: int) -> dict:
         from dataclasses import fields
 
-        from loce_cli.engine._io import atomic_path
         from loce_cli.engine.config import load_config
-        from loce_cli.engine.evaluate import METRICS, EvalRequest, evaluate_results, write_report
-        from loce_cli.mmdet_ext.inference import lvis_detections
+        from loce_cli.engine.evaluate import METRICS, EvalRequest, evaluate_results, write_report, write_results
 
         evaluator = next(f.default for f in fields(EvalRequest) if f.name == "evaluator")  # `loce eval`'s default
         cfg = load_config(Path(req.config), req.cfg_options)
         metrics = (cfg.get("evaluation") or {}).get("metric", list(METRICS))
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         out = Path(req.work_dir) / EVAL_DIR.format(epoch)
-        dets, has_masks = lvis_detections(cfg, Path(checkpoint), device, EVAL_MAX_DETS, None, 0, 1)
-        dets.sort(key=lambda d: (d["image_id"], -d["score"]))
-        out.mkdir(parents=True, exist_ok=True)
-        results_file = out / "results.json"
-        with atomic_path(results_file) as tmp:
-            tmp.write_text(json.dumps(dets))
+        results_file, has_masks = write_results(cfg, Path(checkpoint), device, EVAL_MAX_DETS, out)  # streamed
         metrics = metrics if has_masks else [m for m in metrics if m != "segm"]
         report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, "all", EVAL_MAX_DETS,
                                   evaluator)
