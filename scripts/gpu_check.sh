@@ -10,7 +10,8 @@
 #   doctor; the gpu-marked tests (CUDA sync-free step, host memory with a CUDA model, routed RoIAlign/NMS on
 #   CUDA vs mmcv on CPU, mmcv's scatter, an NCCL DDP train step, RNG states from the GPU); base training, LOCE fine-tune and evaluation
 #   with --gpus 1 on a tiny synthetic set;
-#   bench_core on CUDA (EBL vs CE, memory push+sample vs a copy, LVIS v1 scale, with a profile of the step).
+#   bench_core on CUDA (EBL vs CE, memory push+sample vs a copy, LVIS v1 scale, with a profile of the step);
+#   bench_postprocess on CUDA (mask paste + RLE at 1333x800 with 300 masks: loce's path vs mmdet's, identical RLEs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/loce-gpu-check}"
@@ -62,14 +63,15 @@ run synth 120 "${LOCE[@]}" data synth --out "$D" --num-classes 6 --train-images 
 run train_base 150 "${LOCE[@]}" train base "$BASE" "${GPU[@]}" --work-dir "$W/base" --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
 run finetune 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --work-dir "$W/loce" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
 run resume 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --work-dir "$W/loce" --resume --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
-run eval 150 "${LOCE[@]}" eval "$FT" "$W/loce/latest.pth" "${GPU[@]}" --out "$W/eval" --evaluator fast "${TINY[@]}" --json
+run eval 150 "${LOCE[@]}" eval "$FT" "$W/loce/latest.pth" "${GPU[@]}" --out "$W/eval" "${TINY[@]}" --json
 run inspect 120 "${LOCE[@]}" inspect memory "$W/loce/latest.pth" --json
 run bench_core 150 "$PY" bench/bench_core.py --device "$BENCH_DEVICE" --repeats 20 --profile --json "$OUT/bench_core_$BENCH_DEVICE.json"
+run bench_postprocess 150 "$PY" bench/bench_postprocess.py --device "$BENCH_DEVICE" --threads 0 --rounds 10 --model-rounds 3 --json "$OUT/bench_postprocess_$BENCH_DEVICE.json"
 
 {
   echo "{"
   first=1
-  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core; do
+  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core bench_postprocess; do
     [ $first = 1 ] || echo ","
     first=0
     printf '  "%s": "%s"' "$k" "${RESULT[$k]:-not run}"
