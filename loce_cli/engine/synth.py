@@ -331,6 +331,24 @@ def _prepare_out(out: Path, force: bool) -> None:
                                 "choose an empty or new directory, or pass --force to replace its dataset")
 
 
+
+def install_staged(staging: Path, out: Path) -> Tuple[int, int]:
+    """Move a dataset built in ``staging`` (``train2017/``, ``val2017/``, ``annotations/``) into ``out``, replacing
+    those entries; returns (files, bytes). Images first, annotations last: a reader never sees annotations
+    pointing at missing images."""
+    files = sum(len(names) for _, _, names in os.walk(staging))
+    nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in ("train2017", "val2017", "annotations"):
+        target = out / entry
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(staging / entry, target)
+    return files, nbytes
+
+
 def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False) -> SynthResult:
     """Write a synthetic long-tailed LVIS v1 dataset under ``out`` and return what was written.
 
@@ -395,17 +413,7 @@ def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False)
                 json.dump({"info": info, "licenses": [], "images": imgs, "annotations": anns,
                            "categories": categories}, f)
 
-        files = sum(len(files) for _, _, files in os.walk(staging))
-        nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
-        out.mkdir(parents=True, exist_ok=True)
-        # Images first, annotations last: a reader never sees annotations pointing at missing images.
-        for entry in ("train2017", "val2017", "annotations"):
-            target = out / entry
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            os.replace(staging / entry, target)
+        files, nbytes = install_staged(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

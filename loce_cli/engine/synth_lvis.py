@@ -30,7 +30,6 @@ in a temporary folder next to ``out`` and moved into place at the end.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -254,7 +253,7 @@ def _allocate(counts: np.ndarray, num_images: int, capacity: int, rng: np.random
 
 def synthesize_lvis_like(out: Path, opts: LvisLikeOptions | None = None, force: bool = False) -> LvisLikeResult:
     """Write an LVIS-shaped dataset (see the module docstring) under ``out``."""
-    from loce_cli.engine.synth import _prepare_out
+    from loce_cli.engine.synth import _prepare_out, install_staged
 
     opts = opts or LvisLikeOptions()
     opts.validate()
@@ -334,16 +333,7 @@ def synthesize_lvis_like(out: Path, opts: LvisLikeOptions | None = None, force: 
                        "categories": categories}
             with open(staging / "annotations" / f"lvis_{version}_{split}.json", "w", encoding="utf-8") as f:
                 json.dump(payload, f, separators=(",", ":"))
-        files = sum(len(fs) for _, _, fs in os.walk(staging))
-        nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
-        out.mkdir(parents=True, exist_ok=True)
-        for entry in ("train2017", "val2017", "annotations"):  # annotations last: never pointing at nothing
-            target = out / entry
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            os.replace(staging / entry, target)
+        files, nbytes = install_staged(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
