@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the test suite).
 # Each first runs the idempotent set-up (scripts/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
-.PHONY: setup demo test test-fast bench completions clean-demo
+.PHONY: setup demo test test-fast bench completions clean-demo rehearsal
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,3 +25,8 @@ completions: setup
 
 clean-demo:
 	rm -rf work/quickstart
+
+# The v1 R50 recipe at full shape on this machine (issue 22): data prep, base, LOCE fp32/fp16/2 processes, eval;
+# prints s/iteration, peak memory per process, memory-init and eval s/image (tens of minutes on 2 cores).
+rehearsal: setup
+	$(PY) scripts/rehearse.py
