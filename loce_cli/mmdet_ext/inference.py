@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -11,6 +10,59 @@ import torch
 from torch.utils.data import Subset
 
 from loce_cli.errors import DataError
+
+
+TRAINING_STATE = ("roi_head.memory.", "roi_head.bbox_head.score_tracker.")  # LOCE state inference never reads
+
+
+def load_detector(cfg, checkpoint: Path, device: str):
+    """The detector of ``cfg`` with the weights of ``checkpoint``, in eval mode on ``device``, for inference.
+
+    Unlike mmdet's ``init_detector`` it leaves out LOCE's feature memory: the memory is training state (4.8 GB
+    at LVIS v1 in fp32) that inference never reads, so the model is built with a one-slot memory, the checkpoint
+    is memory-mapped and its ``roi_head.memory.*`` tensors are never read. Other weights load as
+    ``init_detector`` loads them (missing or unexpected keys are reported on stderr, class names come from the
+    checkpoint's meta)."""
+    import copy
+    import warnings
+
+    from mmdet.models import build_detector
+
+    cfg = copy.deepcopy(cfg)
+    model_cfg = cfg.model
+    if "pretrained" in model_cfg:
+        model_cfg.pretrained = None
+    elif "init_cfg" in model_cfg.get("backbone", {}):
+        model_cfg.backbone.init_cfg = None
+    model_cfg.train_cfg = None
+    if isinstance(model_cfg.get("roi_head", {}).get("memory"), dict):
+        model_cfg.roi_head.memory["queue_size"] = 1
+    model = build_detector(model_cfg, test_cfg=cfg.get("test_cfg"))
+    try:
+        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a legacy (pre-zip) file cannot be mapped
+        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
+             if not k.replace("module.", "", 1).startswith(TRAINING_STATE[0])}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(TRAINING_STATE)]
+    if missing or unexpected:
+        print(f"warning: {checkpoint} does not fit the config's model exactly: missing {missing[:5]}"
+              f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+              f"{' ...' if len(unexpected) > 5 else ''}", file=sys.stderr)
+    meta = ckpt.get("meta") or {}
+    if "CLASSES" in meta:
+        model.CLASSES = meta["CLASSES"]
+    else:
+        from mmdet.core import get_classes
+
+        warnings.warn("Class names are not saved in the checkpoint's meta data, use COCO classes by default.")
+        model.CLASSES = get_classes("coco")
+    model.cfg = cfg
+    model.to(device)
+    model.eval()
+    return model
 
 
 def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
@@ -36,7 +88,6 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     """``(image id, its LVIS detections, whether the model gave masks)`` per image of this process's share, in
     dataset order: what ``lvis_detections`` returns, one image at a time."""
     from mmcv.parallel import MMDataParallel
-    from mmdet.apis import init_detector
     from mmdet.datasets import build_dataloader, build_dataset
 
     from loce_cli.mmdet_ext.mask_rle import detect
@@ -50,9 +101,7 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     loader = build_dataloader(shard, samples_per_gpu=1, workers_per_gpu=cfg.data.get("workers_per_gpu", 1),
                               dist=False, shuffle=False)
     gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
-    # mmcv announces the checkpoint load with print(): keep stdout for the command's own output (--json)
-    with contextlib.redirect_stdout(sys.stderr):
-        model = init_detector(cfg, str(checkpoint), device=gpu)
+    model = load_detector(cfg, Path(checkpoint), gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)

@@ -99,13 +99,16 @@ def check_iteration(run, cfg, config):
 
 # One iteration per model shape that a run trains differently: the base model (every layer but the stem trains,
 # plain CE) and the LOCE stage (frozen backbone/FPN/shared FCs, EBL, full-size memory, memory init) at LVIS v1's
-# 1203 classes, and the LOCE stage at v0.5's 1230 (the config this issue fixed). The R101 and v0.5 base configs
-# and the RFS configs differ from these only in backbone depth, class count or dataset wrapper: their datasets,
-# pipelines and model shapes run in test_lvis_configs.py (an R101 iteration adds ~2 minutes on 2 cores).
+# 1203 classes, the LOCE stage at v0.5's 1230 (the config this issue fixed), with the R101 backbone, and through
+# the RFS dataset wrapper (memory init reads the class-balanced list through ClassBalancedDataset). The R101 and
+# v0.5 base configs and the base RFS config differ from these only in backbone depth, class count or dataset
+# wrapper: their datasets, pipelines and model shapes run in test_lvis_configs.py.
 SHAPES = [
     "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
     "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py",
     "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py",
+    "loce_mask_rcnn_r101_fpn_normed_6e_lvis_v1.py",
+    "loce_mask_rcnn_r50_fpn_normed_6e_rfs_lvis_v1.py",
 ]
 
 
