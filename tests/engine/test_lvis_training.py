@@ -97,19 +97,11 @@ def check_iteration(run, cfg, config):
         assert any(name.startswith("roi_head.bbox_head.shared_fcs.") for name in trained)
 
 
-# One iteration per model shape that a run trains differently: the base model (every layer but the stem trains,
-# plain CE) and the LOCE stage (frozen backbone/FPN/shared FCs, EBL, full-size memory, memory init) at LVIS v1's
-# 1203 classes, the LOCE stage at v0.5's 1230 (the config this issue fixed), with the R101 backbone, and through
-# the RFS dataset wrapper (memory init reads the class-balanced list through ClassBalancedDataset). The R101 and
-# v0.5 base configs and the base RFS config differ from these only in backbone depth, class count or dataset
-# wrapper: their datasets, pipelines and model shapes run in test_lvis_configs.py.
-SHAPES = [
-    "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
-    "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py",
-    "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py",
-    "loce_mask_rcnn_r101_fpn_normed_6e_lvis_v1.py",
-    "loce_mask_rcnn_r50_fpn_normed_6e_rfs_lvis_v1.py",
-]
+# One iteration of every shipped config: the base model (every layer but the stem trains, plain CE) and the LOCE
+# stage (frozen backbone/FPN/shared FCs, EBL, full-size memory, memory init), at LVIS v1's 1203 and v0.5's 1230
+# classes, with R50 and R101 backbones, and through the RFS dataset wrapper (memory init reads the class-balanced
+# list through ClassBalancedDataset).
+SHAPES = sorted(p.name for p in LVIS.glob("*.py"))
 
 
 @pytest.mark.slow
@@ -121,9 +113,11 @@ def test_one_training_iteration_of_the_configs_model(in_lvis_workdir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_loce_eval_on_a_few_val_images(in_lvis_workdir, lvis_v1_root, tmp_path):
-    """A checkpoint of the base config's model (random weights, class names from the data), evaluated by
-    ``loce eval`` through the config's test pipeline on 2 val images (one from each COCO folder)."""
+@pytest.mark.parametrize("name", ["mask_rcnn_r50_fpn_normed_2x_lvis_v1.py", "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"])
+def test_loce_eval_on_a_few_val_images(in_lvis_workdir, lvis_v1_root, tmp_path, name):
+    """A checkpoint of the config's model (random weights, class names from the data; for LOCE with its full-size
+    feature memory in the checkpoint), evaluated by ``loce eval`` through the config's test pipeline on 2 val
+    images (one from each COCO folder)."""
     import torch
     from mmcv.runner import save_checkpoint
     from mmdet.datasets import build_dataset
@@ -135,7 +129,6 @@ def test_loce_eval_on_a_few_val_images(in_lvis_workdir, lvis_v1_root, tmp_path):
     from loce_cli.engine.prep import prep_dataset
     from loce_cli.mmdet_ext.training import checkpoint_meta
 
-    name = "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
     # a prepared dataset root whose val file holds 2 images, one in train2017/ and one in val2017/
     small = tmp_path / "small"
     (small / "annotations").mkdir(parents=True)
