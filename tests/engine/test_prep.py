@@ -435,8 +435,11 @@ def test_lvis_config_on_unprepared_data_fails_early(root):
     from loce_cli.engine.train import TrainRequest, validate
 
     config = Path(__file__).resolve().parents[2] / "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
-    req = TrainRequest(config=str(config),
-                       cfg_options=[f"data.train.ann_file={_ann(root)}", f"data.train.img_prefix={root}/"])
+    classes = len(json.loads(_ann(root).read_text())["categories"])  # the class-count check runs too
+    req = TrainRequest(config=str(config), no_validate=True,  # no val set here: no evaluation during training
+                       cfg_options=[f"data.train.ann_file={_ann(root)}", f"data.train.img_prefix={root}/",
+                                    f"model.roi_head.bbox_head.num_classes={classes}",
+                                    f"model.roi_head.mask_head.num_classes={classes}"])
     with pytest.raises(DataError) as e:
         validate(req)
     assert f"loce data prep --root {root}" in e.value.hint
