@@ -36,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 
+from proctree import tree_pss_kb  # bench/ is on sys.path when a bench runs
+
 GEN_VERSION = 1  # bump when the generator changes, so cached sets are rebuilt
 SIZES = ((640, 480), (480, 640), (640, 427), (640, 512), (500, 375))
 MAIN_KEYS = ("AP", "APr", "APc", "APf")
@@ -268,35 +270,6 @@ def child(evaluator: str, metric: str, ann: str, res: str) -> None:
         "summary": r.summary, "per_class": {str(c.id): c.ap for c in r.per_class}}))
 
 
-def _tree_pss_kb(root_pid: int) -> int:
-    """Sum of the proportional set size of ``root_pid`` and its descendants (Linux /proc)."""
-    parent = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
-    total = 0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
-    return total
-
-
 def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float, cap_gb: float = 0.0) -> dict:
     """Run one evaluation in a fresh process; sample its process tree's memory while it runs."""
     t = time.perf_counter()
@@ -313,7 +286,7 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
 
     def sample():
         while not stop.is_set():
-            peak[0] = max(peak[0], _tree_pss_kb(proc.pid))
+            peak[0] = max(peak[0], tree_pss_kb(proc.pid))
             stop.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)

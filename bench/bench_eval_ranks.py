@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from proctree import descendants, memory_kb, parents  # bench/ is on sys.path when a bench runs
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
 LOCE = Path(sys.executable).with_name("loce")
@@ -132,52 +134,6 @@ def _free_port() -> int:
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def _parents() -> dict:
-    parent = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    return parent
-
-
-def _descendants(root_pid: int, parent: dict) -> set:
-    children = {}
-    for c, p in parent.items():
-        children.setdefault(p, []).append(c)
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        for c in children.get(frontier.pop(), ()):
-            if c not in tree:
-                tree.add(c)
-                frontier.append(c)
-    return tree
-
-
-def _memory_kb(pid: int) -> tuple:
-    """(Rss, Pss, VmHWM) of ``pid`` in kB; None where the process is gone."""
-    rss = pss = hwm = None
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-                    break
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1])
-                    break
-    except (OSError, ValueError):
-        return None
-    return rss, pss, hwm
-
-
 def _describe(pid: int) -> dict:
     """Command line, RANK from the environment, start time (clock ticks) of ``pid``."""
     info = {"cmd": "", "rank": None, "start": 0}
@@ -225,11 +181,11 @@ class TreeSampler:
             self._stop.wait(self.interval)
 
     def sample(self):
-        parent = _parents()
-        tree = _descendants(self.root, parent)
+        parent = parents()
+        tree = descendants(self.root, parent)
         now = {}
         for pid in tree:
-            m = _memory_kb(pid)
+            m = memory_kb(pid)
             if m is None or m[1] is None:
                 continue
             p = self.procs.get(pid)
@@ -249,7 +205,7 @@ class TreeSampler:
         r0 = self.rank0_pid()
         if r0 is not None and r0 in now:
             self.timeline.append((round(t, 2), now[r0][0] or 0, now[r0][1]))
-            sub = _descendants(r0, {c: pp for c, pp in parent.items() if c in now})
+            sub = descendants(r0, {c: pp for c, pp in parent.items() if c in now})
             self.rank0_tree_pss_peak = max(self.rank0_tree_pss_peak, sum(now[p][1] for p in sub if p in now))
             self.rank0_tree_rss_peak = max(self.rank0_tree_rss_peak, sum(now[p][0] or 0 for p in sub if p in now))
 
