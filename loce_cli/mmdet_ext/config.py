@@ -76,3 +76,21 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
     if options:
         cfg.merge_from_dict(options)
     return cfg
+
+
+def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config"):
+    """An ``mmcv.Config`` from the text of a dumped config (a checkpoint's ``meta['config']``), with
+    ``cfg_options`` merged as :func:`load_config` does."""
+    from mmcv import Config
+
+    try:
+        cfg = Config.fromstring(text, file_format=".py")
+    except Exception as e:
+        raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
+                        "resume with the config file instead (--resume-from an older checkpoint)") from None
+    options = parse_cfg_options(cfg_options)
+    for key in options:
+        _check_key(cfg, key)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
