@@ -359,6 +359,7 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
         logger.info(f"loce {stage}: {cfg.filename} -> {cfg.work_dir} ({world} process(es), {device})")
     set_random_seed(seed, deterministic=deterministic)
 
+    config_text = cfg.pretty_text  # as given: building the model fills defaults into cfg.model in place
     dataset = build_dataset(cfg.data.train)
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
     model.init_weights()
@@ -381,7 +382,7 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
 
     optimizer = build_optimizer(model, cfg.optimizer)
     meta = checkpoint_meta(cfg, dataset)
-    meta.update(seed=seed, stage=stage, exp_name=config_name, **(meta_extra or {}))
+    meta.update(seed=seed, stage=stage, exp_name=config_name, config=config_text, **(meta_extra or {}))
     runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
                           default_args=dict(model=model, optimizer=optimizer, work_dir=cfg.work_dir, logger=logger,
                                             meta=meta))
@@ -407,7 +408,7 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
             logger.info(f"evaluation every {interval} epoch(s) on rank 0 (work_dir/eval_epoch_N/metrics.json)")
     if cfg.resume_from:
         runner.resume(cfg.resume_from)
-        runner.meta.update(config=cfg.pretty_text, **(meta_extra or {}))  # later checkpoints: this run's settings
+        runner.meta.update(config=config_text, **(meta_extra or {}))  # later checkpoints: this run's settings
     elif cfg.load_from:
         runner.load_checkpoint(cfg.load_from)
     try:
