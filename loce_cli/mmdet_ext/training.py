@@ -131,6 +131,8 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         self.call_hook("before_train_epoch")
         time.sleep(2)  # as mmcv: keeps epoch transitions clear of worker start-up races
         start, self._resume_consumed = self._resume_consumed, 0
+        if self.resumable is not None:
+            self.resumable.epoch = self.epoch
         batches = iter(data_loader)  # draws the workers' base seed: after it, the streams continue as saved
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
@@ -364,14 +366,16 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
     model.init_weights()
     model.CLASSES = dataset.CLASSES
-    loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
-                              dist=distributed, seed=seed, runner_type="EpochBasedRunner",
+    from loce_cli.mmdet_ext.resumable_sampler import PositionSeeded, make_resumable
+
+    workers = int(cfg.data.workers_per_gpu)
+    loader = build_dataloader(PositionSeeded(dataset) if workers else dataset, cfg.data.samples_per_gpu, workers,
+                              num_gpus=1, dist=distributed, seed=seed, runner_type="EpochBasedRunner",
                               persistent_workers=False)
     from loce_cli.mmdet_ext.loader_workers import guard_workers
-    from loce_cli.mmdet_ext.resumable_sampler import make_resumable
 
     guard_workers(loader)  # workers die with this process, even on kill -9
-    resumable = make_resumable(loader)
+    resumable = make_resumable(loader, seed if workers else None)  # workers: augmentation seeded per position
     find_unused = bool(cfg.get("find_unused_parameters", False))
     model = wrap_model(model, distributed=distributed, device=device, find_unused_parameters=find_unused)
     if distributed and rank == 0:

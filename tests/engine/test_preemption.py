@@ -161,7 +161,8 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(base_ckpt, straight,
     assert (work / "latest.pth").resolve() == work / f"iter_{n}.pth" and not (work / "epoch_1.pth").exists()
     meta = load(work / f"iter_{n}.pth")["meta"]
     assert meta["epoch"] == 0 and meta["iter"] == n and meta["mid_epoch"]["consumed"] == n
-    assert sorted(meta["mid_epoch"]["order"].tolist()) == sorted(range(40))  # the epoch's whole order
+    order = meta["mid_epoch"]["order"].tolist()  # the epoch's whole order (aspect groups padded by repeats)
+    assert len(order) == 40 and set(order) <= set(range(40)) and len(set(order)) > 30
 
     rc, out, err = run(cli("finetune", work, options, "--resume", base=base_ckpt))
     assert rc == 0, err[-3000:]
@@ -172,14 +173,18 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(base_ckpt, straight,
     assert not (work / "loce_stopped.json").exists()
 
 
-def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, straight, tiny_dataset, tmp_path):
-    """--checkpoint-every 3, kill -9 during iteration 8: the resume starts after iteration 6 (nothing corrupt, no
-    partial file taken for a checkpoint) and ends bit-identical to the uninterrupted run. A truncated newest
-    checkpoint is named and the one before it used."""
+def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, tiny_dataset, tmp_path):
+    """Two data-loader workers (random flips made in them), --checkpoint-every 3, kill -9 during iteration 8: the
+    resume starts after iteration 6 (nothing corrupt, no partial file taken for a checkpoint) and ends
+    bit-identical to the uninterrupted run with the same workers. A truncated newest checkpoint is named and the
+    one before it used."""
     from loce_cli.engine.resume import plan_resume
 
+    options = opts(tiny_dataset, workers=2)
+    rc, _, err = run(cli("finetune", tmp_path / "straight", options, base=base_ckpt))
+    assert rc == 0, err[-3000:]
+    straight = tmp_path / "straight" / "epoch_2.pth"
     work = tmp_path / "killed"
-    options = opts(tiny_dataset)
     proc = start(cli("finetune", work, options, "--checkpoint-every", "3", base=base_ckpt))
     wait_for(logged(work, r"Epoch \[1\]\[8/10\]"), proc, what="iteration 8")
     proc.kill()
@@ -336,3 +341,114 @@ def test_resume_flags_on_the_command_line(base_ckpt, tmp_path):
     assert plan_resume(TrainRequest(config=str(BASE), resume=IF_ANY), tmp_path / "empty") is None
     assert plan_resume(TrainRequest(config=str(BASE), resume=IF_ANY), base_ckpt.parent).checkpoint == \
         str(base_ckpt)
+
+
+def _rank_pids(launcher_pid: int) -> dict:
+    """rank -> pid of the training processes under `loce --nproc N` (loce -> torchrun -> ranks)."""
+    ranks = {}
+    for torchrun in children(launcher_pid):
+        for pid in children(torchrun):
+            try:
+                env = dict(item.split("=", 1) for item in
+                           Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+            except OSError:
+                continue
+            if "RANK" in env:
+                ranks[int(env["RANK"])] = pid
+    return ranks
+
+
+@pytest.mark.slow
+def test_two_processes_signal_to_one_rank(base_ckpt, tiny_dataset, tmp_path):
+    """`--nproc 2` (gloo): SIGTERM to rank 1 alone stops both ranks at the same boundary; each rank's own state
+    (memory, random streams, data order) is saved, and the resumed run ends bit-identical to the
+    uninterrupted one."""
+    options = opts(tiny_dataset, per_gpu=2)
+    rc, _, err = run(cli("finetune", tmp_path / "straight", options, "--nproc", "2", "--master-port", "29811",
+                         base=base_ckpt))
+    assert rc == 0, err[-3000:]
+    work = tmp_path / "split"
+    k = random.randint(2, 6)
+    proc = start(cli("finetune", work, options, "--nproc", "2", "--master-port", "29813", base=base_ckpt))
+    wait_for(logged(work, rf"Epoch \[1\]\[{k}/{ITERS}\]"), proc, what=f"iteration {k}")
+    ranks = wait_for(lambda: _rank_pids(proc.pid) if len(_rank_pids(proc.pid)) == 2 else None, proc,
+                     what="the two ranks")
+    os.kill(ranks[1], signal.SIGTERM)
+    rc, _, err = finish(proc)
+    assert rc == 75, err[-3000:]
+    m = re.search(r"^stopped: SIGTERM after iteration (\d+) \(epoch 1, \d+/10\): checkpoint (\S+) \(hint: continue "
+                  r"with: loce finetune .* --resume --nproc 2\)$", err, re.M)
+    assert m, err[-2000:]
+    n = int(m.group(1))
+    assert k <= n < ITERS and m.group(2) == str(work / f"iter_{n}.pth")
+    assert (work / f"iter_{n}.rank1.pth").is_file()
+    assert load(work / f"iter_{n}.rank1.pth")["sampler"]["consumed"] == n
+    assert not any(alive(p) for p in ranks.values())
+
+    rc, _, err = run(cli("finetune", work, options, "--nproc", "2", "--master-port", "29815", "--resume",
+                         base=base_ckpt))
+    assert rc == 0, err[-3000:]
+    assert_same_run(tmp_path / "straight" / "epoch_2.pth", work / "epoch_2.pth")
+    a, b = load(tmp_path / "straight" / "epoch_2.rank1.pth"), load(work / "epoch_2.rank1.pth")
+    filled = a["buffers"]["roi_head.memory.flat_labels"] >= 0
+    assert torch.equal(a["buffers"]["roi_head.memory.flat_feats"][filled], b["buffers"]["roi_head.memory.flat_feats"][filled])
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_1.pth", "epoch_1.rank1.pth", "epoch_2.pth",
+                                                          "epoch_2.rank1.pth", "latest.pth"]
+
+
+def _slurm_up() -> bool:
+    if not (shutil.which("sbatch") and shutil.which("sinfo") and shutil.which("scancel")):
+        return False
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(s.strip() in ("idle", "mix") for s in states.splitlines())
+
+
+def _job_field(job: str, field: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(rf"\b{field}=(\S+)", out)
+    return m.group(1) if m else ""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_signal_and_requeue(base_ckpt, tiny_dataset, tmp_path):
+    """Real sbatch + srun, two tasks: USR1 to the job's tasks (what `sbatch --signal=USR1@T` sends before the time
+    limit) -> mid-epoch checkpoint, `--requeue` puts the job back in the queue, the second run of the same script
+    (`--resume-from auto`) continues from the checkpoint and finishes."""
+    if not _slurm_up():
+        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
+    work = tmp_path / "run"
+    work.mkdir()
+    args = cli("finetune", work, opts(tiny_dataset, per_gpu=2), "--launcher", "slurm", "--master-port", "29821",
+               "--resume-from", "auto", "--requeue", base=base_ckpt)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH --ntasks=2 --requeue --open-mode=append\n"
+                      f"#SBATCH --output={tmp_path}/slurm.out\n"
+                      f"export OMP_NUM_THREADS=1 PYTHONPATH={ROOT}\n"
+                      "echo \"run $SLURM_RESTART_COUNT\"\n"
+                      f"srun --kill-on-bad-exit=0 {' '.join(args)}\n")
+    env = {k: v for k, v in ENV.items()}
+    job = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, env=env,
+                         timeout=60, check=True).stdout.strip().split(";")[0]
+    try:
+        end = time.monotonic() + 600
+        while not logged(work, r"Epoch \[1\]\[3/10\]")():
+            assert time.monotonic() < end and _job_field(job, "JobState") in ("PENDING", "RUNNING", "CONFIGURING")
+            time.sleep(0.2)
+        subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+        while not ((work / "epoch_2.pth").exists() and _job_field(job, "JobState") == "COMPLETED"):
+            assert time.monotonic() < end, (_job_field(job, "JobState"), (tmp_path / "slurm.out").read_text()[-3000:])
+            time.sleep(1)
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+    out = (tmp_path / "slurm.out").read_text()
+    assert "run 0" in out and "run 1" in out, out[-3000:]
+    assert re.search(r"stopped: SIGUSR1 after iteration \d+ \(epoch 1, \d+/10\): checkpoint \S+iter_\d+\.pth; "
+                     rf"requeued Slurm job {job}", out), out[-3000:]
+    assert _job_field(job, "Restarts") == "1"
+    assert logged(work, r"resuming inside epoch 1 after \d+ batches")()
+    meta = load(work / "epoch_2.pth")["meta"]
+    assert (meta["epoch"], meta["iter"]) == (2, 20)
