@@ -210,7 +210,8 @@ def resume_command(req) -> str:
         words += ["--gpus", str(launch.gpus)]
     elif launch.nproc > 1:
         words += ["--nproc", str(launch.nproc)]
-    if launch.launcher != "none":
+    started_by_loce = launch.launcher == "pytorch" and (launch.gpus or launch.nproc > 1)  # see engine.worker
+    if launch.launcher != "none" and not started_by_loce:
         words += ["--launcher", launch.launcher]
     return " ".join(shlex.quote(str(w)) for w in words)
 

@@ -191,6 +191,11 @@ def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, tiny_datase
     proc.communicate()
     assert sorted(p.name for p in work.glob("*.pth")) == ["iter_3.pth", "iter_6.pth", "latest.pth"]
     assert (work / "latest.pth").resolve() == work / "iter_6.pth"
+    from loce_cli.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="already holds a run"):  # mid-epoch checkpoints are a run too
+        train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(work), base_checkpoint=str(base_ckpt),
+                           cfg_options=options))
 
     trunc = tmp_path / "truncated"  # (a copy) the newest checkpoint cut short, as a full disk or crash leaves it
     trunc.mkdir()
@@ -282,22 +287,31 @@ def test_signals_during_checkpoint_writes(base_ckpt, straight, tiny_dataset, tmp
 
 def test_dataloader_workers_do_not_outlive_their_run(tiny_dataset, tmp_path):
     """Two workers: after kill -9 of the training process they exit within seconds (parent-death signal);
-    after SIGTERM the run shuts them down itself before it exits."""
+    after SIGTERM the run shuts them down itself before it exits; so does Ctrl-C, naming the last checkpoint."""
     options = opts(tiny_dataset, epochs=1, workers=2)
-    for how in ("kill", "term"):
+    for how in ("kill", "term", "int"):
         work = tmp_path / how
-        proc = start(cli("base", work, options))
-        wait_for(logged(work, r"Epoch \[1\]\[2/10\]"), proc, what="iteration 2")
+        proc = start(cli("base", work, options, "--checkpoint-every", "2"))
+        wait_for(logged(work, r"Epoch \[1\]\[3/10\]"), proc, what="iteration 3")
         workers = wait_for(lambda: children(proc.pid), proc, what="the data-loader workers")
         assert all(alive(w) for w in workers)
         if how == "kill":
             proc.kill()
             proc.communicate()
-        else:
+        elif how == "term":
             proc.send_signal(signal.SIGTERM)
             rc, _, err = finish(proc)
             assert rc == 75, err[-2000:]
-        end = time.monotonic() + 10
+        else:
+            proc.send_signal(signal.SIGINT)
+            rc, _, err = finish(proc)
+            assert rc == 130, err[-2000:]
+            m = re.search(r"^stopped: interrupted \(Ctrl-C\); the last checkpoint is (\S+)iter_(\d+)\.pth \(hint: "
+                          r"continue with: loce train base .* --resume\)$", err, re.M)
+            assert m and m.group(1) == f"{work}/" and int(m.group(2)) >= 2, err[-2000:]
+        # within 2 s: torch's own worker watchdog notices a dead parent only after up to 5 s, and never while a
+        # worker is blocked writing a batch to the pipe nobody reads any more
+        end = time.monotonic() + 2
         while any(alive(w) for w in workers) and time.monotonic() < end:
             time.sleep(0.1)
         assert not any(alive(w) for w in workers), (how, [w for w in workers if alive(w)])
@@ -428,7 +442,7 @@ def test_slurm_signal_and_requeue(base_ckpt, tiny_dataset, tmp_path):
     script.write_text("#!/bin/bash\n#SBATCH --ntasks=2 --requeue --open-mode=append\n"
                       f"#SBATCH --output={tmp_path}/slurm.out\n"
                       f"export OMP_NUM_THREADS=1 PYTHONPATH={ROOT}\n"
-                      "echo \"run $SLURM_RESTART_COUNT\"\n"
+                      "echo \"run ${SLURM_RESTART_COUNT:-0}\"\n"
                       f"srun --kill-on-bad-exit=0 {' '.join(args)}\n")
     env = {k: v for k, v in ENV.items()}
     job = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, env=env,
