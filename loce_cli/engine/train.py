@@ -69,7 +69,7 @@ def _has_run(work_dir: Path) -> bool:
 
 def validate(req: TrainRequest):
     """Everything that can be checked before starting processes; returns the loaded config."""
-    from loce_cli.engine.config import dataset_paths, load_config
+    from loce_cli.engine.config import dataset_paths
 
     launch = req.launch
     if req.stage not in STAGES:
@@ -339,7 +339,6 @@ def run_worker(req: TrainRequest) -> TrainResult:
     import torch
 
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
-    from loce_cli.engine.config import load_config
 
     rank, local, world = init_distributed(req.launch)
     distributed = world > 1

@@ -142,6 +142,7 @@ def straight(base_ckpt, tiny_dataset, tmp_path_factory) -> Path:
     return work / "epoch_2.pth"
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(base_ckpt, straight, tiny_dataset, tmp_path):
     work = tmp_path / "split"
     options = opts(tiny_dataset)
@@ -173,6 +174,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(base_ckpt, straight,
     assert not (work / "loce_stopped.json").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, tiny_dataset, tmp_path):
     """Two data-loader workers (random flips made in them), --checkpoint-every 3, kill -9 during iteration 8: the
     resume starts after iteration 6 (nothing corrupt, no partial file taken for a checkpoint) and ends
@@ -238,6 +240,7 @@ def _tmp_files(work: Path):
     return [p for p in work.glob(".iter_*.pth.*.tmp")]
 
 
+@pytest.mark.slow
 def test_signals_during_checkpoint_writes(base_ckpt, straight, tiny_dataset, tmp_path):
     """--checkpoint-every 1. kill -9 while a checkpoint is being written: the previous one stays whole and is
     the one resumed from; the partial temporary file is removed at the next start. SIGTERM while one is being
@@ -285,36 +288,42 @@ def test_signals_during_checkpoint_writes(base_ckpt, straight, tiny_dataset, tmp
     assert_same_run(straight, work / "epoch_2.pth")
 
 
-def test_dataloader_workers_do_not_outlive_their_run(tiny_dataset, tmp_path):
-    """Two workers: after kill -9 of the training process they exit within seconds (parent-death signal);
-    after SIGTERM the run shuts them down itself before it exits; so does Ctrl-C, naming the last checkpoint."""
+@pytest.mark.parametrize("how", ["term", pytest.param("kill", marks=pytest.mark.slow),
+                                 pytest.param("int", marks=pytest.mark.slow)])
+def test_dataloader_workers_do_not_outlive_their_run(how, tiny_dataset, tmp_path):
+    """Two workers: after SIGTERM the run writes its checkpoint, shuts them down and exits 75 with one line;
+    after kill -9 of the training process they exit within 2 s (parent-death signal); Ctrl-C shuts them down
+    too and names the last checkpoint."""
     options = opts(tiny_dataset, epochs=1, workers=2)
-    for how in ("kill", "term", "int"):
-        work = tmp_path / how
-        proc = start(cli("base", work, options, "--checkpoint-every", "2"))
-        wait_for(logged(work, r"Epoch \[1\]\[3/10\]"), proc, what="iteration 3")
-        workers = wait_for(lambda: children(proc.pid), proc, what="the data-loader workers")
-        assert all(alive(w) for w in workers)
-        if how == "kill":
-            proc.kill()
-            proc.communicate()
-        elif how == "term":
-            proc.send_signal(signal.SIGTERM)
-            rc, _, err = finish(proc)
-            assert rc == 75, err[-2000:]
-        else:
-            proc.send_signal(signal.SIGINT)
-            rc, _, err = finish(proc)
-            assert rc == 130, err[-2000:]
-            m = re.search(r"^stopped: interrupted \(Ctrl-C\); the last checkpoint is (\S+)iter_(\d+)\.pth \(hint: "
-                          r"continue with: loce train base .* --resume\)$", err, re.M)
-            assert m and m.group(1) == f"{work}/" and int(m.group(2)) >= 2, err[-2000:]
-        # within 2 s: torch's own worker watchdog notices a dead parent only after up to 5 s, and never while a
-        # worker is blocked writing a batch to the pipe nobody reads any more
-        end = time.monotonic() + 2
-        while any(alive(w) for w in workers) and time.monotonic() < end:
-            time.sleep(0.1)
-        assert not any(alive(w) for w in workers), (how, [w for w in workers if alive(w)])
+    work = tmp_path / how
+    proc = start(cli("base", work, options, "--checkpoint-every", "2"))
+    wait_for(logged(work, r"Epoch \[1\]\[3/10\]"), proc, what="iteration 3")
+    workers = wait_for(lambda: children(proc.pid), proc, what="the data-loader workers")
+    assert all(alive(w) for w in workers)
+    if how == "kill":
+        proc.kill()
+        proc.communicate()
+    elif how == "term":
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = finish(proc)
+        assert rc == 75, err[-2000:]
+        m = re.fullmatch(r"stopped: SIGTERM after iteration (\d+) \(epoch 1, \d+/10\): checkpoint (\S+) \(hint: "
+                         r"continue with: loce train base .* --resume\)", err.strip().splitlines()[-1])
+        assert m and m.group(2) == str(work / f"iter_{m.group(1)}.pth"), err[-2000:]
+        assert load(work / f"iter_{m.group(1)}.pth")["meta"]["mid_epoch"]["consumed"] == int(m.group(1))
+    else:
+        proc.send_signal(signal.SIGINT)
+        rc, _, err = finish(proc)
+        assert rc == 130, err[-2000:]
+        m = re.search(r"^stopped: interrupted \(Ctrl-C\); the last checkpoint is (\S+)iter_(\d+)\.pth \(hint: "
+                      r"continue with: loce train base .* --resume\)$", err, re.M)
+        assert m and m.group(1) == f"{work}/" and int(m.group(2)) >= 2, err[-2000:]
+    # within 2 s: torch's own worker watchdog notices a dead parent only after up to 5 s, and never while a
+    # worker is blocked writing a batch to the pipe nobody reads any more
+    end = time.monotonic() + 2
+    while any(alive(w) for w in workers) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), (how, [w for w in workers if alive(w)])
 
 
 def test_resume_continues_the_run_as_it_was_started(base_ckpt, tiny_dataset, tmp_path):
