@@ -44,7 +44,7 @@ class LoceEpochBasedRunner(EpochBasedRunner):
 
     stop_policy = None
     resumable = None
-    mid_epoch_keep = 2  # mid-epoch checkpoints kept within an epoch (the newest and the one before)
+    mid_epoch_keep = 2  # mid-epoch checkpoints kept within an epoch: checkpoint_config.max_keep_ckpts, else 2
     _resume_consumed = 0
     _pending_rng = None
 
@@ -392,6 +392,8 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
                                             meta=meta))
     runner.timestamp = timestamp
     runner.stop_policy, runner.resumable = policy, resumable
+    keep = int((cfg.get("checkpoint_config") or {}).get("max_keep_ckpts", -1) or -1)
+    runner.mid_epoch_keep = keep if keep > 0 else LoceEpochBasedRunner.mid_epoch_keep  # mmcv's -1: keep all
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     opt_cfg.pop("type", None)
     optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
