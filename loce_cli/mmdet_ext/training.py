@@ -235,6 +235,8 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     class_aware = class_aware_config(cfg)
     if class_aware is not None:  # cRT: class-balanced image sampling (its epoch is reseeded by the seed hook)
         loader = class_aware_loader(loader, cfg.data.samples_per_gpu, world, rank, seed)
+        logger.info(f"class-aware sampling: {len(loader.sampler)} images per epoch per process, each drawn class "
+                    f"first (cRT)")
     find_unused = bool(cfg.get("find_unused_parameters", False))
     model = wrap_model(model, distributed=distributed, device=device, find_unused_parameters=find_unused)
     if distributed and rank == 0:
