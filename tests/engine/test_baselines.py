@@ -179,3 +179,25 @@ def test_baseline_configs_share_loces_fine_tune_schedule_and_trainable_parts():
     for path in ("seesaw", "eqlv2", "federated", "crt"):
         cfg = Config.fromfile(str(lvis / f"{path}_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"))
         assert schedule(cfg) == schedule(loce_lvis), path
+
+
+@pytest.mark.slow
+def test_eqlv2_fine_tune_in_two_cpu_processes(base_ckpt, tiny_dataset, tmp_path):
+    """Real torch DDP over gloo: the statistics' all-reduce runs on both ranks every step (a rank that skipped it
+    would hang the run), and the checkpoint holds statistics of both ranks' images."""
+    from loce_cli.engine.train import LaunchOptions
+
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    extra = ["data.samples_per_gpu=2"]
+    train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(one), base_checkpoint=str(base_ckpt),
+                       cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra))
+    result = train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(two),
+                                base_checkpoint=str(base_ckpt), cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra,
+                                launch=LaunchOptions(nproc=2, master_port=29741)))
+    assert result.world_size == 2 and result.iterations == 10
+    a, b = _state(one / "epoch_1.pth"), _state(two / "epoch_1.pth")
+    key = "roi_head.bbox_head.loss_cls.state.neg_grad"
+    # every image of the epoch went through one rank or the other: the reduced statistics cover all of them, so
+    # they are of the same size as one process's over the same 40 images (not half of it)
+    assert 0.7 < float(b[key].sum() / a[key].sum()) < 1.3
