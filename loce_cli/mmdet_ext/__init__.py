@@ -29,5 +29,6 @@ from loce_cli.mmdet_ext.heads import LoceBBoxHead, LoceRoIHead, NormedMaskHead  
 from loce_cli.mmdet_ext.hooks import LoceMemoryInitHook, fill_memory  # noqa: E402
 from loce_cli.mmdet_ext.losses import EquilibriumLoss  # noqa: E402
 
-__all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceLVISDataset", "LoceMaskRCNN", "LoceMemoryInitHook",
+__all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceLVISDataset",
+           "LoceMaskRCNN", "LoceMemoryInitHook",
            "LoceRoIHead", "NormedMaskHead", "fill_memory", "freeze_except"]

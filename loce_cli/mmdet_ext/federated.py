@@ -15,15 +15,13 @@ from typing import Optional
 
 import torch
 from mmcv.runner import HOOKS, Hook
-from torch import nn
 
 from mmdet.models.builder import LOSSES
-from mmdet.models.losses import accuracy
 
 from loce_cli.core._state import OptionalState
 from loce_cli.core.losses.federated import (FREQ_POWER, federated_class_mask, federated_loss, federated_weights,
                                             image_counts_from_labels)
-from loce_cli.mmdet_ext.eqlv2 import sigmoid_objectness_scores
+from loce_cli.mmdet_ext.sigmoid_loss import SigmoidClassifierLoss
 
 
 class FederatedState(OptionalState):
@@ -41,7 +39,7 @@ class FederatedState(OptionalState):
 
 
 @LOSSES.register_module()
-class FederatedLoss(nn.Module):
+class FederatedLoss(SigmoidClassifierLoss):
     """Args:
         num_classes: ``C``; ``None`` (default) takes the box head's ``num_classes`` (the head asks the loss for its
             channel count when it is built, and the state is made then).
@@ -50,28 +48,16 @@ class FederatedLoss(nn.Module):
         loss_weight: multiplier of the loss.
     """
 
-    custom_cls_channels = True
-    custom_activation = True
-    custom_accuracy = True
-
-    def __init__(self, num_classes: Optional[int] = None, num_classes_sampled: int = 50, freq_power: float = FREQ_POWER,
-                 loss_weight: float = 1.0, use_sigmoid: bool = True):
-        super().__init__()
-        if not use_sigmoid:
-            raise ValueError("FederatedLoss is a sigmoid loss (use_sigmoid=True)")
+    def __init__(self, num_classes: Optional[int] = None, num_classes_sampled: int = 50,
+                 freq_power: float = FREQ_POWER, loss_weight: float = 1.0, use_sigmoid: bool = True):
         if num_classes_sampled < 1:
             raise ValueError(f"num_classes_sampled must be >= 1, got {num_classes_sampled}")
-        self.use_sigmoid = True
-        self.num_classes = None
         self.num_classes_sampled = int(num_classes_sampled)
         self.freq_power = float(freq_power)
-        self.loss_weight = float(loss_weight)
-        if num_classes is not None:
-            self._make_state(int(num_classes))
+        super().__init__(num_classes, loss_weight, use_sigmoid)
 
-    def _make_state(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.state = FederatedState(num_classes)
+    def make_state(self, num_classes: int) -> FederatedState:
+        return FederatedState(num_classes)
 
     def set_image_counts(self, counts: torch.Tensor) -> None:
         """``counts [C]``: training images per class."""
@@ -80,26 +66,9 @@ class FederatedLoss(nn.Module):
         self.state.weights.copy_(federated_weights(counts, self.freq_power))
         self.state.ready = True
 
-    def get_cls_channels(self, num_classes: int) -> int:
-        if self.num_classes is None:
-            self._make_state(int(num_classes))
-        elif num_classes != self.num_classes:
-            raise ValueError(f"FederatedLoss num_classes={self.num_classes} but the box head has {num_classes}")
-        return num_classes + 1
-
-    def get_activation(self, cls_score: torch.Tensor) -> torch.Tensor:
-        probs = torch.sigmoid(cls_score.float())
-        return torch.cat([probs[:, :-1], probs.new_zeros((probs.shape[0], 1))], dim=1)
-
-    def get_accuracy(self, cls_score: torch.Tensor, labels: torch.Tensor) -> dict:
-        return dict(acc=accuracy(sigmoid_objectness_scores(cls_score.detach(), with_objectness=False), labels))
-
     def forward(self, cls_score: torch.Tensor, label: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 avg_factor=None, reduction_override: Optional[str] = None, **kwargs) -> torch.Tensor:
-        if reduction_override not in (None, "mean"):
-            raise ValueError("FederatedLoss supports only the mean reduction")
-        if self.num_classes is None:
-            raise ValueError("FederatedLoss has no class count: use it inside a box head or pass num_classes=")
+        self.check_call(reduction_override)
         if not self.state.ready:
             raise RuntimeError("FederatedLoss has no class frequencies: add custom_hooks=[dict(type="
                                "'ClassFrequencyHook')] to the config (or call set_image_counts)")
@@ -113,7 +82,7 @@ def _federated_losses(model) -> list:
 
 @HOOKS.register_module()
 class ClassFrequencyHook(Hook):
-    """At the first epoch's start: give every ``FederatedLoss`` of the model the training set's images-per-class counts."""
+    """At the first epoch's start: give every ``FederatedLoss`` of the model the training set's images per class."""
 
     def __init__(self):
         self.counts: Optional[torch.Tensor] = None

@@ -190,14 +190,16 @@ def test_eqlv2_fine_tune_in_two_cpu_processes(base_ckpt, tiny_dataset, tmp_path)
     one = tmp_path / "one"
     two = tmp_path / "two"
     extra = ["data.samples_per_gpu=2"]
+    # one process with 4 images per step: the same 10 steps of 4 images as 2 processes x 2
     train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(one), base_checkpoint=str(base_ckpt),
-                       cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra))
+                       cfg_options=baseline_opts(tiny_dataset, "eqlv2")))
     result = train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(two),
-                                base_checkpoint=str(base_ckpt), cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra,
+                                base_checkpoint=str(base_ckpt),
+                                cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra,
                                 launch=LaunchOptions(nproc=2, master_port=29741)))
     assert result.world_size == 2 and result.iterations == 10
     a, b = _state(one / "epoch_1.pth"), _state(two / "epoch_1.pth")
     key = "roi_head.bbox_head.loss_cls.state.neg_grad"
     # every image of the epoch went through one rank or the other: the reduced statistics cover all of them, so
-    # they are of the same size as one process's over the same 40 images (not half of it)
+    # they are of the size of one process's over the same 40 images in the same 10 steps (not half of it)
     assert 0.7 < float(b[key].sum() / a[key].sum()) < 1.3
