@@ -347,6 +347,7 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     import time
 
     from loce_cli.errors import LoceError
+    from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
     from mmcv.runner import DistSamplerSeedHook, build_optimizer, build_runner
     from mmdet.apis import set_random_seed
     from mmdet.datasets import build_dataloader, build_dataset
@@ -372,6 +373,11 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     loader = build_dataloader(PositionSeeded(dataset) if workers else dataset, cfg.data.samples_per_gpu, workers,
                               num_gpus=1, dist=distributed, seed=seed, runner_type="EpochBasedRunner",
                               persistent_workers=False)
+    class_aware = class_aware_config(cfg)
+    if class_aware is not None:  # cRT: class-balanced image sampling (its epoch is reseeded by the seed hook)
+        loader = class_aware_loader(loader, cfg.data.samples_per_gpu, world, rank, seed)
+        logger.info(f"class-aware sampling: {len(loader.sampler)} images per epoch per process, each drawn class "
+                    f"first (cRT)")
     from loce_cli.mmdet_ext.loader_workers import guard_workers
 
     guard_workers(loader)  # workers die with this process, even on kill -9
@@ -399,7 +405,7 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
     runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
                                    cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
-    if distributed:
+    if distributed or class_aware is not None:
         runner.register_hook(DistSamplerSeedHook())
     runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
     runner.register_hook(RichProgressHook(), priority="VERY_LOW")
