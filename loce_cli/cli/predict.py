@@ -40,12 +40,14 @@ def predict(config: Path = typer.Argument(..., help="mmdet config the checkpoint
     else:
         from rich.table import Table
 
-        table = Table(title=f"detections (score >= {report.score_thr:g}, {report.device})", title_justify="left")
+        table = Table(title=f"detections with score >= {report.score_thr:g} ({report.device}); pictures in "
+                            f"{report.out}", title_justify="left")
         for col in ("image", "size", "detections", "rare", "common", "frequent", "picture"):
             table.add_column(col, justify="left" if col in ("image", "picture") else "right")
         for im in report.images:
-            table.add_row(im.input, f"{im.width}x{im.height}", str(im.detections), str(im.per_group["rare"]),
-                          str(im.per_group["common"]), str(im.per_group["frequent"]), im.output)
+            table.add_row(Path(im.input).name, f"{im.width}x{im.height}", str(im.detections),
+                          str(im.per_group["rare"]), str(im.per_group["common"]), str(im.per_group["frequent"]),
+                          Path(im.output).name)
         out.print(table)
         if report.predictions_file:
             out.print(f"written: {report.predictions_file}")

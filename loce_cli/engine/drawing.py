@@ -27,12 +27,12 @@ def group_rgb(group: str) -> Tuple[int, int, int]:
 
 @dataclass
 class Drawn:
-    """One detection to draw: box corners in pixels, class name, score, group key (``r``/``c``/``f``) and its
-    mask (``H x W`` bool at the image's size) or None."""
+    """One detection to draw: box corners in pixels, class name, score (None: a ground-truth object, labelled
+    by name only), group key (``r``/``c``/``f``) and its mask (``H x W`` bool at the image's size) or None."""
 
     box: Tuple[float, float, float, float]
     name: str
-    score: float
+    score: Optional[float]
     group: str
     mask: Optional[np.ndarray] = None
 
@@ -83,7 +83,7 @@ def draw_detections(image: np.ndarray, dets: Sequence[Drawn], legend: bool = Tru
         raise ValueError("draw_detections needs an H x W x 3 uint8 image")
     height, width = image.shape[:2]
     out = image.copy()
-    order = sorted(range(len(dets)), key=lambda i: dets[i].score)
+    order = sorted(range(len(dets)), key=lambda i: -1.0 if dets[i].score is None else dets[i].score)
     for i in order:
         d = dets[i]
         if d.mask is not None and d.mask.any():
@@ -98,9 +98,10 @@ def draw_detections(image: np.ndarray, dets: Sequence[Drawn], legend: bool = Tru
         d = dets[i]
         x1, y1, x2, y2 = _clip_box(d.box, width, height)
         draw.rectangle([x1, y1, x2, y2], outline=group_rgb(d.group), width=line)
+    labels = label_boxes(dets, height, width)
     for i in order:
         d = dets[i]
-        left, top, right, bottom = label_box(d, height, width)
+        left, top, right, bottom = labels[i]
         pad = max(1, size // 8)
         draw.rectangle([left, top, right - 1, bottom - 1], fill=group_rgb(d.group))
         draw.text((left + pad, top + pad), label_text(d), fill=(255, 255, 255), font=font)
@@ -111,19 +112,38 @@ def draw_detections(image: np.ndarray, dets: Sequence[Drawn], legend: bool = Tru
 
 
 def label_text(d: Drawn) -> str:
-    return f"{d.name} {d.score:.2f}"
+    return d.name if d.score is None else f"{d.name} {d.score:.2f}"
 
 
 def label_box(d: Drawn, height: int, width: int) -> Tuple[int, int, int, int]:
-    """Where the label of ``d`` goes (``x0, y0, x1, y1``, exclusive ends): on the box's top-left corner, above
-    the box when there is room, shifted left to stay in the image when it can."""
+    """Where the label of ``d`` goes when it is the only one: see ``label_boxes``."""
+    return label_boxes([d], height, width)[0]
+
+
+def label_boxes(dets: Sequence[Drawn], height: int, width: int) -> List[Tuple[int, int, int, int]]:
+    """Where each label goes (``x0, y0, x1, y1``, exclusive ends, clipped to the image), highest score placed
+    first: at the box's left edge, above the box, else inside its top, below it or inside its bottom — the first
+    of these that fits in the image and covers no label placed before (the first that fits when all do);
+    shifted left to stay in the image when it can."""
     _, size = _style(height, width)
-    tw, th = _text_size(_font(size), label_text(d))
+    font = _font(size)
     pad = max(1, size // 8)
-    x1, y1, _, _ = _clip_box(d.box, width, height)
-    top = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y1
-    left = min(x1, max(0, width - tw - 2 * pad))
-    return left, top, left + tw + 2 * pad, top + th + 2 * pad
+    placed: List[Optional[Tuple[int, int, int, int]]] = [None] * len(dets)
+    for i in sorted(range(len(dets)), key=lambda i: -1.0 if dets[i].score is None else -dets[i].score):
+        d = dets[i]
+        tw, th = _text_size(font, label_text(d))
+        lw, lh = tw + 2 * pad, th + 2 * pad
+        x1, y1, _, y2 = _clip_box(d.box, width, height)
+        left = min(x1, max(0, width - lw))
+        tops = [t for t in (y1 - lh, y1, y2 + 1, y2 + 1 - lh) if 0 <= t and t + lh <= height] or [y1]
+        boxes = [(left, t, min(width, left + lw), min(height, t + lh)) for t in tops]
+        free = [b for b in boxes if not any(_overlap(b, o) for o in placed if o is not None)]
+        placed[i] = (free or boxes)[0]
+    return placed  # type: ignore[return-value]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _clip_box(box, width: int, height: int) -> Tuple[int, int, int, int]:

@@ -246,6 +246,8 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
                     progress(n, len(files))
                 continue
             rgb, dets, labels = detector.detect(loaded, n)
+            order = sorted(range(len(dets)), key=lambda i: -dets[i]["score"])  # as loce eval's results.json
+            dets, labels = [dets[i] for i in order], [labels[i] for i in order]
             height, width = rgb.shape[:2]
             drawn = drawn_from_lvis(dets, labels, names, groups, height, width, split)
             write_png(draw_detections(rgb, drawn), target)
