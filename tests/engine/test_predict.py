@@ -275,3 +275,20 @@ def test_resolve_inputs(tmp_path):
         resolve_inputs([str(tmp_path / "empty")])
     with pytest.raises(DataError, match="does not exist"):
         resolve_inputs([str(tmp_path / "missing.jpg")])
+
+
+def test_classes_groups_and_category_ids_come_from_the_checkpoint(tiny_base_model, tiny_dataset, tmp_path):
+    from loce_cli.engine.predict import read_classes
+
+    cats = json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())["categories"]
+    names, groups, ids = read_classes(tiny_base_model[1])
+    assert names == tuple(c["name"] for c in cats) and groups == tuple(c["frequency"] for c in cats)
+    assert ids == tuple(c["id"] for c in cats)
+    ckpt = torch.load(str(tiny_base_model[1]), map_location="cpu", weights_only=True)
+    del ckpt["meta"]["class_ids"]  # a checkpoint from before class ids were recorded: ids 1..C
+    torch.save({"state_dict": ckpt["state_dict"], "meta": ckpt["meta"]}, tmp_path / "old.pth")
+    assert read_classes(tmp_path / "old.pth") == (names, groups, None)
+    del ckpt["meta"]["class_frequency"]
+    torch.save({"state_dict": ckpt["state_dict"], "meta": ckpt["meta"]}, tmp_path / "nofreq.pth")
+    with pytest.raises(DataError, match="no frequency groups"):
+        read_classes(tmp_path / "nofreq.pth")
