@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -156,15 +157,13 @@ def read_classes(checkpoint: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...], Op
 
 
 class _PredictionsWriter:
-    """``predictions.json`` streamed detection by detection to a temporary file, renamed on ``close()``."""
+    """``predictions.json`` streamed detection by detection into ``atomic_path``'s temporary file (opened with
+    the first image), renamed when the ``ExitStack`` it was entered on closes without an error."""
 
-    def __init__(self, path: Path):
-        import tempfile
+    def __init__(self, path: Path, stack):
+        from loce_cli.engine._io import atomic_path
 
-        self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.tmp = Path(tmp)
-        self.f = os.fdopen(fd, "w", encoding="utf-8")
+        self.f = stack.enter_context(open(stack.enter_context(atomic_path(path)), "w", encoding="utf-8"))
         self.f.write("[")
         self.count = 0
 
@@ -173,14 +172,8 @@ class _PredictionsWriter:
             self.f.write(("\n" if self.count == 0 else ",\n") + json.dumps(d))
             self.count += 1
 
-    def close(self) -> None:
+    def finish(self) -> None:
         self.f.write("\n]\n")
-        self.f.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 def _check_request(req: PredictRequest) -> Tuple[List[str], str]:
@@ -232,7 +225,7 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
     report = PredictReport(str(out), None, str(req.checkpoint), str(req.config), req.score_thr, req.max_dets,
                            req.split, device)
     writer = None
-    try:
+    with contextlib.ExitStack() as stack:  # predictions.json: renamed into place at the end, removed on error
         for n, (path, target) in enumerate(zip(files, _output_names(files, out)), start=1):
             try:
                 check_image(path)
@@ -252,7 +245,7 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
             drawn = drawn_from_lvis(dets, labels, names, groups, height, width, split)
             write_png(draw_detections(rgb, drawn), target)
             if writer is None:
-                writer = _PredictionsWriter(out / PREDICTIONS)
+                writer = _PredictionsWriter(out / PREDICTIONS, stack)
             writer.add([dict(d, file_name=str(path), category_name=names[lab]) for d, lab in zip(dets, labels)])
             per_group = {GROUP_NAMES[g]: sum(1 for lab in labels if groups[lab] == g) for g in GROUPS}
             report.images.append(ImagePrediction(str(path), str(target), n, width, height, len(dets), len(drawn),
@@ -260,11 +253,7 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
             if progress is not None:
                 progress(n, len(files))
         if writer is not None:
-            writer.close()
+            writer.finish()
             report.predictions_file = str(out / PREDICTIONS)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
     report.seconds = time.perf_counter() - start
     return report
