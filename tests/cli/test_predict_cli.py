@@ -40,12 +40,13 @@ def test_folder_with_bad_images_warns_each_writes_the_good_ones_exits_1(tiny_bas
     assert "2 of 3 images could not be read" in lines[2] and "Traceback" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["good.png", "predictions.json"]
     assert "good.jpg" in r.stdout and "written:" in r.stdout
-    # the same --out again: refused in one line; --force and --json: exit 0
-    r = _loce("predict", str(config), str(ckpt), str(folder / "good.jpg"), "--out", str(out), *cfg)
-    assert r.returncode == 1 and r.stderr.strip().startswith("error: --out") and "--force" in r.stderr
-    r = _loce("predict", str(config), str(ckpt), str(folder / "good.jpg"), "--out", str(out), "--force", "--json",
-              *cfg)
-    assert r.returncode == 0, r.stderr
+    # the same --out again: refused in one line; --force and --json: exit 0 (in this process: no torch start-up)
+    r = runner.invoke(app, ["predict", str(config), str(ckpt), str(folder / "good.jpg"), "--out", str(out), *cfg])
+    assert r.exit_code == 1 and r.stderr.strip().startswith("error: --out") and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["predict", str(config), str(ckpt), str(folder / "good.jpg"), "--out", str(out), "--force",
+                            "--json", *cfg])
+    assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["failed"] == [] and [Path(i["output"]).name for i in report["images"]] == ["good.png"]
 
