@@ -68,6 +68,21 @@ class ScoresReport:
         return asdict(self)
 
 
+BASELINE_STATE = (  # a state-dict key that only this baseline's checkpoints hold -> its name
+    ("roi_head.bbox_head.loss_cls.state.ratio", "an EQLv2 baseline: its per-class state is the gradient ratio "
+                                                "roi_head.bbox_head.loss_cls.state.ratio"),
+    ("roi_head.bbox_head.loss_cls.state.weights", "a federated-loss baseline"),
+    ("roi_head.bbox_head.loss_cls.cum_samples", "a Seesaw-loss baseline"),
+)
+
+
+def _kind_without_scores(state: dict) -> str:
+    for key, kind in BASELINE_STATE:
+        if key in state:
+            return kind
+    return "a base model or a fine-tune without LOCE's tracker"
+
+
 def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresReport:
     """Mean classification scores per frequency group and the ``lowest`` weakest classes of ``split``."""
     try:
@@ -79,8 +94,8 @@ def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresRe
     ckpt = _load(path)
     state = ckpt.get("state_dict", ckpt)
     if SCORES_KEY not in state:
-        raise DataError(f"{path} holds no mean classification scores (a base model, not a LOCE fine-tune)",
-                        "inspect a checkpoint of `loce finetune`")
+        raise DataError(f"{path} holds no mean classification scores ({_kind_without_scores(state)})",
+                        "inspect a checkpoint of a LOCE fine-tune (`loce finetune` with a LOCE config)")
     scores = [float(x) for x in state[SCORES_KEY]]
     num = len(scores) - 1
     names, freq, images, instances = _classes(ckpt, Path(path), num)
