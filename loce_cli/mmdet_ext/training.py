@@ -306,6 +306,7 @@ def checkpoint_meta(cfg, dataset) -> dict:
         class_frequency=tuple(getattr(dataset, "class_frequency", ()) or ()),
         class_image_count=tuple(getattr(dataset, "class_image_count", ()) or ()),
         class_instance_count=tuple(getattr(dataset, "class_instance_count", ()) or ()),
+        class_ids=tuple(int(i) for i in getattr(dataset, "cat_ids", ()) or ()),
         config=cfg.pretty_text,
         loce_version=__version__,
         mmdet_version=str(mmdet.__version__),
