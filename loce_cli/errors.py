@@ -36,3 +36,7 @@ class OutputExistsError(LoceError):
 
 class EnvironmentProblem(LoceError):
     """A required package is missing or broken."""
+
+
+class DiskFullError(LoceError):
+    """The disk (or quota) filled while loce was writing a file."""

@@ -1051,11 +1051,8 @@ def _link(target: Path, link: Path) -> Path:
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary name in ``path``'s folder, then rename (readable like a normal file)."""
+    """Write ``payload`` to a temporary name in ``path``'s folder, then rename (mode from the umask)."""
     from loce_cli.engine._io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)

@@ -171,20 +171,11 @@ def epoch_evaluator(req: TrainRequest, device: str):
 
 
 def read_checkpoint(path: Path) -> dict:
-    """Load a checkpoint's dict on the CPU, with one-line errors for missing, truncated or foreign files."""
-    import torch
+    """Load a checkpoint's dict on the CPU (weights only, memory-mapped: checking a LOCE checkpoint's meta does
+    not read its 4.8 GB feature memory), with one-line errors for missing, truncated, foreign or pickled files."""
+    from loce_cli.core.checkpoint_io import load_checkpoint_file
 
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist", "check the path (e.g. WORK_DIR/latest.pth)")
-    try:  # memory-mapped: checking a LOCE checkpoint's meta does not read its 4.8 GB feature memory
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # legacy (pre-zip) files cannot be mapped; damaged ones fail again below with their error
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise DataError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:120]})",
-                            "the file may be truncated or not a PyTorch checkpoint; use another one") from None
+    ckpt = load_checkpoint_file(path, map_location="cpu", mmap=True)
     if not isinstance(ckpt, dict):
         raise DataError(f"{path} is not a model checkpoint (holds a {type(ckpt).__name__})",
                         "pass a checkpoint written by loce or mmdet")

@@ -10,7 +10,6 @@ import math
 import os
 import os.path as osp
 import sys
-import tempfile
 from typing import Optional
 
 import torch
@@ -19,6 +18,8 @@ import random
 import numpy as np
 from mmcv.runner import HOOKS, RUNNERS, EpochBasedRunner, Hook, OptimizerHook
 from mmcv.runner.checkpoint import save_checkpoint
+
+from loce_cli.atomic import atomic_path
 
 
 class NonFiniteLossError(RuntimeError):
@@ -42,14 +43,8 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         filename = filename_tmpl.format(self.epoch + 1)
         filepath = osp.join(out_dir, filename)
         optimizer = self.optimizer if save_optimizer else None
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        try:
-            save_checkpoint(self.model, tmp, optimizer=optimizer, meta=meta)
-            os.replace(tmp, filepath)
-        finally:
-            if osp.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(filepath) as tmp:  # mode from the umask; a full disk is one line naming the file
+            save_checkpoint(self.model, str(tmp), optimizer=optimizer, meta=meta)
         if create_symlink:
             link = osp.join(out_dir, "latest.pth")
             tmp_link = osp.join(out_dir, f".latest.pth.{os.getpid()}.tmp")
