@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli._common import engine_errors, err, fail, out, print_json
-from loce_cli.cli.train import GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
+from loce_cli.cli.train import CFG_OPTIONS, GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
 
 
 @contextlib.contextmanager
@@ -51,7 +51,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
              out_dir: Optional[Path] = typer.Option(None, "--out", help="Where results.json, metrics.json and "
                                                                        "metrics.txt go (default: next to the "
                                                                        "checkpoint, eval/)."),
-             cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="KEY=VALUE (repeatable)."),
+             cfg_options: Optional[List[str]] = CFG_OPTIONS,
              gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
              master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
              device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, "
