@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -59,30 +59,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (mode from the umask); on success it is renamed to ``path``, on
     error removed. A full disk becomes :class:`DiskFullError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-    finally:
-        os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    with _temp_for(path) as tmp_path:
         try:
             yield tmp_path
             os.replace(tmp_path, path)
-        except OSError as e:
-            if e.errno not in _FULL:
-                raise
-            written = tmp_path.stat().st_size if tmp_path.exists() else 0
-            raise disk_full(path, written, e) from None
-        except RuntimeError as e:  # torch.save wraps the OSError of its zip writer in a RuntimeError
+        except (OSError, RuntimeError) as e:  # torch.save wraps its zip writer's OSError in a RuntimeError
             if not _is_disk_full(e):
                 raise
             written = tmp_path.stat().st_size if tmp_path.exists() else 0
-            raise disk_full(path, written, OSError(errno.ENOSPC, "No space left on device")) from None
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+            raise disk_full(path, written, e if isinstance(e, OSError) else
+                            OSError(errno.ENOSPC, "No space left on device")) from None
 
 
 def _is_disk_full(e: BaseException) -> bool:
@@ -95,3 +81,39 @@ def _is_disk_full(e: BaseException) -> bool:
         e = e.__cause__ or e.__context__
         seen += 1
     return False
+
+
+@contextmanager
+def atomic_paths(paths) -> Iterator[list]:
+    """Several files written as a set: yield one temporary path per target; when the body succeeds every one is
+    renamed, in the order given (put the file others test for, e.g. ``metrics.json``, last); when it fails none
+    is, so an interrupted or failed write leaves none of them under its real name."""
+    paths = [Path(p) for p in paths]
+    with ExitStack() as stack:
+        temps = [stack.enter_context(_temp_for(p)) for p in paths]
+        try:
+            yield temps
+        except (OSError, RuntimeError) as e:
+            if not _is_disk_full(e):
+                raise
+            where = next((p for p, t in zip(paths, temps) if t.exists() and t.stat().st_size), paths[0])
+            raise disk_full(where, sum(t.stat().st_size for t in temps if t.exists()),
+                            e if isinstance(e, OSError) else OSError(errno.ENOSPC, str(e))) from None
+        for path, tmp in zip(paths, temps):
+            os.replace(tmp, path)
+
+
+@contextmanager
+def _temp_for(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

@@ -264,16 +264,17 @@ def _run_fast(gt_data: dict, results: list, metrics: Sequence[str], max_dets: in
 
 
 def write_report(report: EvalReport, out: Path) -> Path:
-    """metrics.json and a plain-text table in ``out`` (written atomically)."""
-    from loce_cli.engine._io import atomic_path, write_json_atomic
+    """metrics.json and a plain-text table in ``out``, written as a set: both or neither (metrics.json, the file
+    the next eval tests for, is renamed last)."""
+    from loce_cli.atomic import atomic_paths
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "metrics.json", report.to_dict(), indent=2)
     lines = [f"{'metric':<6} " + " ".join(f"{k:>6}" for k in SUMMARY_KEYS)]
     for metric, r in report.metrics.items():
         lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS))
-    with atomic_path(out / "metrics.txt") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    with atomic_paths([out / "metrics.txt", out / "metrics.json"]) as (txt, metrics):
+        txt.write_text("\n".join(lines) + "\n")
+        metrics.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return out / "metrics.json"
 
 
@@ -325,7 +326,14 @@ def evaluate_model(req: EvalRequest, progress: Optional[Callable[[int, int], Non
                    say: Optional[Callable[[str], None]] = None) -> EvalReport:
     """Inference of ``req.checkpoint`` on the config's test set (this process, or N processes through torchrun,
     results gathered on rank 0), the LVIS results JSON, evaluation, ``metrics.json`` + ``metrics.txt``."""
+    from loce_cli.engine.locks import locked, takes_lock
+
     _validate_eval(req)
+    with locked(Path(req.out), "--out", take=takes_lock(req.launch)):  # one live evaluation per --out
+        return _evaluate_model(req, progress, say)
+
+
+def _evaluate_model(req: EvalRequest, progress, say) -> Optional[EvalReport]:
     if req.launch.starts_processes():
         from loce_cli.engine.launch import run_torchrun
 

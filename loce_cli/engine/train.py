@@ -264,13 +264,19 @@ def resolve_resume(req: TrainRequest, work_dir: Path) -> Optional[str]:
 
 def train(req: TrainRequest) -> TrainResult:
     """Validate, then train in this process or launch the processes (torchrun) and wait for them."""
+    from loce_cli.engine.locks import locked, takes_lock
+
     validate(req)
-    work_dir = prepare_work_dir(req)
-    req.resume = resolve_resume(req, work_dir)
-    req.work_dir = str(work_dir)
-    if req.launch.starts_processes():
-        return _launch_torchrun(req, work_dir)
-    return run_worker(req)
+    work_dir = Path(req.work_dir or default_work_dir(req.config, req.stage))
+    if work_dir.exists() and not work_dir.is_dir():
+        raise OutputExistsError(f"--work-dir {work_dir} is a file", "choose a directory")
+    with locked(work_dir, "--work-dir", take=takes_lock(req.launch)):  # before --force deletes anything
+        work_dir = prepare_work_dir(req)
+        req.resume = resolve_resume(req, work_dir)
+        req.work_dir = str(work_dir)
+        if req.launch.starts_processes():
+            return _launch_torchrun(req, work_dir)
+        return run_worker(req)
 
 
 def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
