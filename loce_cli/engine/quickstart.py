@@ -49,6 +49,15 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
 
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+    """:func:`_run_quickstart` holding ``work_dir``'s lock (two quickstarts in one folder: the second is refused)."""
+    from loce_cli.engine.locks import locked
+
+    with locked(Path(work_dir), "--work-dir"):
+        return _run_quickstart(work_dir, echo, cfg_options, synth_options)
+
+
+def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
+                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
     """synthetic data -> base training -> LOCE fine-tune -> evaluation of both under ``work_dir``.
 
     ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...], "eval": [...]}``)
