@@ -147,7 +147,10 @@ def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str
               say: Callable[[str], None]) -> EvalReport:
     from loce_cli.engine.stats import load_annotation_json
 
+    from loce_cli.engine.evaluation.validation import validate_file
+
     start = time.perf_counter()
+    validate_file(results_file, ann_file, "segm" in metrics, say)  # the same checks as the streaming evaluator
     gt_data = load_annotation_json(Path(ann_file))
     results = _load_results(Path(results_file))
     img_ids = {im["id"] for im in gt_data["images"]}
