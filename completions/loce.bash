@@ -23,7 +23,7 @@ _loce_complete() {
         "inspect memory") opts="--json --help -h"; valued="" ;;
         "inspect scores") opts="--split --lowest --plot --json --help -h"; valued="--split --lowest --plot" ;;
         "quickstart") opts="--work-dir --json --help -h"; valued="--work-dir" ;;
-        "report") opts="--split --metric --format --plot --help -h"; valued="--split --metric --format --plot" ;;
+        "report") opts="--split --metric --format --plot --allow-different-data --help -h"; valued="--split --metric --format --plot" ;;
         "train") opts="base --help -h"; valued="" ;;
         "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --json --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
     esac

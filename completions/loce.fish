@@ -98,6 +98,7 @@ complete -c loce -n '__fish_seen_subcommand_from report' -l split -r -d 'all, ra
 complete -c loce -n '__fish_seen_subcommand_from report' -l metric -r -d 'bbox and/or segm (repeatable; default both).'
 complete -c loce -n '__fish_seen_subcommand_from report' -l format -r -d 'table (terminal), md, json or csv.'
 complete -c loce -n '__fish_seen_subcommand_from report' -l plot -r -d 'Write per-class AP vs training instances (FILE.png) and AP bars per group (FILE_groups.png).'
+complete -c loce -n '__fish_seen_subcommand_from report' -l allow-different-data -d 'Compare runs evaluated on different annotation files (refused otherwise), with a warning.'
 complete -c loce -n '__fish_seen_subcommand_from report' -l help -s h -d 'Show help and exit.'
 complete -c loce -f -n '__fish_seen_subcommand_from train; and not __fish_seen_subcommand_from base' -a base -d 'Stage 1: train the base Mask R-CNN (plain softmax CE).'
 complete -c loce -n '__fish_seen_subcommand_from train; and not __fish_seen_subcommand_from base' -l help -s h -d 'Show help and exit.'

@@ -45,6 +45,7 @@ class EvalReport:
     seconds: float
     checkpoint: Optional[str] = None
     config: Optional[str] = None
+    annotation_sha256: Optional[str] = None  # what `loce report` compares (engine/data_identity.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,10 +123,15 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
     from loce_cli.engine._io import gc_paused
 
+    from loce_cli.engine.data_identity import annotation_sha256
+
     with gc_paused():  # millions of acyclic objects (results, the APIs' indexes): no cyclic-GC rescans
         if evaluator == "streaming":
-            return _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
-        return _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+            report = _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
+        else:
+            report = _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+    report.annotation_sha256 = annotation_sha256(Path(ann_file))
+    return report
 
 
 def _evaluate_streaming(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int,
