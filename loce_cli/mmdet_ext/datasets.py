@@ -51,6 +51,9 @@ class LoceLVISDataset(LVISV1Dataset):
         self._loce_meta = loce_meta
         self.meta = None
         super().__init__(*args, classes=classes, **kwargs)
+        from loce_cli.mmdet_ext.dataset_checks import insert_size_check
+
+        insert_size_check(self.pipeline)  # an image of another size than annotated: one line naming it
 
     def load_annotations(self, ann_file):
         from lvis import LVIS
