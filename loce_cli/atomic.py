@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from loce_cli.errors import DiskFullError
 
@@ -40,17 +40,20 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def disk_full(path: Path, written: int, cause: OSError) -> DiskFullError:
-    """The one-line error for ``cause`` (ENOSPC / EDQUOT) while writing ``path`` after ``written`` bytes."""
+def disk_full(path, written: int, cause: OSError, needed: Optional[int] = None) -> DiskFullError:
+    """The one-line error for ``cause`` (ENOSPC / EDQUOT) while writing ``path`` (a file, or a description of
+    several) after ``written`` bytes; ``needed``: the bytes the write needs, when known."""
+    folder = Path(path).parent if isinstance(path, Path) else Path(str(path).rsplit(" in ", 1)[-1])
     try:
-        free = shutil.disk_usage(Path(path).parent).free
+        free = shutil.disk_usage(folder).free
     except OSError:
         free = None
     what = "quota exceeded" if cause.errno == errno.EDQUOT else "no space left on the device"
-    have = f"; {free:,} bytes free there" if free is not None else ""
-    return DiskFullError(f"{what} while writing {path}: it needs more than the {written:,} bytes written before the "
-                         f"disk filled{have}",
-                         f"free at least {max(written, 1):,} bytes on that disk (or choose another output folder) "
+    have = f", {free:,} bytes free there" if free is not None else ""
+    need = (f"it needs {needed:,} bytes" if needed is not None
+            else f"it needs more than the {written:,} bytes written before the disk filled")
+    return DiskFullError(f"{what} while writing {path}: {need}{have}",
+                         f"free at least {max(needed or written, 1):,} bytes there (or choose another output folder) "
                          "and run again; nothing was left under the real name")
 
 
@@ -84,10 +87,11 @@ def _is_disk_full(e: BaseException) -> bool:
 
 
 @contextmanager
-def atomic_paths(paths) -> Iterator[list]:
+def atomic_paths(paths, needed: Optional[int] = None) -> Iterator[list]:
     """Several files written as a set: yield one temporary path per target; when the body succeeds every one is
     renamed, in the order given (put the file others test for, e.g. ``metrics.json``, last); when it fails none
-    is, so an interrupted or failed write leaves none of them under its real name."""
+    is, so an interrupted or failed write leaves none of them under its real name. ``needed``: their total size
+    when known (for the disk-full message)."""
     paths = [Path(p) for p in paths]
     with ExitStack() as stack:
         temps = [stack.enter_context(_temp_for(p)) for p in paths]
@@ -96,9 +100,9 @@ def atomic_paths(paths) -> Iterator[list]:
         except (OSError, RuntimeError) as e:
             if not _is_disk_full(e):
                 raise
-            where = next((p for p, t in zip(paths, temps) if t.exists() and t.stat().st_size), paths[0])
+            where = f"{', '.join(p.name for p in paths)} in {paths[0].parent}" if len(paths) > 1 else paths[0]
             raise disk_full(where, sum(t.stat().st_size for t in temps if t.exists()),
-                            e if isinstance(e, OSError) else OSError(errno.ENOSPC, str(e))) from None
+                            e if isinstance(e, OSError) else OSError(errno.ENOSPC, str(e)), needed) from None
         for path, tmp in zip(paths, temps):
             os.replace(tmp, path)
 

@@ -281,9 +281,10 @@ def write_report(report: EvalReport, out: Path) -> Path:
     lines = [f"{'metric':<6} " + " ".join(f"{k:>6}" for k in SUMMARY_KEYS)]
     for metric, r in report.metrics.items():
         lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS))
-    with atomic_paths([out / "metrics.txt", out / "metrics.json"]) as (txt, metrics):
-        txt.write_text("\n".join(lines) + "\n")
-        metrics.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    payloads = [("\n".join(lines) + "\n").encode(), (json.dumps(report.to_dict(), indent=2) + "\n").encode()]
+    with atomic_paths([out / "metrics.txt", out / "metrics.json"], sum(map(len, payloads))) as temps:
+        for tmp, payload in zip(temps, payloads):
+            tmp.write_bytes(payload)
     return out / "metrics.json"
 
 
