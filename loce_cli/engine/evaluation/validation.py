@@ -7,8 +7,8 @@ and how many there are: scores that are not finite numbers in [0, 1], boxes with
 negative width or height (0 stays legal, as in the official API: such a box has area 0 and is not counted), exact duplicates (same image, category, score, box and mask), and — from the reader — unknown
 images or categories, masks of another size than their image, NaN / Infinity literals.
 
-Duplicates: one 64-bit hash per detection (8 bytes each, 47 MB at 5.9M detections), sorted; only the rows whose
-hashes collide are compared exactly (columns, then the masks' RLE bytes), so a hash collision never refuses a
+Duplicates: one 64-bit hash per detection (8 bytes each, 47 MB at 5.9M detections), sorted; only when two are
+equal is the order computed and the rows whose hashes collide compared exactly (columns, then the masks' RLE bytes), so a hash collision never refuses a
 file.
 """
 
@@ -85,12 +85,14 @@ def check_duplicates(path: Path, gt, img: np.ndarray, cat: np.ndarray, score: np
     if n < 2 or (box is None and rle is None):  # neither boxes nor masks read: nothing tells detections apart
         return
     h = _row_hashes(img, cat, score, box)
-    order = np.argsort(h, kind="stable")
+    hs = np.sort(h)  # the usual case, no equal hashes, needs only this sort (cheaper than an argsort)
+    if not (hs[1:] == hs[:-1]).any():
+        return
+    del hs
+    order = np.argsort(h)
     hs = h[order]
     same = np.flatnonzero(hs[1:] == hs[:-1])  # positions in `order` whose next row has the same hash
     del hs
-    if same.size == 0:
-        return
     a, b = order[same], order[same + 1]  # candidate pairs (b after a in hash order, both file positions)
     equal = (img[a] == img[b]) & (cat[a] == cat[b]) & (score[a] == score[b])
     if box is not None:
