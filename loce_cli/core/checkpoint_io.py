@@ -28,7 +28,7 @@ from loce_cli.errors import DataError
 ZIP_MAGIC = b"PK\x03\x04"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global|Unsupported global: GLOBAL (\S+)|"
-                     r"Unsupported operand (\S+)|whose module (\S+) is blocked")
+                     r"whose module (\S+) is blocked")
 
 
 class UnsafeCheckpointError(DataError):
@@ -36,8 +36,11 @@ class UnsafeCheckpointError(DataError):
 
 
 def _needs_pickle(e: BaseException) -> bool:
+    """A weights-only refusal of a Python object (a global outside the allow-list), not a damaged file (which
+    the weights-only unpickler reports as an unsupported operand)."""
     text = str(e)
-    return isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in text
+    return isinstance(e, pickle.UnpicklingError) and ("GLOBAL " in text or " is blocked" in text
+                                                       or " must be " in text)
 
 
 def _pickle_reason(e: BaseException) -> str:

@@ -101,8 +101,9 @@ def test_broken_files_are_one_line(tmp_path):
     (tmp_path / "trunc.pth").write_bytes(good.read_bytes()[:500])
     (tmp_path / "empty.pth").write_bytes(b"")
     (tmp_path / "text.pth").write_text("hello")
+    (tmp_path / "zeros.pth").write_bytes(b"\x00" * 10)  # the weights-only unpickler: "unsupported operand"
     cases = {"trunc.pth": "not a readable checkpoint", "empty.pth": "is empty", "text.pth": "not a readable",
-             "missing.pth": "does not exist"}
+             "zeros.pth": "not a readable checkpoint", "missing.pth": "does not exist"}
     for name, text in cases.items():
         with pytest.raises(DataError, match=text) as e:
             load_checkpoint_file(tmp_path / name)

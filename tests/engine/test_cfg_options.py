@@ -69,7 +69,3 @@ def test_cli_space_form_and_bad_value(tmp_path):
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "runner.max_epochs is an int" in lines[0] and "Logging error" not in r.stderr
     assert not work.exists()  # nothing written: no log, no config dump
-    r = _loce("train", "base", BASE, "--work-dir", work, "--cfg-options", "runner.max_epochs=2",
-              f"data.train.ann_file={tmp_path / 'none.json'}")
-    assert r.returncode == 1 and f"training data {tmp_path / 'none.json'} does not exist" in r.stderr, r.stderr
-    assert not work.exists()
