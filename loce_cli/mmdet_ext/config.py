@@ -74,7 +74,7 @@ def _kind(value: Any) -> str:
 def typed_value(key: str, text: str, value: Any, current: Any) -> Any:
     """``value`` checked against the type of the key's ``current`` value (None accepts anything): an int key
     takes an int, a number key an int or float, a bool key true/false, a list or tuple key a list or tuple
-    (given back as the key's own type), a string key the text as given; None unsets a dict, list or string key;
+    (given back as the key's own type; a number alone makes a list of one), a string key the text as given; None unsets a dict, list or string key;
     a dict is otherwise set key by key."""
     def refuse(example: str) -> LoceUsageError:
         return LoceUsageError(f"--cfg-options {key}={text}: {key} is {_kind(current)} in the config "
@@ -99,7 +99,8 @@ def typed_value(key: str, text: str, value: Any, current: Any) -> Any:
     if isinstance(current, (list, tuple)):
         if isinstance(value, (list, tuple)):
             return type(current)(value)
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool) and len(current) == 1:
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and (isinstance(current, list) or len(current) == 1):  # lr_config.step=3 -> [3]
             return type(current)([value])
         raise refuse(",".join(str(v) for v in current) if current else "[a,b]")
     if isinstance(current, str):

@@ -30,6 +30,9 @@ def test_values_take_the_type_of_the_key(cfg_of):
                  "data.train.pipeline.2.img_scale=160,96")
     assert cfg.model.test_cfg.rcnn.max_per_img == 100 and cfg.auto_scale_lr.enable is True
     assert cfg.data.train.pipeline[2].img_scale == (160, 96)  # a tuple key stays a tuple
+    assert list(cfg_of("lr_config.step=3").lr_config.step) == [3]  # mmdet's habit: a number for a list
+    with pytest.raises(LoceUsageError, match="is a tuple in the config"):
+        cfg_of("data.train.pipeline.2.img_scale=160")
 
 
 @pytest.mark.parametrize("option, text", [
