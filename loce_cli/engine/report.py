@@ -102,8 +102,10 @@ def _stat(values: List[float]) -> Stat:
     return Stat(mean, sd, vals)
 
 
-def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all") -> Report:
-    """Load, check and summarise the runs named by ``runs`` (see ``_resolve``)."""
+def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all",
+                 allow_different_data: bool = False) -> Report:
+    """Load, check and summarise the runs named by ``runs`` (see ``_resolve``). Runs evaluated on different
+    annotation files are refused, or with ``allow_different_data`` reported with a warning note."""
     if not runs:
         raise LoceUsageError("no runs given", "loce report RUN_OR_METRICS... (eval --out directories)")
     try:
@@ -121,12 +123,15 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     for _label, items in loaded:
         for src, rep in items:
             _same_classes(ref, ref_src, rep, src)
+    from loce_cli.engine.report_data import check_same_data
+
+    data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
     available = [m for m in METRICS if all(m in rep.metrics for _l, items in loaded for _s, rep in items)]
     chosen = [m for m in (metrics or METRICS) if m in available]
     if not chosen:
         raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in every run",
                         "evaluate all runs with the same --metric")
-    report = Report([], chosen, split)
+    report = Report([], chosen, split, notes=list(data_notes))
     labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
         report.notes.append("several runs share a label; name them with LABEL=PATH")
