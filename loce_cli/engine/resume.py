@@ -158,7 +158,7 @@ def plan_resume(req, work_dir: Path) -> Optional[ResumePlan]:
         raise LoceUsageError(f"{path} is a {stage} run; it cannot be resumed as {req.stage}", f"resume it with {cmd}")
     saved = saved_config(ckpt, (), path)
     given = parse_cfg_options(req.cfg_options)
-    for key, value in given.items():
+    for key, (_text, value) in given.items():
         try:
             old = _norm(_get(saved, key))
         except KeyError:

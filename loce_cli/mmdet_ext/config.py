@@ -129,6 +129,12 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
         raise DataError(f"config {path} refers to a missing file: {e}", "check its _base_ paths") from None
     except Exception as e:  # mmcv raises many kinds for malformed configs
         raise DataError(f"config {path} cannot be loaded: {type(e).__name__}: {e}", "fix the config") from None
+    return apply_cfg_options(cfg, cfg_options)
+
+
+def apply_cfg_options(cfg, cfg_options: Sequence[str]):
+    """``cfg`` with ``--cfg-options`` merged: each key must exist and each value have the type of the value
+    there (:func:`typed_value`); one usage error otherwise."""
     options = {key: typed_value(key, text, value, _existing(cfg, key))
                for key, (text, value) in parse_cfg_options(cfg_options).items()}
     if options:
@@ -151,9 +157,4 @@ def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "
     except Exception as e:
         raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
                         "resume with the config file instead (--resume-from an older checkpoint)") from None
-    options = parse_cfg_options(cfg_options)
-    for key in options:
-        _check_key(cfg, key)
-    if options:
-        cfg.merge_from_dict(options)
-    return cfg
+    return apply_cfg_options(cfg, cfg_options)
