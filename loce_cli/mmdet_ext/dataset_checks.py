@@ -13,6 +13,7 @@ both cases for the whole file up front):
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
