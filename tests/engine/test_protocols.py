@@ -294,3 +294,19 @@ def test_capped_results_get_a_warning(tmp_path):
     assert r.exit_code == 0 and "warning" not in r.stderr
     json.loads((tmp_path / "r.json").read_text())  # the input is untouched
     assert Path(tmp_path / "r.json").stat().st_size > 0
+
+
+def test_detections_not_chosen_are_still_validated(tiny_dataset, tmp_path):
+    """The second pass keeps only the chosen detections but checks every one: a bad, never-chosen one still fails."""
+    from loce_cli.errors import DataError
+
+    dets = _with_false_positives(_results(tiny_dataset, with_masks=False), tiny_dataset)
+    bad = dict(dets[0], score=0.0, bbox=[1.0, 1.0, -3.0, 2.0])  # lowest score: outside every top k
+    (tmp_path / "r.json").write_text(json.dumps(dets + [bad]))
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    with pytest.raises(DataError, match="negative box width"):
+        evaluate_results(tmp_path / "r.json", ann, ["bbox"], protocols=["fixed"], dets_per_class=3)
+    unknown = dict(dets[0], score=0.0, image_id=10 ** 9)
+    (tmp_path / "u.json").write_text(json.dumps(dets + [unknown]))
+    with pytest.raises(DataError, match="unknown images"):
+        evaluate_results(tmp_path / "u.json", ann, ["bbox"], protocols=["pooled"], dets_per_class=3)
