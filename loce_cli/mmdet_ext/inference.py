@@ -110,9 +110,14 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
     detector = model
+    running = None
+    if per_class is not None:
+        from loce_cli.mmdet_ext.per_class_cap import RunningCap
+
+        running = RunningCap(model.roi_head.bbox_head.num_classes, per_class, max_dets)  # one for the whole run
 
     def cap():
-        return per_class_cap(detector, per_class) if per_class is not None else contextlib.nullcontext()
+        return per_class_cap(detector, per_class, max_dets, running) if running is not None else contextlib.nullcontext()
 
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     model.eval()
