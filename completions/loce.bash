@@ -7,11 +7,11 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
+            "data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
-        "") opts="data doctor eval finetune inspect quickstart report train --debug --version --help -h"; valued="" ;;
+        "") opts="data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
         "data") opts="prep stats synth --help -h"; valued="" ;;
         "data prep") opts="--root --version --check-images --subset --seed --out --force --json --help -h"; valued="--root --version --check-images --subset --seed --out" ;;
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
@@ -20,8 +20,9 @@ _loce_complete() {
         "eval") opts="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --force --json --help -h"; valued="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
         "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --json --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
         "inspect") opts="memory scores --help -h"; valued="" ;;
-        "inspect memory") opts="--json --help -h"; valued="" ;;
+        "inspect memory") opts="--plot --json --help -h"; valued="--plot" ;;
         "inspect scores") opts="--split --lowest --plot --json --help -h"; valued="--split --lowest --plot" ;;
+        "predict") opts="--out --score-thr --max-dets --device --split --cfg-options --force --json --help -h"; valued="--out --score-thr --max-dets --device --split --cfg-options" ;;
         "quickstart") opts="--work-dir --json --help -h"; valued="--work-dir" ;;
         "report") opts="--split --metric --format --protocol --plot --help -h"; valued="--split --metric --format --protocol --plot" ;;
         "train") opts="base --help -h"; valued="" ;;

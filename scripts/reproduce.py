@@ -38,7 +38,13 @@ VARIANTS = {
     "loce": ("loce_mask_rcnn_r18_fpn_normed_synth.py", "LOCE (EBL + MFS)"),
     "rfs": ("ablation_rfs_synth.py", "RFS (t=0.1), CE"),
     "rfs_loce": ("ablation_rfs_loce_synth.py", "RFS (t=0.1) + LOCE"),
+    # the strongest alternatives, each a decoupled fine-tune from the same base with LOCE's schedule (issue 20)
+    "seesaw": ("baseline_seesaw_synth.py", "Seesaw loss"),
+    "eqlv2": ("baseline_eqlv2_synth.py", "EQLv2"),
+    "fed": ("baseline_federated_synth.py", "federated loss"),
+    "crt": ("baseline_crt_synth.py", "cRT (class-balanced sampling, CE)"),
 }
+BASELINES = {"seesaw", "eqlv2", "fed", "crt"}  # no LOCE mean-score tracker or memory to inspect
 
 
 def loce_bin() -> str:
@@ -150,7 +156,8 @@ def main(argv=None) -> None:
                         stdout=subprocess.DEVNULL)
         seeds = sorted({int(p.parent.parent.name.rsplit("seed", 1)[1]) for p in root.glob("*_seed*/eval/metrics.json")})
         sections.append(f"### Data seed {d} (fine-tune seeds {', '.join(map(str, seeds))}; mean ± sd over seeds)\n\n"
-                        + (work / f"report_data{d}.md").read_text().strip() + "\n\n" + state_table(loce, root, args.variants))
+                        + (work / f"report_data{d}.md").read_text().strip() + "\n\n" + state_table(loce, root, args.variants)
+                        + "\n\n" + timing_table(root, args.variants))
     if args.doc and sections:
         write_doc(args.doc, "\n\n".join(sections), work)
     if args.doc and args.protocols:
@@ -219,7 +226,7 @@ def state_table(loce: str, root: Path, variants) -> str:
             "queues (rare) |", "|---|---:|---:|---:|---:|---|"]
     for name in variants:
         ckpt = root / f"{name}_seed0" / f"epoch_{FT_EPOCHS}.pth"
-        if not ckpt.is_file():
+        if name in BASELINES or not ckpt.is_file():
             continue
         scores = json.loads(subprocess.run([loce, "inspect", "scores", ckpt, "--json"], capture_output=True,
                                            text=True, check=True).stdout)["groups"]
@@ -231,6 +238,37 @@ def state_table(loce: str, root: Path, variants) -> str:
         rows.append(f"| {VARIANTS[name][1]} | {g['rare']:.3f} | {g['common']:.3f} | {g['frequent']:.3f} | "
                     f"{g['rare'] / g['frequent']:.2f} | {fill} |")
     return "State at the end of the fine-tune (seed 0):\n\n" + "\n".join(rows)
+
+
+def iteration_seconds(run_dir: Path):
+    """Median seconds per training iteration of a run, from mmcv's json log (each line averages its interval);
+    the first interval (warm-up of caches, memory init) is left out. None without a log."""
+    import json
+    import statistics
+
+    times = []
+    for log in sorted(run_dir.glob("*.log.json")):
+        for line in log.read_text().splitlines():
+            rec = json.loads(line) if line.startswith("{") else {}
+            if rec.get("mode") == "train" and "time" in rec:
+                times.append(float(rec["time"]))
+    return statistics.median(times[1:]) if len(times) > 1 else None
+
+
+def timing_table(root: Path, variants) -> str:
+    """Median s/iteration of each variant's fine-tunes (all seeds) and its ratio to the plain fine-tune's. The runs
+    are sequential on a shared machine, so only large ratios mean anything."""
+    rows = ["| variant | s / iteration (median over seeds) | vs plain fine-tune |", "|---|---:|---:|"]
+    per = {}
+    for name in variants:
+        vals = [t for d in sorted(root.glob(f"{name}_seed*")) if (t := iteration_seconds(d)) is not None]
+        if vals:
+            per[name] = sorted(vals)[len(vals) // 2]
+    for name, t in per.items():
+        ratio = f"{t / per['plain']:.2f}x" if "plain" in per else "-"
+        rows.append(f"| {VARIANTS[name][1]} | {t:.3f} | {ratio} |")
+    return "Fine-tune iteration time (4 images per iteration, 2 CPU cores, from the training logs):\n\n" + \
+        "\n".join(rows)
 
 
 START, END = "<!-- reproduce.py tables: start -->", "<!-- reproduce.py tables: end -->"

@@ -39,3 +39,29 @@ def default_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("default") / "data"
     result = synthesize(out, SynthOptions())
     return out, result
+
+
+TINY_CLASSES = TINY["num_classes"]
+
+
+def tiny_train_options(data: Path, epochs: int = 1) -> list:
+    """--cfg-options that size the synthetic base config for ``tiny_dataset`` (a few CPU seconds an epoch)."""
+    ann = data / "annotations"
+    return [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/",
+            f"data.test.ann_file={ann / 'lvis_v1_val.json'}", f"data.test.img_prefix={data}/",
+            f"model.roi_head.bbox_head.num_classes={TINY_CLASSES}",
+            f"model.roi_head.mask_head.num_classes={TINY_CLASSES}", f"runner.max_epochs={epochs}",
+            "data.samples_per_gpu=4", "data.workers_per_gpu=0", "lr_config.warmup_iters=5", "log_config.interval=5"]
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tiny_dataset, tmp_path_factory):
+    """``(config, checkpoint, cfg_options)`` of a base model trained on ``tiny_dataset`` (2 epochs, 20 iterations),
+    once per session, for the tests that need real detections (loce predict). Treat as read-only."""
+    from loce_cli.engine.train import TrainRequest, train
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
+    work = tmp_path_factory.mktemp("tiny_base")
+    options = tiny_train_options(tiny_dataset, epochs=2)
+    result = train(TrainRequest(config=str(config), work_dir=str(work), cfg_options=options))
+    return config, Path(result.checkpoint), options

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from loce_cli import __version__
-from loce_cli.cli import data, doctor, evaluate, inspect, report, train
+from loce_cli.cli import data, doctor, evaluate, inspect, predict, report, train
 from loce_cli.cli._common import STATE
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command("finetune")(train.finetune)
 app.command("eval")(evaluate.evaluate)
 app.command("report")(report.report)
 app.add_typer(inspect.app, name="inspect")
+app.command("predict")(predict.predict)
 
 
 def main() -> None:

@@ -59,11 +59,16 @@ def scores(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
 @app.command("memory")
 @engine_errors
 def memory(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce finetune)."),
+           plot: Optional[Path] = typer.Option(None, "--plot", help="Queue fill vs training instances plot "
+                                                                    "(.png)."),
            json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Feature-memory fill per frequency group, storage dtype and size, classes with empty queues."""
-    from loce_cli.engine.inspect import inspect_memory
+    from loce_cli.engine.inspect import inspect_memory, plot_memory
 
+    check_plot_path(plot)
     report = inspect_memory(checkpoint)
+    if plot is not None:
+        plot_memory(report, plot)
     if json_out:
         print_json(report.to_dict())
         return
@@ -80,3 +85,5 @@ def memory(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
     out.print(f"{report.stored_features:,} stored features")
     if report.empty_classes:
         out.print("empty queues: " + ", ".join(report.empty_classes))
+    if plot is not None:
+        out.print(f"plot written to {plot}")

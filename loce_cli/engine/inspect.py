@@ -68,6 +68,21 @@ class ScoresReport:
         return asdict(self)
 
 
+BASELINE_STATE = (  # a state-dict key that only this baseline's checkpoints hold -> its name
+    ("roi_head.bbox_head.loss_cls.state.ratio", "an EQLv2 baseline: its per-class state is the gradient ratio "
+                                                "roi_head.bbox_head.loss_cls.state.ratio"),
+    ("roi_head.bbox_head.loss_cls.state.weights", "a federated-loss baseline"),
+    ("roi_head.bbox_head.loss_cls.cum_samples", "a Seesaw-loss baseline"),
+)
+
+
+def _kind_without_scores(state: dict) -> str:
+    for key, kind in BASELINE_STATE:
+        if key in state:
+            return kind
+    return "a base model or a fine-tune without LOCE's tracker"
+
+
 def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresReport:
     """Mean classification scores per frequency group and the ``lowest`` weakest classes of ``split``."""
     try:
@@ -79,8 +94,8 @@ def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresRe
     ckpt = _load(path)
     state = ckpt.get("state_dict", ckpt)
     if SCORES_KEY not in state:
-        raise DataError(f"{path} holds no mean classification scores (a base model, not a LOCE fine-tune)",
-                        "inspect a checkpoint of `loce finetune`")
+        raise DataError(f"{path} holds no mean classification scores ({_kind_without_scores(state)})",
+                        "inspect a checkpoint of a LOCE fine-tune (`loce finetune` with a LOCE config)")
     scores = [float(x) for x in state[SCORES_KEY]]
     num = len(scores) - 1
     names, freq, images, instances = _classes(ckpt, Path(path), num)
@@ -129,6 +144,15 @@ def plot_scores(report: ScoresReport, out: Path) -> Path:
 
 
 @dataclass
+class ClassFill:
+    name: str
+    group: str
+    stored: int  # features in the class's queue (at most queue_size)
+    train_images: Optional[int]
+    train_instances: Optional[int]
+
+
+@dataclass
 class MemoryReport:
     checkpoint: str
     num_classes: int
@@ -139,6 +163,7 @@ class MemoryReport:
     fill: Dict[str, Dict[str, int]]  # group -> full / partial / empty
     empty_classes: List[str]
     stored_features: int
+    classes: List[ClassFill] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,11 +181,48 @@ def inspect_memory(path: Path) -> MemoryReport:
     num = len(counts)
     feats = keys["flat_feats"]
     queue = (feats.shape[0] - 1) // num
-    names, freq, _, _ = _classes(ckpt, Path(path), num)
+    names, freq, images, instances = _classes(ckpt, Path(path), num)
     fill = {GROUP_NAMES[g]: dict(full=0, partial=0, empty=0) for g in GROUPS}
     for n, g in zip(counts, freq):
         key = "full" if n >= queue else ("empty" if n == 0 else "partial")
         fill[GROUP_NAMES[g]][key] += 1
     nbytes = sum(v.numel() * v.element_size() for v in keys.values())
+    per_class = [ClassFill(names[i], freq[i], min(n, queue), images[i], instances[i]) for i, n in enumerate(counts)]
     return MemoryReport(str(path), num, queue, list(feats.shape[1:]), str(feats.dtype).replace("torch.", ""),
-                        nbytes, fill, [names[i] for i, n in enumerate(counts) if n == 0], sum(counts))
+                        nbytes, fill, [names[i] for i, n in enumerate(counts) if n == 0], sum(counts), per_class)
+
+
+def plot_memory(report: MemoryReport, out: Path) -> Path:
+    """Features stored in each class's queue against the class's training instances (or images), log x,
+    coloured by group, the queue size as a dashed line."""
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise LoceUsageError(f"--plot {out}: unsupported file type {out.suffix or '(none)'}", "use a .png file name")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from loce_cli.engine._io import atomic_path
+    from loce_cli.engine.stats import GROUP_COLOURS
+
+    use_instances = all(c.train_instances is not None for c in report.classes)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for g in GROUPS:
+        pts = [c for c in report.classes if c.group == g]
+        xs = [max(1, (c.train_instances if use_instances else c.train_images) or 1) for c in pts]
+        ax.scatter(xs, [c.stored for c in pts], s=18, color=GROUP_COLOURS[g], alpha=0.8,
+                   label=f"{GROUP_NAMES[g]} ({len(pts)})")
+    ax.axhline(report.queue_size, color="0.4", linestyle="--", linewidth=1, label=f"queue size {report.queue_size}")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.04 * report.queue_size, 1.1 * report.queue_size)
+    ax.set_xlabel("training instances per class (log)" if use_instances else "training images per class (log)")
+    ax.set_ylabel("stored features in the queue")
+    ax.set_title(f"{Path(report.checkpoint).name}: feature-memory fill per class")
+    ax.legend(frameon=False, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
+    plt.close(fig)
+    return out

@@ -47,9 +47,29 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
+    """``loce predict`` of both models on the val images with rare classes, a few drawn side by side."""
+    from loce_cli.engine.quickstart_pictures import pictures_done, write_quickstart_predictions
+
+    t = time.perf_counter()
+    where = work_dir / "predictions"
+    if pictures_done(work_dir):
+        say(f"[5/5] predictions: {where} exists, skipped")
+        return StepResult("predictions", "skipped", 0.0, str(where))
+    say(f"[5/5] predictions: base and LOCE on the val images with rare classes -> {where}")
+    runs = [(run, title, str(config), str(checkpoints[stage]), _data_options(data) + list(extra.get(stage, [])))
+            for stage, config, run, title in (("base", BASE_CONFIG, "base", "base"),
+                                              ("finetune", LOCE_CONFIG, "loce", "LOCE"))]
+    m = write_quickstart_predictions(work_dir, data, runs)
+    say(f"      rare val objects found at score >= {m['score_thr']:g}: base {m['rare_found']['base']}, LOCE "
+        f"{m['rare_found']['loce']} of {m['rare_objects']}; {len(m['pictures'])} side-by-side pictures in {where}")
+    return StepResult("predictions", "done", time.perf_counter() - t, str(where))
+
+
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
-    """synthetic data -> base training -> LOCE fine-tune -> evaluation of both under ``work_dir``.
+    """synthetic data -> base training -> LOCE fine-tune -> evaluation of both -> pictures of both models'
+    predictions (``predictions/``) under ``work_dir``.
 
     ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...], "eval": [...]}``)
     and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small.
@@ -68,9 +88,9 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
     t = time.perf_counter()
     if (data / "annotations" / "lvis_v1_train.json").is_file() and (data / "annotations" / "lvis_v1_val.json").is_file():
         result.steps.append(StepResult("data", "skipped", 0.0, str(data)))
-        say(f"[1/4] data: {data} exists, skipped")
+        say(f"[1/5] data: {data} exists, skipped")
     else:
-        say(f"[1/4] data: generating the synthetic long-tailed dataset in {data}")
+        say(f"[1/5] data: generating the synthetic long-tailed dataset in {data}")
         synthesize(data, synth_options or SynthOptions(), force=True)
         result.steps.append(StepResult("data", "done", time.perf_counter() - t, str(data)))
 
@@ -84,13 +104,13 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         final = _final_checkpoint(run, epochs)
         if final is not None:
             result.steps.append(StepResult(stage, "skipped", 0.0, str(final)))
-            say(f"[{n}/4] {stage}: {final} exists, skipped")
+            say(f"[{n}/5] {stage}: {final} exists, skipped")
             checkpoints[stage] = final
             continue
         from loce_cli.mmdet_ext.training import latest_checkpoint
 
         resume = "auto" if latest_checkpoint(str(run)) else None
-        say(f"[{n}/4] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
+        say(f"[{n}/5] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
                            base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None)
         out = train(req)
@@ -111,7 +131,7 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
             for m, r in (saved.get("protocols") or {}).get("fixed", {}).get("metrics", {}).items():
                 result.metrics[run_name][f"{m} AP-fixed"] = r["summary"]
             continue
-        say(f"[4/4] eval: {run_name} ({checkpoints[stage].name}) on the val split")
+        say(f"[4/5] eval: {run_name} ({checkpoints[stage].name}) on the val split")
         options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))
         report = evaluate_model(EvalRequest(str(config), str(checkpoints[stage]), str(out), force=True,
                                             cfg_options=options, protocols=["standard", "fixed"]))
@@ -120,6 +140,7 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
         done.append(run_name)
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
                                    str(work_dir / "eval")))
+    result.steps.append(_predictions_step(work_dir, data, checkpoints, extra, say))
     result.seconds = time.perf_counter() - start
     say(f"quickstart finished in {result.seconds:.0f} s; metrics in {work_dir / 'eval'}/*/metrics.json")
     return result

@@ -1,7 +1,8 @@
 """The single adapter between loce and mmdet 2.x / mmcv 1.x. Importing it registers every loce component,
 so any mmdet config can use them with ``custom_imports=dict(imports=['loce_cli.mmdet_ext'])``:
 
-- ``EquilibriumLoss`` (LOSSES), ``LoceBBoxHead``, ``LoceRoIHead``, ``NormedMaskHead`` (HEADS),
+- ``EquilibriumLoss``, and the baselines' ``EQLv2Loss`` and ``FederatedLoss`` (LOSSES), ``ClassFrequencyHook``
+  (HOOKS; the federated loss's class frequencies), ``LoceBBoxHead``, ``LoceRoIHead``, ``NormedMaskHead`` (HEADS),
   ``LoceMaskRCNN`` (DETECTORS), ``LoceMemoryInitHook`` (HOOKS), ``LoceLVISDataset`` (DATASETS).
 
 It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use), and
@@ -21,10 +22,13 @@ parallel_compat.install()
 
 # noqa: E402 below: registration needs the compat step first.
 from loce_cli.mmdet_ext.datasets import LoceLVISDataset  # noqa: E402
+from loce_cli.mmdet_ext.eqlv2 import EQLv2Loss  # noqa: E402
+from loce_cli.mmdet_ext.federated import ClassFrequencyHook, FederatedLoss  # noqa: E402
 from loce_cli.mmdet_ext.detector import LoceMaskRCNN, freeze_except  # noqa: E402
 from loce_cli.mmdet_ext.heads import LoceBBoxHead, LoceRoIHead, NormedMaskHead  # noqa: E402
 from loce_cli.mmdet_ext.hooks import LoceMemoryInitHook, fill_memory  # noqa: E402
 from loce_cli.mmdet_ext.losses import EquilibriumLoss  # noqa: E402
 
-__all__ = ["EquilibriumLoss", "LoceBBoxHead", "LoceLVISDataset", "LoceMaskRCNN", "LoceMemoryInitHook",
+__all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceLVISDataset",
+           "LoceMaskRCNN", "LoceMemoryInitHook",
            "LoceRoIHead", "NormedMaskHead", "fill_memory", "freeze_except"]

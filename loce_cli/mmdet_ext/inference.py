@@ -65,6 +65,27 @@ def load_detector(cfg, checkpoint: Path, device: str):
     return model
 
 
+def result_to_lvis(res, img_id: int, cat_ids) -> Tuple[List[dict], List[int]]:
+    """One image's detector result (``detect()``'s ``(bbox_results, rle_results)`` or ``bbox_results``) as LVIS
+    results (``image_id, category_id, bbox [x, y, w, h], score[, segmentation RLE]``), and each one's label
+    index (``cat_ids[label]`` is its category id)."""
+    bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
+    dets: List[dict] = []
+    labels: List[int] = []
+    for label, boxes in enumerate(bbox_res):
+        for j in range(boxes.shape[0]):
+            x1, y1, x2, y2, score = (float(v) for v in boxes[j])
+            det = dict(image_id=img_id, category_id=cat_ids[label], bbox=[x1, y1, x2 - x1, y2 - y1], score=score)
+            if segm_res is not None:
+                rle = dict(segm_res[label][j])
+                counts = rle["counts"]
+                rle["counts"] = counts.decode() if isinstance(counts, bytes) else counts
+                det["segmentation"] = rle
+            dets.append(det)
+            labels.append(label)
+    return dets, labels
+
+
 def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                     progress: Optional[Callable[[int, int], None]] = None, rank: int = 0,
                     world: int = 1) -> Tuple[List[dict], bool]:
@@ -126,19 +147,7 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
             result = detect(model, data, rescale=True)  # masks as RLEs, the bytes of encode_mask_results
         for k, res in enumerate(result):
             img_id = dataset.img_ids[indices[n * loader.batch_size + k]]
-            bbox_res, segm_res = res if isinstance(res, tuple) else (res, None)
-            dets: List[dict] = []
-            for label, boxes in enumerate(bbox_res):
-                for j in range(boxes.shape[0]):
-                    x1, y1, x2, y2, score = (float(v) for v in boxes[j])
-                    det = dict(image_id=img_id, category_id=dataset.cat_ids[label],
-                               bbox=[x1, y1, x2 - x1, y2 - y1], score=score)
-                    if segm_res is not None:
-                        rle = dict(segm_res[label][j])
-                        counts = rle["counts"]
-                        rle["counts"] = counts.decode() if isinstance(counts, bytes) else counts
-                        det["segmentation"] = rle
-                    dets.append(det)
-            yield img_id, dets, segm_res is not None
+            dets, _labels = result_to_lvis(res, img_id, dataset.cat_ids)
+            yield img_id, dets, isinstance(res, tuple)
         if progress is not None:
             progress(min((n + 1) * loader.batch_size, len(indices)), len(indices))

@@ -174,6 +174,7 @@ def checkpoint_meta(cfg, dataset) -> dict:
         class_frequency=tuple(getattr(dataset, "class_frequency", ()) or ()),
         class_image_count=tuple(getattr(dataset, "class_image_count", ()) or ()),
         class_instance_count=tuple(getattr(dataset, "class_instance_count", ()) or ()),
+        class_ids=tuple(int(i) for i in getattr(dataset, "cat_ids", ()) or ()),
         config=cfg.pretty_text,
         loce_version=__version__,
         mmdet_version=str(mmdet.__version__),
@@ -210,6 +211,7 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     import time
 
     from loce_cli.errors import LoceError
+    from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
     from mmcv.runner import DistSamplerSeedHook, build_optimizer, build_runner
     from mmdet.apis import set_random_seed
     from mmdet.datasets import build_dataloader, build_dataset
@@ -231,6 +233,11 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
                               dist=distributed, seed=seed, runner_type="EpochBasedRunner",
                               persistent_workers=False)
+    class_aware = class_aware_config(cfg)
+    if class_aware is not None:  # cRT: class-balanced image sampling (its epoch is reseeded by the seed hook)
+        loader = class_aware_loader(loader, cfg.data.samples_per_gpu, world, rank, seed)
+        logger.info(f"class-aware sampling: {len(loader.sampler)} images per epoch per process, each drawn class "
+                    f"first (cRT)")
     find_unused = bool(cfg.get("find_unused_parameters", False))
     model = wrap_model(model, distributed=distributed, device=device, find_unused_parameters=find_unused)
     if distributed and rank == 0:
@@ -251,7 +258,7 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
     optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
     runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
                                    cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
-    if distributed:
+    if distributed or class_aware is not None:
         runner.register_hook(DistSamplerSeedHook())
     runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
     runner.register_hook(RichProgressHook(), priority="VERY_LOW")

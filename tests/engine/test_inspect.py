@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -80,3 +81,28 @@ def test_cli_inspect(tmp_path):
     assert r.exit_code == 1 and "base model" in r.stderr
     r = runner.invoke(app, ["inspect", "scores", ck, "--split", "medium"])
     assert r.exit_code == 2
+
+
+def test_memory_plot_per_class_fill(tmp_path):
+    """``inspect memory --plot``: each class's queue fill against its training instances, by group."""
+    from loce_cli.engine.inspect import plot_memory
+
+    r = inspect_memory(_write(tmp_path / "x.pth"))
+    assert [(c.name, c.group, c.stored, c.train_instances) for c in r.classes] == [
+        ("a", "f", 4, 900), ("b", "c", 2, 60), ("c", "r", 1, 3), ("d", "r", 0, 1), ("e", "c", 0, 25)]
+    png = plot_memory(r, tmp_path / "m.png")
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size == (960, 540)
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    for colour in ("#d62728", "#ff7f0e", "#1f77b4"):  # a marker of every group is drawn in its colour
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels.astype(int) - rgb).sum(axis=1) < 40).sum() > 10, colour
+    with pytest.raises(LoceUsageError, match="unsupported file type"):
+        plot_memory(r, tmp_path / "m.jpg")
+    runner = CliRunner()
+    res = runner.invoke(app, ["inspect", "memory", str(tmp_path / "x.pth"), "--plot", str(tmp_path / "cli.png")])
+    assert res.exit_code == 0 and "plot written" in res.stdout and (tmp_path / "cli.png").stat().st_size > 5000
+    res = runner.invoke(app, ["inspect", "memory", str(tmp_path / "x.pth"), "--plot", str(tmp_path / "m.txt")])
+    assert res.exit_code == 2 and not (tmp_path / "m.txt").exists()

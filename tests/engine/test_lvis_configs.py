@@ -85,6 +85,12 @@ def check_test_set(cfg, config, per_folder=1):
     return ds
 
 
+def cls_outputs(config, n: int) -> int:
+    """Classifier outputs: C + 1 (softmax with background; EQLv2's and the federated loss's sigmoid with an
+    objectness column), C + 2 for Seesaw (two objectness logits)."""
+    return n + 2 if "seesaw" in Path(str(config)).name else n + 1
+
+
 def check_model_shapes(cfg, config):
     """The config's model: heads sized for the data's classes; LOCE: the full-size memory, as configured."""
     import torch
@@ -96,7 +102,7 @@ def check_model_shapes(cfg, config):
     model = build_detector(cfg.model)
     assert model.backbone.depth == (101 if "r101" in Path(config).name else 50)
     head = model.roi_head.bbox_head
-    assert head.fc_cls.out_features == n + 1 and head.fc_reg.out_features == 4 * n
+    assert head.fc_cls.out_features == cls_outputs(config, n) and head.fc_reg.out_features == 4 * n
     assert model.roi_head.mask_head.conv_logits.out_channels == n
     if Path(config).name.startswith("loce_"):
         memory = model.roi_head.memory

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.engine.test_lvis_configs import CLASSES, LVIS, load_shipped, version_of
+from tests.engine.test_lvis_configs import CLASSES, LVIS, cls_outputs, load_shipped, version_of
 
 MEMORY_INIT_IMAGES = 1  # cap of the class-balanced list (the paper's is queue_size // 16 = 5 per class)
 
@@ -29,6 +29,7 @@ def one_iteration(cfg, config, work_dir: Path):
 
     import loce_cli.mmdet_ext  # noqa: F401
     import loce_cli.mmdet_ext.training  # noqa: F401  (registers LoceEpochBasedRunner)
+    from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
 
     torch.manual_seed(0)
     dataset = build_dataset(cfg.data.train)
@@ -37,6 +38,8 @@ def one_iteration(cfg, config, work_dir: Path):
     model.CLASSES = dataset.CLASSES
     loader = build_dataloader(dataset, cfg.data.samples_per_gpu, 0, num_gpus=1, dist=False, seed=0,
                               runner_type="EpochBasedRunner", persistent_workers=False)
+    if class_aware_config(cfg) is not None:  # cRT: as run_training does
+        loader = class_aware_loader(loader, cfg.data.samples_per_gpu, 1, 0, 0)
     wrapped = MMDataParallel(model, device_ids=None)
     optimizer = build_optimizer(wrapped, cfg.optimizer)
     runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
@@ -67,9 +70,13 @@ def check_iteration(run, cfg, config):
 
     n = CLASSES[version_of(config)]
     loce = Path(config).name.startswith("loce_")
+    finetune = cfg.model.get("trainable") is not None  # LOCE and the baselines' decoupled fine-tunes
     out = run.outputs
     assert math.isfinite(float(out["loss"]))
-    for key in ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask"):
+    # Seesaw reports its classification loss in two parts (loss_cls_objectness, loss_cls_classes)
+    cls_keys = [k for k in out["log_vars"] if k.startswith("loss_cls")]
+    assert cls_keys == (["loss_cls_objectness", "loss_cls_classes"] if "seesaw" in config else ["loss_cls"])
+    for key in ("loss_rpn_cls", "loss_rpn_bbox", "loss_bbox", "loss_mask", *cls_keys):
         assert math.isfinite(out["log_vars"][key]), key
     assert out["num_samples"] == cfg.data.samples_per_gpu == 2
     assert run.lr == pytest.approx(0.02 * 0.001)  # the warm-up's first step
@@ -81,10 +88,11 @@ def check_iteration(run, cfg, config):
     trained = {name for name, g in grads.items() if g is not None and bool(torch.isfinite(g).all())
                and bool(g.abs().sum() > 0)}
     assert "roi_head.bbox_head.fc_cls.weight" in trained and "roi_head.mask_head.conv_logits.weight" in trained
-    assert run.model.roi_head.bbox_head.fc_cls.weight.shape[0] == n + 1
-    if loce:  # only the paper's trainable parts got gradients
+    assert run.model.roi_head.bbox_head.fc_cls.weight.shape[0] == cls_outputs(config, n)
+    if finetune:  # only the paper's trainable parts got gradients
         assert not any(name.startswith(("backbone.", "neck.", "roi_head.bbox_head.shared_fcs.")) for name in trained)
         assert any(name.startswith("rpn_head.") for name in trained)
+    if loce:
         memory = run.model.roi_head.memory
         assert tuple(memory.feats.shape) == (n, 80, 256, 7, 7)  # full size: v1 4.8 GB (fp32)
         init = run.memory_init
@@ -92,7 +100,7 @@ def check_iteration(run, cfg, config):
         assert run.filled_after_init["empty"] < n  # the init pushed features
         # the iteration pushed its own ground truths' features on top
         assert int(memory.counts.sum()) > init["features"] or int(memory.counts.sum()) == n * 80
-    else:
+    if not finetune:
         assert any(name.startswith("backbone.layer4.") for name in trained)
         assert any(name.startswith("roi_head.bbox_head.shared_fcs.") for name in trained)
 

@@ -1,0 +1,75 @@
+"""Inference on image files outside any dataset (``loce predict``): the config's own test pipeline, the same
+``detect()`` and LVIS conversion as ``loce eval``, so an image gives the detections eval gives for it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from loce_cli.errors import DataError
+
+
+class ImageDetector:
+    """A detector of ``cfg`` with the weights of ``checkpoint`` that reads one image file at a time.
+
+    ``score_thr`` and ``max_dets`` become the config's ``test_cfg.rcnn.score_thr`` / ``max_per_img`` (mmdet
+    drops boxes under the threshold before its per-class NMS, which no box under it can change, so this equals
+    filtering eval's detections afterwards). ``cat_ids[label]`` is the category id written for a label."""
+
+    def __init__(self, cfg, checkpoint: Path, device: str, score_thr: float, max_dets: int,
+                 cat_ids: Sequence[int]):
+        from mmcv.parallel import MMDataParallel
+        from mmdet.datasets import PIPELINES
+        from mmdet.datasets.pipelines import Compose
+        from mmcv.utils import build_from_cfg
+
+        from loce_cli.mmdet_ext.inference import load_detector
+
+        cfg = copy.deepcopy(cfg)
+        rcnn = cfg.model.test_cfg.rcnn
+        rcnn.score_thr = float(score_thr)
+        rcnn.max_per_img = int(max_dets)
+        pipeline = list(cfg.data.test.pipeline)
+        if not pipeline or pipeline[0].get("type") != "LoadImageFromFile":
+            raise DataError("the config's test pipeline does not start with LoadImageFromFile",
+                            "predict with a config whose data.test.pipeline reads image files")
+        self._load = build_from_cfg(pipeline[0], PIPELINES)
+        self._transforms = Compose(pipeline[1:])
+        self.cat_ids = list(cat_ids)
+        gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
+        model = load_detector(cfg, Path(checkpoint), gpu)
+        self.model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+        self.model.eval()
+
+    def load(self, path: Path) -> dict:
+        """The pipeline's first step on ``path`` (what the test set's loader does for an image file); the image
+        is ``["img"]``, as the model reads it (BGR, grey and RGBA converted to 3 channels)."""
+        results = dict(img_info=dict(filename=str(path)), img_prefix=None, seg_prefix=None, proposal_file=None,
+                       bbox_fields=[], mask_fields=[], seg_fields=[])
+        try:
+            results = self._load(results)
+        except Exception as e:  # cv2 / mmcv report undecodable bytes in several ways
+            raise DataError(f"{path} cannot be decoded by the test pipeline ({type(e).__name__})",
+                            "pass a JPEG or PNG image") from None
+        img = results.get("img")
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+            raise DataError(f"{path} cannot be decoded by the test pipeline", "pass a JPEG or PNG image")
+        return results
+
+    def detect(self, loaded: dict, image_id: int) -> Tuple[np.ndarray, List[dict], List[int]]:
+        """``(the image as RGB uint8, its LVIS detections, each one's label index)`` for ``load()``'s output."""
+        from mmcv.parallel import collate
+
+        from loce_cli.mmdet_ext.inference import result_to_lvis
+        from loce_cli.mmdet_ext.mask_rle import detect
+
+        rgb = np.ascontiguousarray(loaded["img"][..., ::-1]).astype(np.uint8, copy=False)
+        data = collate([self._transforms(loaded)], samples_per_gpu=1)
+        with torch.no_grad():
+            result = detect(self.model, data, rescale=True)
+        dets, labels = result_to_lvis(result[0], image_id, self.cat_ids)
+        return rgb, dets, labels

@@ -1,0 +1,60 @@
+"""`make pictures`: the README's pictures from the quickstart (docs/img/quickstart_*.png).
+
+Runs `loce quickstart` in WORK_DIR (default work/quickstart; every finished step is skipped, so on a machine
+that already ran `make demo` only the missing steps run; its predictions/ are always made again), then copies the first side-by-side picture of the
+quickstart's predictions (ground truth | base | LOCE on the val image where LOCE finds the most rare objects
+that the base model misses) and writes the
+`loce report --plot` figure of base vs LOCE and the LOCE model's `loce inspect memory --plot` figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "docs" / "img"
+PREDICTIONS = OUT / "quickstart_predictions.png"
+REPORT = OUT / "quickstart_report.png"  # loce report --plot also writes quickstart_report_groups.png
+MEMORY = OUT / "quickstart_memory.png"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "work" / "quickstart")
+    args = parser.parse_args()
+
+    from loce_cli.engine.inspect import inspect_memory, plot_memory
+    from loce_cli.engine.quickstart import run_quickstart
+    from loce_cli.engine.quickstart_pictures import pictures_done
+    from loce_cli.engine.report import build_report, plot_report
+    from loce_cli.mmdet_ext.training import latest_checkpoint
+
+    work = args.work_dir
+    shutil.rmtree(work / "predictions", ignore_errors=True)  # always drawn by this tree's code (16 s)
+    run_quickstart(work, echo=print)
+    manifest = pictures_done(work)
+    if not manifest or not manifest["pictures"]:
+        print(f"error: no side-by-side pictures in {work / 'predictions'}", file=sys.stderr)
+        return 1
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = PREDICTIONS.with_name(f".{PREDICTIONS.name}.tmp")
+    shutil.copyfile(manifest["pictures"][0]["file"], tmp)
+    tmp.replace(PREDICTIONS)
+    report = build_report([f"base={work / 'eval' / 'base'}", f"loce={work / 'eval' / 'loce'}"])
+    written = plot_report(report, REPORT, metric="bbox")
+    written.append(plot_memory(inspect_memory(Path(latest_checkpoint(str(work / "loce")))), MEMORY))
+    print(f"rare val objects found at score >= {manifest['score_thr']:g}: {manifest['rare_found']} of "
+          f"{manifest['rare_objects']}; picture: image {manifest['pictures'][0]['image_id']}, "
+          f"{manifest['pictures'][0]['rare_found']}")
+    for path in [PREDICTIONS, *written]:
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The README's pictures (docs/img/quickstart_*.png, made by `make pictures`): present, referenced, and of the
+size the code that makes them gives (a picture drawn by older code of another layout fails here)."""
+
+import re
+import struct
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMG = ROOT / "docs" / "img"
+PICTURES = ("quickstart_predictions.png", "quickstart_report.png", "quickstart_report_groups.png",
+            "quickstart_memory.png")
+
+
+def _png_size(path: Path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_pictures_exist_are_small_and_have_their_layout():
+    for name in PICTURES:
+        path = IMG / name
+        assert path.is_file(), f"{path} missing: run make pictures"
+        assert 10_000 < path.stat().st_size < 300_000, (name, path.stat().st_size)
+    from loce_cli.engine.quickstart_pictures import SCALE
+
+    # ground truth | base | LOCE: three panels of a 128 px synthetic image drawn SCALE times larger, 8 px gaps
+    w, h = _png_size(IMG / "quickstart_predictions.png")
+    assert w == 3 * SCALE * 128 + 4 * 8 and SCALE * 128 + 8 < h < SCALE * 128 + 80, (w, h)
+    assert _png_size(IMG / "quickstart_memory.png") == (960, 540)  # plot_memory: 8 x 4.5 in at 120 dpi
+    for name in ("quickstart_report.png", "quickstart_report_groups.png"):
+        w, h = _png_size(IMG / name)
+        assert 500 < w < 2500 and 300 < h < 1500, (name, w, h)
+
+
+def test_readme_shows_them():
+    readme = (ROOT / "README.md").read_text()
+    shown = set(re.findall(r"!\[[^\]]*\]\((docs/img/[^)]+)\)", readme))
+    assert {"docs/img/quickstart_predictions.png", "docs/img/quickstart_report.png"} <= shown
+    for ref in shown:
+        assert (ROOT / ref).is_file(), ref
