@@ -21,9 +21,9 @@ out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def fail(message: str, code: int = 1) -> "typer.Exit":
+def fail(message: str, code: int = 1, prefix: str = "error") -> "typer.Exit":
     """Print ``error: message`` on stderr (one line, no markup) and return the Exit to raise."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"{prefix}: {message}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -39,7 +39,7 @@ def engine_errors(fn: F) -> F:
         except LoceError as e:
             if STATE["debug"]:
                 raise
-            raise fail(e.one_line(), e.exit_code) from None
+            raise fail(e.one_line(), e.exit_code, getattr(e, "prefix", "error")) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except Exception as e:  # an unexpected bug: still one line unless --debug

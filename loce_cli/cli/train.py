@@ -12,8 +12,15 @@ from loce_cli.cli._common import engine_errors, err, out, print_json
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
 
 WORK_DIR = typer.Option(None, "--work-dir", help="Run directory (default: work_dirs/<config name>).")
-RESUME = typer.Option(False, "--resume", help="Continue the newest checkpoint in --work-dir exactly.")
-RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint instead of the newest.")
+RESUME = typer.Option(False, "--resume", help="Continue the run in --work-dir exactly, from its newest checkpoint "
+                                               "(epoch-end or mid-epoch), with the run's own saved settings.")
+RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint instead of the newest; "
+                                                       "'auto': the newest if there is one, else start (for "
+                                                       "requeued batch jobs).")
+CHECKPOINT_EVERY = typer.Option(0, "--checkpoint-every", min=0, help="Also write a mid-epoch checkpoint every N "
+                                                                      "iterations (iter_N.pth; 0: epoch ends only).")
+REQUEUE = typer.Option(False, "--requeue", help="Inside a Slurm job: when a signal stops the run, requeue the job "
+                                                "(scontrol requeue $SLURM_JOB_ID).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
 DETERMINISTIC = typer.Option(False, "--deterministic", help="Deterministic kernels (slower).")
 CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override a config key: KEY=VALUE (repeatable); the key must "
@@ -37,13 +44,23 @@ NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evalu
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
-             tensorboard=False, no_validate=False):
+             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False):
+    from loce_cli.engine.resume import AUTO, IF_ANY
     from loce_cli.engine.train import LaunchOptions, TrainRequest
+    from loce_cli.errors import LoceUsageError
 
+    if resume and resume_from:
+        raise LoceUsageError("--resume and --resume-from exclude each other",
+                             "--resume continues the newest checkpoint, --resume-from FILE that one")
+    resume_arg = None
+    if resume_from:
+        resume_arg = IF_ANY if str(resume_from) == AUTO else str(resume_from)
+    elif resume:
+        resume_arg = "auto"
     return TrainRequest(
         config=str(config), stage=stage, work_dir=str(work_dir) if work_dir else None,
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
-        resume=str(resume_from) if resume_from else ("auto" if resume else None), seed=seed,
+        resume=resume_arg, seed=seed, checkpoint_every=checkpoint_every, requeue=requeue,
         deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
         no_validate=no_validate,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
@@ -83,13 +100,14 @@ def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/syn
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
          master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
          device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
-         json_out: bool = JSON) -> None:
+         checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, json_out: bool = JSON) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
-                           tensorboard=tensorboard, no_validate=no_validate)), json_out)
+                           tensorboard=tensorboard, no_validate=no_validate, checkpoint_every=checkpoint_every,
+                           requeue=requeue)), json_out)
 
 
 @engine_errors
@@ -101,14 +119,15 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
              force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: str = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
-             no_validate: bool = NO_VALIDATE, json_out: bool = JSON) -> None:
+             no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
+             json_out: bool = JSON) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            base_checkpoint=base_checkpoint, tensorboard=tensorboard,
-                           no_validate=no_validate)), json_out)
+                           no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue)), json_out)
 
 
 @engine_errors

@@ -70,18 +70,29 @@ def check_launch(launch: LaunchOptions) -> str:
     return device
 
 
-def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, log_hint: str) -> None:
+def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, log_hint: str,
+                 stop_signals: bool = False, failed=None) -> None:
     """Write ``spec`` to ``spec_path`` and run ``loce_cli.engine.worker`` on it in N processes per node;
-    raise a one-line LoceError when any of them fails."""
+    raise a one-line LoceError when any of them fails. ``stop_signals``: SIGTERM / SIGUSR1 go to the processes
+    (which checkpoint and stop; :mod:`loce_cli.engine.supervise`). ``failed()``: a LoceError to raise instead
+    of the generic one (or None)."""
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={launch.procs_per_node()}",
            f"--nnodes={launch.nnodes}", f"--node_rank={launch.node_rank}", f"--master_addr={launch.master_addr}",
            f"--master_port={launch.master_port}", "-m", "loce_cli.engine.worker", str(spec_path)]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(cmd, env=env)
-    if proc.returncode != 0:
-        raise LoceError(f"distributed {what} failed (torchrun exit code {proc.returncode})", log_hint)
+    if stop_signals:
+        from loce_cli.engine.supervise import run_forwarding_stop_signals
+
+        returncode = run_forwarding_stop_signals(cmd, env)
+    else:
+        returncode = subprocess.run(cmd, env=env).returncode
+    error = failed() if failed is not None else None
+    if error is not None:
+        raise error
+    if returncode != 0:
+        raise LoceError(f"distributed {what} failed (torchrun exit code {returncode})", log_hint)
 
 
 def env_rank() -> int:

@@ -30,6 +30,8 @@ class TrainRequest:
     launch: LaunchOptions = field(default_factory=LaunchOptions)
     tensorboard: bool = False  # also log to WORK_DIR/tf_logs through mmcv's TensorboardLoggerHook
     no_validate: bool = False  # skip the config's evaluation = dict(interval=N) during training
+    checkpoint_every: int = 0  # a mid-epoch checkpoint every N iterations (0: epoch ends only)
+    requeue: bool = False  # stopped by a signal inside a Slurm job: `scontrol requeue $SLURM_JOB_ID` (rank 0)
 
 
 @dataclass
@@ -61,12 +63,13 @@ def default_work_dir(config: str, stage: str) -> str:
 
 
 def _has_run(work_dir: Path) -> bool:
-    return work_dir.is_dir() and any(p.name.startswith("epoch_") and p.suffix == ".pth" for p in work_dir.iterdir())
+    return work_dir.is_dir() and any(p.name.startswith(("epoch_", "iter_")) and p.suffix == ".pth"
+                                     for p in work_dir.iterdir())
 
 
 def validate(req: TrainRequest):
     """Everything that can be checked before starting processes; returns the loaded config."""
-    from loce_cli.engine.config import dataset_paths, load_config
+    from loce_cli.engine.config import dataset_paths
 
     launch = req.launch
     if req.stage not in STAGES:
@@ -79,7 +82,12 @@ def validate(req: TrainRequest):
             raise LoceUsageError("--tensorboard needs the tensorboard package", "pip install tensorboard "
                                  "(scripts/setup.sh installs it)") from None
 
-    cfg = load_config(Path(req.config), req.cfg_options)
+    if req.checkpoint_every < 0:
+        raise LoceUsageError(f"--checkpoint-every must be >= 0, got {req.checkpoint_every}", "e.g. 500 (iterations)")
+    if req.requeue and not os.environ.get("SLURM_JOB_ID"):
+        raise LoceUsageError("--requeue works inside a Slurm job (SLURM_JOB_ID is not set)",
+                             "submit with sbatch --requeue, or drop --requeue")
+    cfg = run_config(req)
     if cfg.get("fp16"):  # mmdet's train_detector reads it; loce's runner would silently train in fp32
         raise LoceUsageError(f"{req.config} asks for mixed precision (fp16 = {dict(cfg.fp16)}), which loce does not "
                              "support yet", "remove the fp16 setting (the paper's recipe trains in fp32)")
@@ -101,6 +109,18 @@ def validate(req: TrainRequest):
             raise LoceUsageError("finetune needs the base checkpoint", "pass --from BASE_CKPT")
         check_base_checkpoint(Path(req.base_checkpoint), cfg)
     return cfg
+
+
+def run_config(req: TrainRequest):
+    """The config the run trains with: the config file with --cfg-options, or for a resume the run's own config
+    saved in its checkpoint (with the options a resume may change; :mod:`loce_cli.engine.resume`)."""
+    from loce_cli.engine.config import load_config
+
+    if req.resume:
+        from loce_cli.engine.resume import saved_config
+
+        return saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
+    return load_config(Path(req.config), req.cfg_options)
 
 
 def evaluation_interval(cfg) -> Optional[int]:
@@ -256,36 +276,56 @@ def prepare_work_dir(req: TrainRequest) -> Path:
     return work_dir
 
 
-def resolve_resume(req: TrainRequest, work_dir: Path) -> Optional[str]:
-    if req.resume is None:
-        return None
-    if req.resume == "auto":
-        from loce_cli.mmdet_ext.training import latest_checkpoint
-
-        found = latest_checkpoint(str(work_dir))
-        if not found:
-            raise DataError(f"--resume: no checkpoint in {work_dir}", "start without --resume")
-        return found
-    path = Path(req.resume)
-    read_checkpoint(path)
-    return str(path)
-
-
 def train(req: TrainRequest) -> TrainResult:
     """Validate, then train in this process or launch the processes (torchrun) and wait for them."""
+    from loce_cli.engine.resume import plan_resume, warn
+
+    work_dir = Path(req.work_dir or default_work_dir(req.config, req.stage))
+    plan = plan_resume(req, work_dir) if req.resume is not None else None  # the run's own settings
+    req.resume = plan.checkpoint if plan is not None else None
+    if plan is not None:
+        req.seed = plan.seed
     validate(req)
+    if plan is not None and plan.finished:
+        return TrainResult(str(work_dir), plan.checkpoint, plan.epoch, plan.iteration, 0.0,
+                           req.launch.world_size(), req.launch.resolved_device(),
+                           note=f"the run in {work_dir} is finished ({plan.epoch} epochs, {plan.iteration} "
+                                f"iterations; {plan.checkpoint}): nothing to train (extend it with --cfg-options "
+                                f"runner.max_epochs=N)")
     work_dir = prepare_work_dir(req)
-    req.resume = resolve_resume(req, work_dir)
     req.work_dir = str(work_dir)
+    if env_rank() == 0:
+        for line in plan.warnings if plan is not None else ():
+            warn(line)
+        _clean_start(work_dir)
     if req.launch.starts_processes():
         return _launch_torchrun(req, work_dir)
     return run_worker(req)
 
 
+def _clean_start(work_dir: Path) -> None:
+    """Before a run starts in ``work_dir``: remove the temporary files an interrupted write left, and the
+    previous stop's note."""
+    from loce_cli.engine.resume import STOPPED_FILE, warn
+    from loce_cli.mmdet_ext.checkpoint_files import remove_stale_tmp
+
+    removed = remove_stale_tmp(str(work_dir))
+    if removed:
+        warn(f"removed {len(removed)} temporary file(s) an interrupted write left in {work_dir} "
+             f"({', '.join(removed[:3])}{', ...' if len(removed) > 3 else ''})")
+    (work_dir / STOPPED_FILE).unlink(missing_ok=True)
+
+
 def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
     launch = req.launch
-    run_torchrun(launch, dict(kind="train", **asdict(req)), work_dir / "loce_launch.json", "training",
-                 f"see the log in {work_dir} and the output above")
+    from loce_cli.engine.resume import interrupted, read_stopped
+
+    try:
+        run_torchrun(launch, dict(kind="train", **asdict(req)), work_dir / "loce_launch.json", "training",
+                     f"see the log in {work_dir} and the output above", stop_signals=True,
+                     failed=lambda: read_stopped(work_dir))
+    except KeyboardInterrupt:
+        raise interrupted(req) from None
     result = work_dir / RESULT_FILE
     if launch.node_rank != 0:
         return TrainResult(str(work_dir), "", 0, 0, 0.0, launch.procs_per_node() * launch.nnodes,
@@ -299,12 +339,11 @@ def run_worker(req: TrainRequest) -> TrainResult:
     import torch
 
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
-    from loce_cli.engine.config import load_config
 
     rank, local, world = init_distributed(req.launch)
     distributed = world > 1
     device = req.launch.resolved_device()
-    cfg = load_config(Path(req.config), req.cfg_options)
+    cfg = run_config(req)
     cfg.work_dir = req.work_dir
     cfg.device = device
     cfg.gpu_ids = [local]
@@ -312,7 +351,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.stage == "finetune":
         cfg.load_from = req.base_checkpoint
     cfg.resume_from = req.resume
-    if req.tensorboard:
+    if req.tensorboard and not any(h.get("type") == "TensorboardLoggerHook" for h in cfg.log_config.hooks):
         cfg.log_config.hooks = list(cfg.log_config.hooks) + [
             dict(type="TensorboardLoggerHook", log_dir=os.path.join(req.work_dir, "tf_logs"))]
     if req.deterministic:
@@ -322,9 +361,26 @@ def run_worker(req: TrainRequest) -> TrainResult:
 
     interval = None if req.no_validate else evaluation_interval(cfg)
     evaluation = (interval, epoch_evaluator(req, device)) if interval else None
-    summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=req.stage,
-                           config_name=Path(req.config).name, seed=req.seed, deterministic=req.deterministic,
-                           evaluation=evaluation)
+    from loce_cli.engine.resume import interrupted, stopped_by_signal, write_stopped
+    from loce_cli.mmdet_ext.preemption import Preempted, requeue_slurm_job
+
+    started = list((read_checkpoint(Path(req.resume)).get("meta") or {}).get("cfg_options") or []) \
+        if req.resume else []
+    try:
+        summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device,
+                               stage=req.stage, config_name=Path(req.config).name, seed=req.seed,
+                               deterministic=req.deterministic, evaluation=evaluation,
+                               checkpoint_every=req.checkpoint_every,
+                               meta_extra=dict(cfg_options=tuple(started + list(req.cfg_options))))
+    except Preempted as stop:
+        requeued = requeue_slurm_job() if req.requeue and rank == 0 else ""
+        error = stopped_by_signal(req, stop, requeued)
+        if rank == 0:
+            write_stopped(req.work_dir, error)
+        _leave(distributed)
+        raise error from None
+    except KeyboardInterrupt:
+        raise interrupted(req) from None
     seconds = time.perf_counter() - start
     from loce_cli.mmdet_ext.training import latest_checkpoint
 
@@ -340,5 +396,13 @@ def run_worker(req: TrainRequest) -> TrainResult:
         import torch.distributed as dist
 
         dist.barrier()
-        dist.destroy_process_group()
+    _leave(distributed)
     return result
+
+
+def _leave(distributed: bool) -> None:
+    if distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -16,7 +16,8 @@ def main(argv=None) -> int:
         spec = json.load(f)
     kind = spec.pop("kind", "train")
     spec["launch"] = LaunchOptions(**spec["launch"])
-    spec["launch"].launcher = "pytorch" if spec["launch"].launcher == "none" else spec["launch"].launcher
+    started_by_loce = spec["launch"].launcher == "none"
+    spec["launch"].launcher = "pytorch" if started_by_loce else spec["launch"].launcher
     try:
         if kind == "eval":
             from loce_cli.engine.evaluate import EvalRequest, run_eval_worker
@@ -27,8 +28,11 @@ def main(argv=None) -> int:
 
             run_worker(TrainRequest(**spec))
     except LoceError as e:
-        print(f"error: {e.one_line()}", file=sys.stderr)
-        return 1
+        stopped = getattr(e, "prefix", "") == "stopped"
+        if stopped and started_by_loce:
+            return 0  # a planned stop: rank 0 left a note that the launching `loce` reports (exit code and all)
+        print(f"{getattr(e, 'prefix', 'error')}: {e.one_line()}", file=sys.stderr)
+        return e.exit_code if stopped else 1
     return 0
 
 

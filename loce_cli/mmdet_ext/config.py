@@ -76,3 +76,26 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
     if options:
         cfg.merge_from_dict(options)
     return cfg
+
+
+def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config"):
+    """An ``mmcv.Config`` from the text of a dumped config (a checkpoint's ``meta['config']``), with
+    ``cfg_options`` merged as :func:`load_config` does."""
+    import tempfile
+
+    from mmcv import Config
+
+    try:  # through a file of our own (mmcv's fromstring leaves a warning about its temporary file at exit)
+        with tempfile.TemporaryDirectory(prefix="loce_cfg_") as folder:
+            path = Path(folder) / "saved_config.py"
+            path.write_text(text, encoding="utf-8")
+            cfg = Config.fromfile(str(path))
+    except Exception as e:
+        raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
+                        "resume with the config file instead (--resume-from an older checkpoint)") from None
+    options = parse_cfg_options(cfg_options)
+    for key in options:
+        _check_key(cfg, key)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg

@@ -10,7 +10,6 @@ import math
 import os
 import os.path as osp
 import sys
-import tempfile
 from typing import Optional
 
 import torch
@@ -19,6 +18,11 @@ import random
 import numpy as np
 from mmcv.runner import HOOKS, RUNNERS, EpochBasedRunner, Hook, OptimizerHook
 from mmcv.runner.checkpoint import save_checkpoint
+
+from loce_cli.mmdet_ext.checkpoint_files import (load_state_file, newest_checkpoint, point_latest, prune_mid_epoch,
+                                                 rank_file, write_atomic)
+from loce_cli.mmdet_ext.loader_workers import shutdown_workers
+from loce_cli.mmdet_ext.preemption import Preempted
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,34 +35,137 @@ class NonFiniteLossError(RuntimeError):
 @RUNNERS.register_module()
 class LoceEpochBasedRunner(EpochBasedRunner):
     """``EpochBasedRunner`` whose checkpoints are written to a temporary name and renamed (an interrupted
-    write never leaves a half-written file), with ``latest.pth`` switched atomically to the newest one."""
+    write never leaves a half-written file), with ``latest.pth`` switched atomically to the newest one; which
+    can also write mid-epoch checkpoints (``stop_policy``: every N iterations, or on a stop signal) and resume
+    from one exactly: the rest of that epoch's batches in the same order, every random stream where it was.
 
+    Set by :func:`run_training`: ``stop_policy`` (:class:`~loce_cli.mmdet_ext.preemption.StopPolicy`) and
+    ``resumable`` (the loader's :class:`~loce_cli.mmdet_ext.resumable_sampler.ResumableSampler`)."""
+
+    stop_policy = None
+    resumable = None
+    mid_epoch_keep = 2  # mid-epoch checkpoints kept within an epoch: checkpoint_config.max_keep_ckpts, else 2
+    _resume_consumed = 0
+    _pending_rng = None
+
+    # -- writing ----------------------------------------------------------------------------------------------
     def save_checkpoint(self, out_dir, filename_tmpl="epoch_{}.pth", save_optimizer=True, meta=None,
                         create_symlink=True):
-        meta = dict(meta or {})
-        meta.update(epoch=self.epoch + 1, iter=self.iter, rng=rng_state())
+        """The epoch-end checkpoint (mmcv's ``CheckpointHook`` calls it on rank 0)."""
+        filename = filename_tmpl.format(self.epoch + 1)
+        meta = dict(meta or {}, epoch=self.epoch + 1, iter=self.iter, rng=rng_state())
+        self._write(out_dir, filename, meta, save_optimizer, create_symlink)
+        prune_mid_epoch(out_dir, self.mid_epoch_keep, epoch_end_iter=self.iter)
+
+    def _write(self, out_dir, filename, meta, save_optimizer=True, create_symlink=True) -> str:
         if self.meta is not None:
             meta = {**self.meta, **meta}
-        filename = filename_tmpl.format(self.epoch + 1)
         filepath = osp.join(out_dir, filename)
         optimizer = self.optimizer if save_optimizer else None
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        try:
-            save_checkpoint(self.model, tmp, optimizer=optimizer, meta=meta)
-            os.replace(tmp, filepath)
-        finally:
-            if osp.exists(tmp):
-                os.remove(tmp)
+        write_atomic(filepath, lambda tmp: save_checkpoint(self.model, tmp, optimizer=optimizer, meta=meta))
         if create_symlink:
-            link = osp.join(out_dir, "latest.pth")
-            tmp_link = osp.join(out_dir, f".latest.pth.{os.getpid()}.tmp")
-            if osp.lexists(tmp_link):
-                os.remove(tmp_link)
-            os.symlink(filename, tmp_link)
-            os.replace(tmp_link, link)
+            point_latest(out_dir, filename)
+        return filepath
 
+    def _write_rank_state(self, checkpoint: str, sampler_state=None) -> None:
+        """Rank > 0: this rank's own state beside ``checkpoint`` (its buffers: the LOCE memory above all; its
+        random streams; its data order), before rank 0 writes ``checkpoint`` itself."""
+        from mmcv.parallel import is_module_wrapper
 
+        module = self.model.module if is_module_wrapper(self.model) else self.model
+        state = dict(buffers={k: v.detach().cpu() for k, v in module.named_buffers()}, rng=rng_state(),
+                     rank=self.rank, iter=self.iter)
+        if sampler_state is not None:
+            state["sampler"] = sampler_state
+        write_atomic(rank_file(checkpoint, self.rank), lambda tmp: torch.save(state, tmp))
+
+    def save_mid_epoch(self, consumed: int) -> str:
+        """Every rank, at an iteration boundary: ``iter_N.pth`` (rank 0) and ``iter_N.rankR.pth`` (the others);
+        returns once the checkpoint is complete on every rank."""
+        filename = f"iter_{self.iter}.pth"
+        path = osp.join(self.work_dir, filename)
+        sampler_state = self.resumable.state(consumed) if self.resumable is not None else None
+        distributed = self.world_size > 1
+        if distributed:
+            import torch.distributed as dist
+
+            if self.rank != 0:
+                self._write_rank_state(path, sampler_state)
+            dist.barrier()  # rank files first: a rank-0 file on disk means a complete checkpoint
+        if self.rank == 0:
+            meta = dict(epoch=self.epoch, iter=self.iter, rng=rng_state(), mid_epoch=sampler_state)
+            self._write(self.work_dir, filename, meta)
+            prune_mid_epoch(self.work_dir, self.mid_epoch_keep)
+            self.logger.info(f"mid-epoch checkpoint {path} (epoch {self.epoch + 1}, {consumed}/"
+                             f"{len(self.data_loader)} batches)")
+        if distributed:
+            dist.barrier()
+        return path
+
+    def _epoch_end_rank_state(self) -> None:
+        """Several processes: ranks > 0 write their state for the epoch-end checkpoint rank 0 is about to write."""
+        if self.world_size <= 1:
+            return
+        from mmcv.runner import CheckpointHook
+
+        hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is None or not hook.by_epoch or not (
+                hook.every_n_epochs(self, hook.interval) or (hook.save_last and hook.is_last_epoch(self))):
+            return
+        import torch.distributed as dist
+
+        if self.rank != 0:
+            self._write_rank_state(osp.join(hook.out_dir or self.work_dir, f"epoch_{self.epoch + 1}.pth"))
+        dist.barrier()
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def train(self, data_loader, **kwargs):
+        """mmcv's epoch loop, starting part-way through the epoch after a mid-epoch resume, with the stop policy's
+        decision at each iteration boundary; the loader's workers are shut down when it ends early."""
+        import time
+
+        self.model.train()
+        self.mode = "train"
+        self.data_loader = data_loader
+        self._max_iters = self._max_epochs * len(data_loader)
+        self.call_hook("before_train_epoch")
+        time.sleep(2)  # as mmcv: keeps epoch transitions clear of worker start-up races
+        start, self._resume_consumed = self._resume_consumed, 0
+        if self.resumable is not None:
+            self.resumable.epoch = self.epoch
+        batches = iter(data_loader)  # draws the workers' base seed: after it, the streams continue as saved
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+        try:
+            for i, data_batch in enumerate(batches, start):
+                self.data_batch = data_batch
+                self._inner_iter = i
+                self.call_hook("before_train_iter")
+                self.run_iter(data_batch, train_mode=True, **kwargs)
+                self.call_hook("after_train_iter")
+                del self.data_batch
+                self._iter += 1
+                self._at_boundary(i + 1)
+        except BaseException:
+            shutdown_workers(batches)
+            raise
+        self._epoch_end_rank_state()
+        self.call_hook("after_train_epoch")
+        self._epoch += 1
+
+    def _at_boundary(self, consumed: int) -> None:
+        policy = self.stop_policy
+        if policy is None:
+            return
+        signame = policy.stop_now()
+        if signame is None and not policy.checkpoint_due(self.iter):
+            return
+        path = self.save_mid_epoch(consumed)
+        if signame is not None:
+            raise Preempted(signame, path, self.epoch + 1, consumed, len(self.data_loader), self.iter)
+
+    # -- reading ----------------------------------------------------------------------------------------------
     def load_checkpoint(self, filename, map_location="cpu", strict=False, revise_keys=[(r"^module.", "")]):
         checkpoint = super().load_checkpoint(filename, map_location, strict, revise_keys)
         self._loaded_meta = checkpoint.get("meta", {}) if isinstance(checkpoint, dict) else {}
@@ -66,11 +173,36 @@ class LoceEpochBasedRunner(EpochBasedRunner):
 
     def resume(self, checkpoint, resume_optimizer=True, map_location="default"):
         super().resume(checkpoint, resume_optimizer, map_location)
-        state = getattr(self, "_loaded_meta", {}).get("rng")
-        if isinstance(self.meta, dict):
-            self.meta.pop("rng", None)  # holds tensors, and the runner's meta is dumped to the JSON log
-        if state is not None:  # continue the random streams (data order, jitter, memory draws) exactly
+        loaded = getattr(self, "_loaded_meta", {})
+        # mmcv rescales the iteration count when the saved gpu_ids count differs from the world size; loce's
+        # gpu_ids is always this process's one device, so that would halve the count of every 2-process resume
+        self._epoch, self._iter = int(loaded["epoch"]), int(loaded["iter"])
+        state, mid = loaded.get("rng"), loaded.get("mid_epoch")
+        if isinstance(self.meta, dict):  # tensors; the runner's meta is dumped to the JSON log
+            for key in ("rng", "mid_epoch"):
+                self.meta.pop(key, None)
+        if self.world_size > 1 and self.rank != 0:
+            own = rank_file(checkpoint, self.rank)
+            if osp.exists(own):
+                state, mid = self._load_rank_state(own, mid)
+            else:
+                self.logger.warning(f"{own} is missing: rank {self.rank} continues from rank 0's memory and "
+                                    "random streams (the run goes on, not bit-exactly)")
+        if mid is not None and self.resumable is not None:
+            self._resume_consumed = self.resumable.resume_from(mid)
+            self._pending_rng = state  # set once the epoch's data iterator exists (it draws a seed)
+            self.logger.info(f"resuming inside epoch {self.epoch + 1} after {self._resume_consumed} batches")
+        elif state is not None:  # continue the random streams (data order, jitter, memory draws) exactly
             set_rng_state(state)
+
+    def _load_rank_state(self, path: str, mid):
+        from mmcv.parallel import is_module_wrapper
+
+        own = load_state_file(path)
+        module = self.model.module if is_module_wrapper(self.model) else self.model
+        device = next(iter(module.parameters())).device
+        module.load_state_dict({k: v.to(device) for k, v in own["buffers"].items()}, strict=False)
+        return own.get("rng"), own.get("sampler", mid)
 
 
 def rng_state() -> dict:
@@ -184,30 +316,35 @@ def checkpoint_meta(cfg, dataset) -> dict:
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:
-    """The newest ``epoch_N.pth`` in ``work_dir`` (``latest.pth`` when it resolves), or None."""
-    link = osp.join(work_dir, "latest.pth")
-    if osp.exists(link):
-        return osp.realpath(link)
-    best, best_n = None, -1
-    if osp.isdir(work_dir):
-        for name in os.listdir(work_dir):
-            if name.startswith("epoch_") and name.endswith(".pth"):
-                try:
-                    n = int(name[len("epoch_"):-len(".pth")])
-                except ValueError:
-                    continue
-                if n > best_n:
-                    best, best_n = osp.join(work_dir, name), n
-    return best
+    """The newest checkpoint in ``work_dir`` (``latest.pth`` when it resolves; else the newest ``epoch_N.pth`` or
+    mid-epoch ``iter_N.pth``), or None."""
+    return newest_checkpoint(work_dir)
 
 
 def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, stage: str, config_name: str,
-                 seed: int, deterministic: bool, evaluation: Optional[tuple] = None) -> dict:
+                 seed: int, deterministic: bool, evaluation: Optional[tuple] = None, checkpoint_every: int = 0,
+                 meta_extra: Optional[dict] = None) -> dict:
     """Build the dataset, model, data loader, wrapper, optimizer, runner and hooks from ``cfg``, load or resume
     (``cfg.load_from`` / ``cfg.resume_from``) and train. ``evaluation``: ``(interval, evaluate)`` to evaluate every
     ``interval`` epochs on rank 0 (:class:`~loce_cli.mmdet_ext.eval_hook.LoceEvalHook`; ``evaluate(checkpoint,
     epoch)`` comes from the engine), None for none. Returns epochs, iterations, the memory-init summary and the
-    evaluations' summaries by epoch."""
+    evaluations' summaries by epoch. ``checkpoint_every``: a mid-epoch checkpoint every N iterations (0: none);
+    SIGTERM / SIGUSR1 stop the run at the next iteration boundary with a mid-epoch checkpoint
+    (:class:`~loce_cli.mmdet_ext.preemption.Preempted` is raised). ``meta_extra``: more checkpoint metadata."""
+    from loce_cli.mmdet_ext.preemption import StopPolicy
+
+    policy = StopPolicy(checkpoint_every, distributed=distributed, device=device)
+    policy.install()  # from the start: a signal during start-up stops the run at its first iteration boundary
+    try:
+        return _run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=stage,
+                             config_name=config_name, seed=seed, deterministic=deterministic, evaluation=evaluation,
+                             policy=policy, meta_extra=meta_extra)
+    finally:
+        policy.restore()
+
+
+def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, seed, deterministic, evaluation,
+                  policy, meta_extra) -> dict:
     import time
 
     from loce_cli.errors import LoceError
@@ -226,18 +363,26 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
         logger.info(f"loce {stage}: {cfg.filename} -> {cfg.work_dir} ({world} process(es), {device})")
     set_random_seed(seed, deterministic=deterministic)
 
+    config_text = cfg.pretty_text  # as given: building the model fills defaults into cfg.model in place
     dataset = build_dataset(cfg.data.train)
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
     model.init_weights()
     model.CLASSES = dataset.CLASSES
-    loader = build_dataloader(dataset, cfg.data.samples_per_gpu, cfg.data.workers_per_gpu, num_gpus=1,
-                              dist=distributed, seed=seed, runner_type="EpochBasedRunner",
+    from loce_cli.mmdet_ext.resumable_sampler import PositionSeeded, make_resumable
+
+    workers = int(cfg.data.workers_per_gpu)
+    loader = build_dataloader(PositionSeeded(dataset) if workers else dataset, cfg.data.samples_per_gpu, workers,
+                              num_gpus=1, dist=distributed, seed=seed, runner_type="EpochBasedRunner",
                               persistent_workers=False)
     class_aware = class_aware_config(cfg)
     if class_aware is not None:  # cRT: class-balanced image sampling (its epoch is reseeded by the seed hook)
         loader = class_aware_loader(loader, cfg.data.samples_per_gpu, world, rank, seed)
         logger.info(f"class-aware sampling: {len(loader.sampler)} images per epoch per process, each drawn class "
                     f"first (cRT)")
+    from loce_cli.mmdet_ext.loader_workers import guard_workers
+
+    guard_workers(loader)  # workers die with this process, even on kill -9
+    resumable = make_resumable(loader, seed if workers else None)  # workers: augmentation seeded per position
     find_unused = bool(cfg.get("find_unused_parameters", False))
     model = wrap_model(model, distributed=distributed, device=device, find_unused_parameters=find_unused)
     if distributed and rank == 0:
@@ -248,11 +393,14 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
 
     optimizer = build_optimizer(model, cfg.optimizer)
     meta = checkpoint_meta(cfg, dataset)
-    meta.update(seed=seed, stage=stage, exp_name=config_name)
+    meta.update(seed=seed, stage=stage, exp_name=config_name, config=config_text, **(meta_extra or {}))
     runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
                           default_args=dict(model=model, optimizer=optimizer, work_dir=cfg.work_dir, logger=logger,
                                             meta=meta))
     runner.timestamp = timestamp
+    runner.stop_policy, runner.resumable = policy, resumable
+    keep = int((cfg.get("checkpoint_config") or {}).get("max_keep_ckpts", -1) or -1)
+    runner.mid_epoch_keep = keep if keep > 0 else LoceEpochBasedRunner.mid_epoch_keep  # mmcv's -1: keep all
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     opt_cfg.pop("type", None)
     optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
@@ -273,6 +421,7 @@ def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, 
             logger.info(f"evaluation every {interval} epoch(s) on rank 0 (work_dir/eval_epoch_N/metrics.json)")
     if cfg.resume_from:
         runner.resume(cfg.resume_from)
+        runner.meta.update(config=config_text, **(meta_extra or {}))  # later checkpoints: this run's settings
     elif cfg.load_from:
         runner.load_checkpoint(cfg.load_from)
     try:
