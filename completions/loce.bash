@@ -24,7 +24,7 @@ _loce_complete() {
         "inspect scores") opts="--split --lowest --plot --json --help -h"; valued="--split --lowest --plot" ;;
         "predict") opts="--out --score-thr --max-dets --device --split --cfg-options --force --json --help -h"; valued="--out --score-thr --max-dets --device --split --cfg-options" ;;
         "quickstart") opts="--work-dir --json --help -h"; valued="--work-dir" ;;
-        "report") opts="--split --metric --format --protocol --plot --help -h"; valued="--split --metric --format --protocol --plot" ;;
+        "report") opts="--split --metric --format --protocol --plot --allow-different-data --help -h"; valued="--split --metric --format --protocol --plot" ;;
         "train") opts="base --help -h"; valued="" ;;
         "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --json --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every" ;;
     esac

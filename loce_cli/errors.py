@@ -36,3 +36,29 @@ class OutputExistsError(LoceError):
 
 class EnvironmentProblem(LoceError):
     """A required package is missing or broken."""
+
+
+class DiskFullError(LoceError):
+    """The disk (or quota) filled while loce was writing a file."""
+
+
+class ImageDataError(DataError):
+    """One training / test image cannot be used (unreadable, empty, another size than annotated), named.
+
+    Raised inside DataLoader workers too: torch re-raises it in the main process as ``ImageDataError(text)``
+    where ``text`` is the worker's whole traceback; the constructor keeps only the original one-line message."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        if "Traceback" in message:
+            last = [line for line in message.strip().splitlines() if line.strip()][-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+            if " (hint: " in message and hint is None:
+                message, hint = message.split(" (hint: ", 1)
+                hint = hint.rstrip(")")
+        super().__init__(message, hint)
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.hint))

@@ -42,13 +42,26 @@ def engine_errors(fn: F) -> F:
             raise fail(e.one_line(), e.exit_code, getattr(e, "prefix", "error")) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as e:  # a full disk anywhere else than loce's atomic writers (logs, images, shards)
+            import errno
+
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or STATE["debug"]:
+                raise _unexpected(e) from None
+            from loce_cli.atomic import disk_full
+
+            raise fail(disk_full(e.filename or "an output file", 0, e).one_line()) from None
         except Exception as e:  # an unexpected bug: still one line unless --debug
             if STATE["debug"]:
                 raise
-            raise fail(f"unexpected {type(e).__name__}: {e} (hint: rerun with --debug for the traceback and "
-                       "report it)") from None
+            raise _unexpected(e) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(e: BaseException) -> "typer.Exit":
+    if STATE["debug"]:
+        raise e
+    return fail(f"unexpected {type(e).__name__}: {e} (hint: rerun with --debug for the traceback and report it)")
 
 
 _GROUP_STYLE = {"r": "red", "c": "yellow", "f": "blue"}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
+from typing import List, Optional
 
 import typer
 
@@ -47,5 +48,31 @@ app.add_typer(inspect.app, name="inspect")
 app.command("predict")(predict.predict)
 
 
+def expand_cfg_options(argv: List[str]) -> List[str]:
+    """mmdet's form ``--cfg-options a=1 b=2`` as Typer's repeated ``--cfg-options a=1 --cfg-options b=2``: the
+    ``KEY=VALUE`` words right after ``--cfg-options`` (up to the next option or a word without ``=``)."""
+    out: List[str] = []
+    in_options = False
+    for word in argv:
+        if word == "--":
+            in_options = False
+        elif word == "--cfg-options" or word.startswith("--cfg-options="):
+            in_options = True
+            out.append(word)
+            continue
+        elif in_options and not word.startswith("-") and "=" in word:
+            if out[-1] != "--cfg-options":
+                out.append("--cfg-options")
+            out.append(word)
+            continue
+        else:
+            in_options = False
+        out.append(word)
+    return out
+
+
 def main() -> None:
-    app()
+    import logging
+
+    logging.raiseExceptions = False  # a handler that cannot format a record drops it, no "--- Logging error ---"
+    app(args=expand_cfg_options(sys.argv[1:]))

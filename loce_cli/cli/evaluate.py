@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli._common import engine_errors, err, fail, out, print_json
-from loce_cli.cli.train import GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
+from loce_cli.cli.train import CFG_OPTIONS, GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
 
 
 @contextlib.contextmanager
@@ -55,13 +55,14 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                                                 help="fixed / pooled: detections kept per class over the dataset."),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="Where results.json, metrics.json and "
                                                                        "metrics.txt go (default: next to the "
-                                                                       "checkpoint, eval/)."),
-             cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="KEY=VALUE (repeatable)."),
+                                                                       "checkpoint, eval/; with --results: the "
+                                                                       "results file's folder)."),
+             cfg_options: Optional[List[str]] = CFG_OPTIONS,
              gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
              master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
              device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, "
                                                                           "else cpu)."),
-             force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+             force: bool = typer.Option(False, "--force", help="Overwrite an existing metrics.json in --out."),
              json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
     from loce_cli.engine import evaluate as ev
@@ -71,10 +72,10 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         if ann is None or config is not None:
             raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
                        2)
-        report = ev.evaluate_results(results, ann, metrics, split, max_dets, evaluator, _say, workers,
-                                     list(protocol or ["standard"]), dets_per_class)
-        if out_dir is not None:
-            ev.write_report(report, out_dir)
+        from loce_cli.engine.eval_outputs import evaluate_results_file
+
+        report, written = evaluate_results_file(results, ann, out_dir, force, metrics, split, max_dets, evaluator,
+                                                _say, workers, list(protocol or ["standard"]), dets_per_class)
     else:
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
@@ -124,5 +125,5 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                 t.add_row(c.name, "-" if c.ap is None else f"{100 * c.ap:.1f}",
                           "-" if c.image_count is None else str(c.image_count))
             out.print(t)
-    if out_dir is not None or results is None:
-        out.print(f"written: {(out_dir or checkpoint.parent / 'eval')}/metrics.json")
+    out.print(f"written: {written if results is not None else (out_dir or checkpoint.parent / 'eval')}"
+              f"{'' if results is not None else '/metrics.json'}")

@@ -66,6 +66,9 @@ def report(
                                                       "runs were evaluated with)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write per-class AP vs training instances (FILE.png) "
                                                              "and AP bars per group (FILE_groups.png)."),
+    allow_different_data: bool = typer.Option(False, "--allow-different-data",
+                                              help="Compare runs evaluated on different annotation files (refused "
+                                                   "otherwise), with a warning."),
 ) -> None:
     """AP / APr / APc / APf of one or more evaluated runs, with deltas against the first run."""
     from loce_cli.engine.report import FORMATS, build_report, plot_report, render_csv, render_markdown
@@ -73,7 +76,14 @@ def report(
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not supported (hint: one of {', '.join(FORMATS)})", 2)
     check_plot_path(plot)
-    result = build_report(runs, list(metric or []), split, list(protocol or []) or None)
+    result = build_report(runs, list(metric or []), split, allow_different_data, list(protocol or []) or None)
+    from rich.markup import escape
+
+    from loce_cli.cli._common import err
+
+    for note in result.notes:
+        if note.startswith("WARNING"):
+            err.print(f"[bold red]{escape(note)}[/]")  # loud, on stderr, whatever the --format
     if fmt == "json":
         print_json(result.to_dict())
     elif fmt == "md":

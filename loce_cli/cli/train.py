@@ -23,8 +23,9 @@ REQUEUE = typer.Option(False, "--requeue", help="Inside a Slurm job: when a sign
                                                 "(scontrol requeue $SLURM_JOB_ID).")
 SEED = typer.Option(0, "--seed", help="Random seed.")
 DETERMINISTIC = typer.Option(False, "--deterministic", help="Deterministic kernels (slower).")
-CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override a config key: KEY=VALUE (repeatable); the key must "
-                                                        "exist, e.g. runner.max_epochs=2.")
+CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override config keys: KEY=VALUE ... (mmdet's form, or the "
+                                                        "option repeated); each key must exist and the value have "
+                                                        "its type, e.g. runner.max_epochs=2 optimizer.lr=0.01.")
 FORCE = typer.Option(False, "--force", help="Start over in a --work-dir that already holds a run.")
 GPUS = typer.Option(0, "--gpus", min=0, help="GPUs on this node (torchrun, NCCL).")
 NPROC = typer.Option(1, "--nproc", min=1, help="CPU processes on this node (torchrun, gloo).")

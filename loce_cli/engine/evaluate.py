@@ -55,6 +55,7 @@ class EvalReport:
     seconds: float
     checkpoint: Optional[str] = None
     config: Optional[str] = None
+    annotation_sha256: Optional[str] = None  # what `loce report` compares (engine/data_identity.py)
     protocols: Dict[str, "ProtocolResult"] = field(default_factory=dict)  # fixed / pooled (standard: metrics)
     warnings: List[str] = field(default_factory=list)
 
@@ -138,15 +139,20 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
     chosen = make_protocols(protocols, max_dets, dets_per_class)
     from loce_cli.engine._io import gc_paused
 
+    from loce_cli.engine.data_identity import annotation_sha256
+
     with gc_paused():  # millions of acyclic objects (results, the APIs' indexes): no cyclic-GC rescans
         if [p.name for p in chosen] != ["standard"]:
             from loce_cli.engine.evaluation.protocol_report import evaluate_protocol_results
 
-            return evaluate_protocol_results(Path(results_file), Path(ann_file), metrics, split, max_dets,
-                                             evaluator, chosen, workers, say)
-        if evaluator == "streaming":
-            return _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
-        return _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+            report = evaluate_protocol_results(Path(results_file), Path(ann_file), metrics, split, max_dets,
+                                               evaluator, chosen, workers, say)
+        elif evaluator == "streaming":
+            report = _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
+        else:
+            report = _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
+    report.annotation_sha256 = annotation_sha256(Path(ann_file))
+    return report
 
 
 def _evaluate_streaming(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int,
@@ -167,7 +173,7 @@ def _evaluate_streaming(results_file: Path, ann_file: Path, metrics: List[str], 
 def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int, evaluator: str,
               say: Callable[[str], None]) -> EvalReport:
     start = time.perf_counter()
-    gt_data, results = load_checked(results_file, ann_file, metrics)
+    gt_data, results = load_checked(results_file, ann_file, metrics, say)
     if evaluator == "fast":
         out = _run_fast(gt_data, results, metrics, max_dets, say)
     else:
@@ -175,10 +181,12 @@ def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str
     return EvalReport(str(ann_file), str(results_file), evaluator, max_dets, split, out, time.perf_counter() - start)
 
 
-def load_checked(results_file: Path, ann_file: Path, metrics: Sequence[str]):
+def load_checked(results_file: Path, ann_file: Path, metrics: Sequence[str], say=None):
     """The annotation file and the results list for an in-memory evaluator, checked against each other."""
+    from loce_cli.engine.evaluation.validation import validate_file
     from loce_cli.engine.stats import load_annotation_json
 
+    validate_file(results_file, ann_file, "segm" in metrics, say or (lambda _m: None))  # the streaming checks
     gt_data = load_annotation_json(Path(ann_file))
     results = _load_results(Path(results_file))
     img_ids = {im["id"] for im in gt_data["images"]}
@@ -291,19 +299,21 @@ def _run_fast(gt_data: dict, results: list, metrics: Sequence[str], max_dets: in
 
 
 def write_report(report: EvalReport, out: Path) -> Path:
-    """metrics.json and a plain-text table in ``out`` (written atomically)."""
-    from loce_cli.engine._io import atomic_path, write_json_atomic
+    """metrics.json and a plain-text table in ``out``, written as a set: both or neither (metrics.json, the file
+    the next eval tests for, is renamed last)."""
+    from loce_cli.atomic import atomic_paths
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "metrics.json", report.to_dict(), indent=2)
     lines = [f"{'metric':<6} " + " ".join(f"{k:>6}" for k in SUMMARY_KEYS)]
     for metric, r in report.metrics.items():
         lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS))
     for name, p in report.protocols.items():  # AP-fixed / AP-pool rows
         for metric, r in p.metrics.items():
             lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS) + f"  {name}")
-    with atomic_path(out / "metrics.txt") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    payloads = [("\n".join(lines) + "\n").encode(), (json.dumps(report.to_dict(), indent=2) + "\n").encode()]
+    with atomic_paths([out / "metrics.txt", out / "metrics.json"], sum(map(len, payloads))) as temps:
+        for tmp, payload in zip(temps, payloads):
+            tmp.write_bytes(payload)
     return out / "metrics.json"
 
 
@@ -363,7 +373,14 @@ def evaluate_model(req: EvalRequest, progress: Optional[Callable[[int, int], Non
                    say: Optional[Callable[[str], None]] = None) -> EvalReport:
     """Inference of ``req.checkpoint`` on the config's test set (this process, or N processes through torchrun,
     results gathered on rank 0), the LVIS results JSON, evaluation, ``metrics.json`` + ``metrics.txt``."""
+    from loce_cli.engine.locks import locked, takes_lock
+
     _validate_eval(req)
+    with locked(Path(req.out), "--out", take=takes_lock(req.launch)):  # one live evaluation per --out
+        return _evaluate_model(req, progress, say)
+
+
+def _evaluate_model(req: EvalRequest, progress, say) -> Optional[EvalReport]:
     if req.launch.starts_processes():
         from loce_cli.engine.launch import run_torchrun
 

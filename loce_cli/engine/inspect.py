@@ -16,16 +16,10 @@ MEMORY_PREFIX = "roi_head.memory."
 
 def _load(path: Path) -> dict:
     """The checkpoint dict, memory-mapped (a LOCE memory can be gigabytes; only what is read is paged in)."""
-    import torch
+    from loce_cli.core.checkpoint_io import load_checkpoint_file
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist", "check the path (e.g. WORK_DIR/latest.pth)")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise DataError(f"{path} is not a readable checkpoint ({type(e).__name__})",
-                        "the file may be truncated or not a PyTorch checkpoint") from None
+    ckpt = load_checkpoint_file(path, map_location="cpu", mmap=True)  # weights only
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict", ckpt), dict):
         raise DataError(f"{path} is not a model checkpoint", "pass a checkpoint written by loce")
     return ckpt

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from loce_cli.core.annotations import BOX_TOLERANCE, boxes_outside  # shared with the dataset
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS, frequency_group
 from loce_cli.engine._io import gc_paused
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
@@ -42,7 +43,6 @@ VERSIONS = ("v1", "v0.5")
 CHECK_IMAGES = ("all", "sample", "none")
 SAMPLE_IMAGES = 200  # per annotation file with --check-images sample
 EXAMPLES = 3  # examples kept per problem kind
-BOX_TOLERANCE = 1.0  # pixels a box may reach beyond the image border (rounding of polygon bounds)
 OFFICIAL = {  # classes and classes per frequency group (r, c, f) of the official releases
     "v1": (1203, {"r": 337, "c": 461, "f": 405}),
     "v0.5": (1230, {"r": 454, "c": 461, "f": 315}),
@@ -635,8 +635,7 @@ def _check_boxes(anns: list, ann_ids: np.ndarray, img_row: np.ndarray, widths: n
     rows = np.where(has_img, img_row, 0)
     W, H = widths[rows], heights[rows]
     tol = BOX_TOLERANCE
-    outside = has_img & np.isfinite(W) & np.isfinite(H) & (
-        (x < -tol) | (y < -tol) | (x + w > W + tol) | (y + h > H + tol))
+    outside = has_img & np.isfinite(W) & np.isfinite(H) & boxes_outside(boxes, W, H, tol)
     for i in np.flatnonzero(outside)[:EXAMPLES]:
         problems.add("box-outside", f"annotation id {ann_ids[i]}: bbox {[round(float(v), 2) for v in boxes[i]]} in "
                                     f"a {W[i]:g} x {H[i]:g} image", 0)
@@ -1051,11 +1050,8 @@ def _link(target: Path, link: Path) -> Path:
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary name in ``path``'s folder, then rename (readable like a normal file)."""
+    """Write ``payload`` to a temporary name in ``path``'s folder, then rename (mode from the umask)."""
     from loce_cli.engine._io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)

@@ -68,6 +68,15 @@ def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], 
 
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+    """:func:`_run_quickstart` holding ``work_dir``'s lock (two quickstarts in one folder: the second is refused)."""
+    from loce_cli.engine.locks import locked
+
+    with locked(Path(work_dir), "--work-dir"):
+        return _run_quickstart(work_dir, echo, cfg_options, synth_options)
+
+
+def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
+                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
     """synthetic data -> base training -> LOCE fine-tune -> evaluation of both -> pictures of both models'
     predictions (``predictions/``) under ``work_dir``.
 

@@ -143,9 +143,10 @@ def _stat(values: List[float]) -> Stat:
 
 
 def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all",
-                 protocols: Optional[Sequence[str]] = None) -> Report:
-    """Load, check and summarise the runs named by ``runs`` (see ``_resolve``); ``protocols``: which of
-    standard / fixed / pooled (default: standard and each other one that every run carries)."""
+                 allow_different_data: bool = False, protocols: Optional[Sequence[str]] = None) -> Report:
+    """Load, check and summarise the runs named by ``runs`` (see ``_resolve``). Runs evaluated on different
+    annotation files are refused, or with ``allow_different_data`` reported with a warning note.
+    ``protocols``: which of standard / fixed / pooled (default: standard and each other one every run carries)."""
     if not runs:
         raise LoceUsageError("no runs given", "loce report RUN_OR_METRICS... (eval --out directories)")
     try:
@@ -163,6 +164,9 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     for _label, items in loaded:
         for src, rep in items:
             _same_classes(ref, ref_src, rep, src)
+    from loce_cli.engine.report_data import check_same_data
+
+    data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
     shown = _protocols(loaded, protocols)
     keys = [_key(m, p) for p in shown for m in METRICS]
     available = [k for k in keys if all(_has(rep, k) for _l, items in loaded for _s, rep in items)]
@@ -170,7 +174,7 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     if not chosen:
         raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in every run",
                         "evaluate all runs with the same --metric")
-    report = Report([], chosen, split)
+    report = Report([], chosen, split, notes=list(data_notes))
     labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
         report.notes.append("several runs share a label; name them with LABEL=PATH")

@@ -191,20 +191,11 @@ def epoch_evaluator(req: TrainRequest, device: str):
 
 
 def read_checkpoint(path: Path) -> dict:
-    """Load a checkpoint's dict on the CPU, with one-line errors for missing, truncated or foreign files."""
-    import torch
+    """Load a checkpoint's dict on the CPU (weights only, memory-mapped: checking a LOCE checkpoint's meta does
+    not read its 4.8 GB feature memory), with one-line errors for missing, truncated, foreign or pickled files."""
+    from loce_cli.core.checkpoint_io import load_checkpoint_file
 
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist", "check the path (e.g. WORK_DIR/latest.pth)")
-    try:  # memory-mapped: checking a LOCE checkpoint's meta does not read its 4.8 GB feature memory
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # legacy (pre-zip) files cannot be mapped; damaged ones fail again below with their error
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise DataError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:120]})",
-                            "the file may be truncated or not a PyTorch checkpoint; use another one") from None
+    ckpt = load_checkpoint_file(path, map_location="cpu", mmap=True)
     if not isinstance(ckpt, dict):
         raise DataError(f"{path} is not a model checkpoint (holds a {type(ckpt).__name__})",
                         "pass a checkpoint written by loce or mmdet")
@@ -278,29 +269,34 @@ def prepare_work_dir(req: TrainRequest) -> Path:
 
 def train(req: TrainRequest) -> TrainResult:
     """Validate, then train in this process or launch the processes (torchrun) and wait for them."""
+    from loce_cli.engine.locks import locked, takes_lock
     from loce_cli.engine.resume import plan_resume, warn
 
     work_dir = Path(req.work_dir or default_work_dir(req.config, req.stage))
-    plan = plan_resume(req, work_dir) if req.resume is not None else None  # the run's own settings
-    req.resume = plan.checkpoint if plan is not None else None
-    if plan is not None:
-        req.seed = plan.seed
-    validate(req)
-    if plan is not None and plan.finished:
-        return TrainResult(str(work_dir), plan.checkpoint, plan.epoch, plan.iteration, 0.0,
-                           req.launch.world_size(), req.launch.resolved_device(),
-                           note=f"the run in {work_dir} is finished ({plan.epoch} epochs, {plan.iteration} "
-                                f"iterations; {plan.checkpoint}): nothing to train (extend it with --cfg-options "
-                                f"runner.max_epochs=N)")
-    work_dir = prepare_work_dir(req)
-    req.work_dir = str(work_dir)
-    if env_rank() == 0:
-        for line in plan.warnings if plan is not None else ():
-            warn(line)
-        _clean_start(work_dir)
-    if req.launch.starts_processes():
-        return _launch_torchrun(req, work_dir)
-    return run_worker(req)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise OutputExistsError(f"--work-dir {work_dir} is a file", "choose a directory")
+    # the lock first: a live run's checkpoints are neither read for a resume nor deleted by --force
+    with locked(work_dir, "--work-dir", take=takes_lock(req.launch)):
+        plan = plan_resume(req, work_dir) if req.resume is not None else None  # the run's own settings
+        req.resume = plan.checkpoint if plan is not None else None
+        if plan is not None:
+            req.seed = plan.seed
+        validate(req)
+        if plan is not None and plan.finished:
+            return TrainResult(str(work_dir), plan.checkpoint, plan.epoch, plan.iteration, 0.0,
+                               req.launch.world_size(), req.launch.resolved_device(),
+                               note=f"the run in {work_dir} is finished ({plan.epoch} epochs, {plan.iteration} "
+                                    f"iterations; {plan.checkpoint}): nothing to train (extend it with "
+                                    f"--cfg-options runner.max_epochs=N)")
+        work_dir = prepare_work_dir(req)
+        req.work_dir = str(work_dir)
+        if env_rank() == 0:
+            for line in plan.warnings if plan is not None else ():
+                warn(line)
+            _clean_start(work_dir)
+        if req.launch.starts_processes():
+            return _launch_torchrun(req, work_dir)
+        return run_worker(req)
 
 
 def _clean_start(work_dir: Path) -> None:

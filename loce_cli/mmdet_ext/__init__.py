@@ -7,7 +7,8 @@ so any mmdet config can use them with ``custom_imports=dict(imports=['loce_cli.m
 
 It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use), and
 :func:`loce_cli.mmdet_ext.cuda_ops.install` (RoIAlign / NMS on CUDA through torchvision when mmcv-full was
-built without CUDA ops) and :func:`loce_cli.mmdet_ext.parallel_compat.install` (mmcv's GPU scatter on torch 2.x).
+built without CUDA ops), :func:`loce_cli.mmdet_ext.parallel_compat.install` (mmcv's GPU scatter on torch 2.x)
+and :func:`loce_cli.mmdet_ext.checkpoint_hooks.install` (mmcv's checkpoint loads through loce's weights-only loader).
 """
 
 from loce_cli import compat
@@ -15,10 +16,11 @@ from loce_cli import compat
 compat.apply()
 compat.quiet_known_noise()
 
-from loce_cli.mmdet_ext import cuda_ops, parallel_compat  # noqa: E402
+from loce_cli.mmdet_ext import checkpoint_hooks, cuda_ops, parallel_compat  # noqa: E402
 
 cuda_ops.install()
 parallel_compat.install()
+checkpoint_hooks.install()  # every mmcv / mmdet checkpoint load: weights only, through loce's one loader
 
 # noqa: E402 below: registration needs the compat step first.
 from loce_cli.mmdet_ext.datasets import LoceLVISDataset  # noqa: E402

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
-import tempfile
+from pathlib import Path
 from typing import Callable, List, Optional
 
 CHECKPOINT_RE = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
@@ -26,19 +26,15 @@ STALE_TMP_RE = re.compile(r"^\.(?:[\w.-]+\.(?:pth|json|txt|py))\.(?:[a-z0-9_]{8}
 
 
 def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary name beside ``path``, fsync, rename; on any error nothing under ``path``
-    changes and the temporary file is removed."""
-    directory, name = osp.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
-    os.close(fd)
-    try:
-        write(tmp)
+    """``write(tmp)`` to a temporary name beside ``path`` (mode from the umask), fsync, rename; on any error
+    nothing under ``path`` changes and the temporary file is removed; a full disk is one line naming ``path``
+    (:func:`loce_cli.atomic.atomic_path`)."""
+    from loce_cli.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        write(str(tmp))
         with open(tmp, "rb") as f:  # on disk before the rename: a crash never leaves a short file under `path`
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def point_latest(work_dir: str, filename: str) -> None:
@@ -127,6 +123,6 @@ def remove_stale_tmp(work_dir: str) -> List[str]:
 
 def load_state_file(path: str) -> dict:
     """Read one of loce's own state files (a rank file) on the CPU, tensors and plain containers only."""
-    import torch
+    from loce_cli.core.checkpoint_io import load_checkpoint_file
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint_file(path, map_location="cpu")

@@ -1,42 +1,44 @@
-"""mmcv config loading with one-line errors, and ``--cfg-options KEY=VALUE`` that must name existing keys."""
+"""mmcv config loading with one-line errors, and ``--cfg-options KEY=VALUE``: parsed as mmdet parses them,
+naming existing keys, each value of the type the key already has."""
 
 from __future__ import annotations
 
 from pathlib import Path
-import ast
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 from loce_cli.errors import DataError, LoceUsageError
 
 
+_EXAMPLE = "e.g. --cfg-options runner.max_epochs=2 optimizer.lr=0.01"
+
+
 def parse_value(text: str) -> Any:
-    """``KEY=VALUE`` value: a Python literal (number, bool, None, list, tuple, dict, quoted string) or a plain
-    string; ``a,b,c`` becomes a list."""
+    """``KEY=VALUE`` value as mmdet's tools parse it (mmcv's ``DictAction``): int, float, true/false (any case),
+    None, ``a,b,c`` or ``[a,b]`` a list, ``(a,b)`` a tuple (nested brackets too), otherwise the string."""
+    from mmcv import DictAction
+
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        pass
-    if text in ("true", "false"):
-        return text == "true"
-    if "," in text and not text.startswith(("[", "(", "{")):
-        return [parse_value(part) for part in text.split(",")]
-    return text
+        return DictAction._parse_iterable(text)
+    except AssertionError:  # mmcv asserts on unbalanced brackets
+        raise LoceUsageError(f"--cfg-options value {text!r} has unbalanced brackets", _EXAMPLE) from None
 
 
-def parse_cfg_options(options: Sequence[str]) -> Dict[str, Any]:
-    parsed: Dict[str, Any] = {}
+def parse_cfg_options(options: Sequence[str]) -> Dict[str, Tuple[str, Any]]:
+    """``{key: (the value's text, the parsed value)}``; later options win, as in mmdet."""
+    parsed: Dict[str, Tuple[str, Any]] = {}
     for item in options or []:
         if "=" not in item:
-            raise LoceUsageError(f"--cfg-options {item!r} is not KEY=VALUE", "e.g. --cfg-options runner.max_epochs=2")
+            raise LoceUsageError(f"--cfg-options {item!r} is not KEY=VALUE", _EXAMPLE)
         key, value = item.split("=", 1)
         key = key.strip()
         if not key:
-            raise LoceUsageError(f"--cfg-options {item!r} has an empty key", "e.g. --cfg-options optimizer.lr=0.01")
-        parsed[key] = parse_value(value.strip())
+            raise LoceUsageError(f"--cfg-options {item!r} has an empty key", _EXAMPLE)
+        parsed[key] = (value.strip(), parse_value(value.strip()))
     return parsed
 
 
-def _check_key(cfg, key: str) -> None:
+def _existing(cfg, key: str) -> Any:
+    """The current value at ``key``; a one-line usage error when the key does not exist."""
     node: Any = cfg
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -50,6 +52,63 @@ def _check_key(cfg, key: str) -> None:
                 f"--cfg-options key {key!r} does not exist ({part!r} is not in {where})",
                 f"keys there: {', '.join(options)}" if options else "check the key against the config")
         node = node[part]
+    return node
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "a bool (true or false)"
+    if isinstance(value, int):
+        return "an int"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__}"
+    if hasattr(value, "keys"):
+        return "a dict"
+    return "a string"
+
+
+def typed_value(key: str, text: str, value: Any, current: Any) -> Any:
+    """``value`` checked against the type of the key's ``current`` value (None accepts anything): an int key
+    takes an int, a number key an int or float, a bool key true/false, a list or tuple key a list or tuple
+    (given back as the key's own type; a number alone makes a list of one), a string key the text as given; None unsets a dict, list or string key;
+    a dict is otherwise set key by key."""
+    def refuse(example: str) -> LoceUsageError:
+        return LoceUsageError(f"--cfg-options {key}={text}: {key} is {_kind(current)} in the config "
+                              f"(now {current!r}), not {_kind(value)}", f"e.g. --cfg-options {key}={example}")
+
+    if current is None:
+        return value
+    if value is None and not isinstance(current, (bool, int, float)):  # e.g. optimizer_config.grad_clip=None
+        return None
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise refuse("true")
+    if isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise refuse(str(current))
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise refuse(repr(current))
+    if isinstance(current, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return type(current)(value)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and (isinstance(current, list) or len(current) == 1):  # lr_config.step=3 -> [3]
+            return type(current)([value])
+        raise refuse(",".join(str(v) for v in current) if current else "[a,b]")
+    if isinstance(current, str):
+        return text.strip("'\"")
+    if hasattr(current, "keys"):
+        raise LoceUsageError(f"--cfg-options {key}={text}: {key} is a dict in the config",
+                             f"set its keys one by one, e.g. --cfg-options {key}.{next(iter(current), 'KEY')}=VALUE")
+    return value
 
 
 def load_config(path: Path, cfg_options: Sequence[str] = ()):
@@ -70,9 +129,8 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
         raise DataError(f"config {path} refers to a missing file: {e}", "check its _base_ paths") from None
     except Exception as e:  # mmcv raises many kinds for malformed configs
         raise DataError(f"config {path} cannot be loaded: {type(e).__name__}: {e}", "fix the config") from None
-    options = parse_cfg_options(cfg_options)
-    for key in options:
-        _check_key(cfg, key)
+    options = {key: typed_value(key, text, value, _existing(cfg, key))
+               for key, (text, value) in parse_cfg_options(cfg_options).items()}
     if options:
         cfg.merge_from_dict(options)
     return cfg

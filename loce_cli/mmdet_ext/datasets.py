@@ -51,6 +51,9 @@ class LoceLVISDataset(LVISV1Dataset):
         self._loce_meta = loce_meta
         self.meta = None
         super().__init__(*args, classes=classes, **kwargs)
+        from loce_cli.mmdet_ext.dataset_checks import insert_size_check
+
+        insert_size_check(self.pipeline)  # an image of another size than annotated: one line naming it
 
     def load_annotations(self, ann_file):
         from lvis import LVIS
@@ -85,6 +88,10 @@ class LoceLVISDataset(LVISV1Dataset):
             if train:  # training-set counts, also for a val dataset
                 self.class_image_count = tuple(train["image_count"])
                 self.class_instance_count = tuple(train["instance_count"])
+        if meta is None:  # not through `loce data prep` (which refuses such boxes for the whole file)
+            from loce_cli.mmdet_ext.dataset_checks import check_boxes_inside
+
+            check_boxes_inside(self.coco, ann_file)
         self.img_ids = self.coco.get_img_ids()
         data_infos = []
         for i in self.img_ids:
@@ -92,6 +99,16 @@ class LoceLVISDataset(LVISV1Dataset):
             info["filename"] = image_relpath(info)
             data_infos.append(info)
         return data_infos
+
+    def prepare_train_img(self, idx):
+        from loce_cli.mmdet_ext.dataset_checks import load_checked
+
+        return load_checked(self, idx, super().prepare_train_img)  # one line naming the image, size checked
+
+    def prepare_test_img(self, idx):
+        from loce_cli.mmdet_ext.dataset_checks import load_checked
+
+        return load_checked(self, idx, super().prepare_test_img)
 
     def _read_meta(self, ann_file):
         """``loce_meta.json`` next to ``ann_file`` if it describes this file (None when absent and optional)."""

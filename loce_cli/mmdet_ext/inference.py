@@ -38,10 +38,9 @@ def load_detector(cfg, checkpoint: Path, device: str):
     if isinstance(model_cfg.get("roi_head", {}).get("memory"), dict):
         model_cfg.roi_head.memory["queue_size"] = 1
     model = build_detector(model_cfg, test_cfg=cfg.get("test_cfg"))
-    try:
-        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # a legacy (pre-zip) file cannot be mapped
-        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    from loce_cli.core.checkpoint_io import load_checkpoint_file
+
+    ckpt = load_checkpoint_file(checkpoint, map_location="cpu", mmap=True)  # weights only; legacy files read
     state = ckpt.get("state_dict", ckpt)
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
              if not k.replace("module.", "", 1).startswith(TRAINING_STATE[0])}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from loce_cli.errors import ImageDataError
+
 ROOT = Path(__file__).resolve().parents[2]
 LVIS = ROOT / "configs" / "lvis"
 CONFIGS = sorted(p.name for p in LVIS.glob("*.py"))
@@ -144,9 +146,9 @@ def test_old_v05_loce_config_fails_this_test(in_lvis_workdir, tmp_path):
     old = tmp_path / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py"
     old.write_text(OLD_LOCE_V05.format(base=LVIS / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"))
     cfg = load_shipped(old)
-    with pytest.raises(FileNotFoundError, match="train2017/train2017"):
+    with pytest.raises(ImageDataError, match=r"image \S*train2017/train2017/\S* does not exist"):  # one line
         check_train_set(cfg, old.name)
-    with pytest.raises(FileNotFoundError, match="val2017/val2017"):
+    with pytest.raises(ImageDataError, match=r"image \S*val2017/val2017/\S* does not exist"):
         check_test_set(cfg, old.name)
 
 

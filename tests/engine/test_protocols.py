@@ -260,7 +260,8 @@ def test_cli_protocols_and_bad_input(tiny_dataset, tmp_path):
     assert set(out["protocols"]) == {"fixed"} and out["protocols"]["fixed"]["dets_per_class"] == 10
     assert "bbox" in out["metrics"] and "warning" not in r.stderr
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["protocols"]["fixed"]["metrics"]
-    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--metric", "bbox", "--protocol", "pooled"])
+    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--metric", "bbox", "--protocol", "pooled",
+                            "--force"])
     assert r.exit_code == 0 and "AP-pool" in r.stdout
     for bad, what in ((["--protocol", "coco"], "--protocol"), (["--dets-per-class", "0"], "--dets-per-class")):
         r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, *bad])
@@ -283,7 +284,8 @@ def test_capped_results_get_a_warning(tmp_path):
             for im in images for _ in range(300)]
     (tmp_path / "r.json").write_text(json.dumps(dets))
     runner = CliRunner()
-    args = ["eval", "--results", str(tmp_path / "r.json"), "--ann", str(tmp_path / "a.json"), "--metric", "bbox"]
+    args = ["eval", "--results", str(tmp_path / "r.json"), "--ann", str(tmp_path / "a.json"), "--metric", "bbox",
+            "--force"]
     r = runner.invoke(app, args + ["--protocol", "fixed"])
     assert r.exit_code == 0, r.output
     assert "warning:" in r.stderr and "capped at 300" in r.stderr and "not AP-fixed" in r.stderr
@@ -297,14 +299,15 @@ def test_capped_results_get_a_warning(tmp_path):
 
 
 def test_detections_not_chosen_are_still_validated(tiny_dataset, tmp_path):
-    """The second pass keeps only the chosen detections but checks every one: a bad, never-chosen one still fails."""
+    """The second pass keeps only the chosen detections; every detection passes the per-block checks (unknown
+    ids: a never-chosen one still fails), the column checks (box sizes, ...) see the chosen ones."""
     from loce_cli.errors import DataError
 
     dets = _with_false_positives(_results(tiny_dataset, with_masks=False), tiny_dataset)
-    bad = dict(dets[0], score=0.0, bbox=[1.0, 1.0, -3.0, 2.0])  # lowest score: outside every top k
+    bad = dict(dets[0], score=1.0, bbox=[1.0, 1.0, -3.0, 2.0])  # the highest score: chosen
     (tmp_path / "r.json").write_text(json.dumps(dets + [bad]))
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
-    with pytest.raises(DataError, match="negative box width"):
+    with pytest.raises(DataError, match="negative"):
         evaluate_results(tmp_path / "r.json", ann, ["bbox"], protocols=["fixed"], dets_per_class=3)
     unknown = dict(dets[0], score=0.0, image_id=10 ** 9)
     (tmp_path / "u.json").write_text(json.dumps(dets + [unknown]))

@@ -26,7 +26,7 @@ def _polygon(rng, x, y, w, h, n=10):
 def make_set(root: Path, seed: int = 0, images: int = 40, classes: int = 12, ties: bool = True):
     """An LVIS-format val file and detections that exercise every rule: ties in score (within and across
     images), zero-area boxes and annotations, ``ignore`` flags, negative and not-exhaustive categories, detections
-    of categories an image says nothing about, images over the detection cap, duplicated boxes."""
+    of categories an image says nothing about, images over the detection cap, repeated boxes."""
     from pycocotools import mask as mask_utils
 
     rng = np.random.default_rng(seed)
@@ -83,8 +83,8 @@ def make_set(root: Path, seed: int = 0, images: int = 40, classes: int = 12, tie
             mask["counts"] = mask["counts"].decode()
             det = dict(image_id=img_id, category_id=c, bbox=[bx, by, bw, bh], score=score, segmentation=mask)
             dets.append(det)
-            if rng.random() < 0.05:
-                dets.append(dict(det))  # an exact duplicate
+            if rng.random() < 0.05:  # the same box again with another score (exact duplicates are refused)
+                dets.append(dict(det, score=round(score + 0.1 if score < 0.9 else score - 0.1, 12)))
     rng.shuffle(dets)  # results in no particular order
     root.mkdir(parents=True, exist_ok=True)
     ann_file, res_file = root / "val.json", root / "results.json"

@@ -48,7 +48,7 @@ def _in_memory(results_file: Path, ann_file: Path, metrics: List[str], max_dets:
     from loce_cli.engine.evaluate import MetricResult, _copy_det, _run_fast, _run_lvis, load_checked
     from loce_cli.engine.evaluation.protocol_adapters import columns, run_fixed, run_pooled
 
-    gt_data, dets = load_checked(results_file, ann_file, metrics)
+    gt_data, dets = load_checked(results_file, ann_file, metrics, say)
     warnings: List[str] = []
     if any(p.per_class is not None for p in protocols):
         img, _cat, _score = columns(dets, gt_data)

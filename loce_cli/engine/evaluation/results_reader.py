@@ -6,7 +6,8 @@ The top-level array is cut into blocks of whole detections (a cut after a ``}`` 
 further) and each block is decoded by msgspec into typed records. Mask RLE counts go to a temporary spill file;
 the evaluator reads back only the masks it needs (detections in an (image, category) with ground truth).
 Everything is validated before any image is evaluated: not an array, truncated, not JSON, missing fields,
-non-finite numbers, negative box sizes, unknown images or categories, masks of the wrong size.
+non-finite numbers, unknown images or categories, masks of the wrong size here; scores outside [0, 1], boxes
+not finite or of size <= 0 and exact duplicates in ``validation`` (every evaluator goes through both).
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ def _decode_before_last_cut(decoder, buf: bytearray, first: int, path: Path, con
 
 def _refuse_non_finite(raw: bytes, path: Path, consumed: int) -> None:
     if _NON_FINITE.search(raw):
-        raise DataError(f"{path} holds a non-finite number (NaN or Infinity) after byte {consumed:,}",
-                        "scores and boxes must be finite numbers; fix the model output")
+        from loce_cli.engine.evaluation.validation import scan_non_finite
+
+        first, count = scan_non_finite(path)
+        raise DataError(f"{path}: {count:,} non-finite number{'s' if count > 1 else ''} (NaN or Infinity) (the "
+                        f"first: detection {first})", "scores and boxes must be finite numbers; fix the model output")
 
 
 def _decode(decoder, raw, first: int, path: Path, consumed: int) -> list:
@@ -222,8 +226,9 @@ def _decode(decoder, raw, first: int, path: Path, consumed: int) -> list:
 def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optional[str] = None,
                  say: Optional[Callable[[str], None]] = None, keep: Optional[np.ndarray] = None) -> Detections:
     """Read and validate ``path`` against ``gt``; raises ``DataError`` before anything is evaluated. With
-    ``keep`` (sorted file positions) every detection is still validated but only those are kept, in file
-    order (the columns' index is then the rank in ``keep``)."""
+    ``keep`` (sorted file positions) only those detections are kept, in file order (the columns' index is then
+    the rank in ``keep``): every detection passes the per-block checks (ids, bbox length, mask sizes), the
+    column checks (scores, boxes, duplicates) see the kept ones."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results file {path} does not exist", "pass an LVIS results JSON")
@@ -232,7 +237,8 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
     imgs, cats, scores, boxes, areas = [], [], [], [], []
     spill = RleSpill(spill_dir) if with_masks else None
     has_box: Optional[bool] = None
-    bad_img = bad_cat = neg_size = bad_size = 0
+    bad_img = bad_cat = bad_size = 0
+    first_img = first_cat = first_size = None  # (file position, what) of the first offender of each kind
     try:
         for first, items in iter_blocks(path):
             n = len(items)
@@ -241,6 +247,12 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
             img, cat = gt.image_index(img_id), gt.cat_index(cat_id)
             bad_img += int((img < 0).sum())
             bad_cat += int((cat < 0).sum())
+            if first_img is None and (img < 0).any():
+                k = int(np.argmax(img < 0))
+                first_img = (first + k, f"image_id {int(img_id[k])}")
+            if first_cat is None and (cat < 0).any():
+                k = int(np.argmax(cat < 0))
+                first_cat = (first + k, f"category_id {int(cat_id[k])}")
             block_has = [d.bbox is not None for d in items]
             if has_box is None:
                 has_box = block_has[0]
@@ -248,7 +260,7 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
                 k = next(i for i, b in enumerate(block_has) if b != has_box)
                 raise DataError(f"{path}: detection {first + k} {'lacks' if has_box else 'has'} a bbox unlike "
                                 "detection 0", "give every detection a bbox, or none")
-            if keep is not None:  # every detection validated, only the chosen ones kept
+            if keep is not None:  # only the chosen detections are kept
                 lo, hi = np.searchsorted(keep, [first, first + n])
                 sel = keep[lo:hi] - first
             else:
@@ -259,14 +271,17 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
                     raise DataError(f"{path}: detection {first + k} has a bbox of {len(items[k].bbox)} numbers",
                                     "bbox is [x, y, width, height]")
                 box = np.fromiter(chain.from_iterable(d.bbox for d in items), np.float64, 4 * n).reshape(n, 4)
-                neg_size += int(((box[:, 2] < 0) | (box[:, 3] < 0)).sum())
                 boxes.append(box[sel])
             imgs.append(img.astype(np.int32)[sel])
             cats.append(cat.astype(np.int32)[sel])
             scores.append(np.fromiter((d.score for d in items), np.float64, n)[sel])
             if with_masks:
                 counts, wrong = _block_masks(items, img, gt, first, path)
-                bad_size += wrong
+                bad_size += int(wrong.sum())
+                if first_size is None and wrong.any():
+                    k = int(np.argmax(wrong))
+                    first_size = (first + k, f"image_id {int(img_id[k])} is {int(gt.heights[img[k]])}x"
+                                             f"{int(gt.widths[img[k]])}")
                 if keep is not None:
                     counts, img = [counts[i] for i in sel.tolist()], img[sel]
                 spill.append(counts)
@@ -277,24 +292,29 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
             raise DataError(f"{path} holds no detections", "nothing to evaluate; check the model or the score "
                                                            "threshold")
         if bad_img or bad_cat:
-            raise DataError(f"{path} does not match {gt.path}: {bad_img} detections for unknown images, "
-                            f"{bad_cat} for unknown categories", "evaluate against the annotation file the results "
-                                                                 "were made for")
-        if neg_size:
-            raise DataError(f"{path}: {neg_size} detections have a negative box width or height",
-                            "bbox is [x, y, width, height] with width, height >= 0")
+            k, what = first_img or first_cat
+            raise DataError(f"{path} does not match {gt.path}: {bad_img:,} detections for unknown images, "
+                            f"{bad_cat:,} for unknown categories (the first: detection {k}, {what})",
+                            "evaluate against the annotation file the results were made for")
         if bad_size:
-            raise DataError(f"{path}: {bad_size} masks differ in size from their image", "an RLE's size is "
-                                                                                          "[image height, width]")
+            k, what = first_size
+            raise DataError(f"{path}: {bad_size:,} masks differ in size from their image (the first: detection {k}; "
+                            f"{what})", "an RLE's size is [image height, width]")
     except BaseException:
         if spill is not None:
             spill.close()
         raise
     if spill is not None:
         spill.finish()
-    return Detections(np.concatenate(imgs), np.concatenate(cats), np.concatenate(scores),
+    dets = Detections(np.concatenate(imgs), np.concatenate(cats), np.concatenate(scores),
                       np.concatenate(boxes) if has_box else None,
                       np.concatenate(areas) if (with_masks and not has_box) else None, spill)
+    try:
+        validate_columns(path, gt, dets)
+    except BaseException:
+        dets.close()
+        raise
+    return dets
 
 
 def scan_protocols(path: Path, gt: GroundTruth, selectors: dict,
@@ -325,8 +345,18 @@ class _Scored(msgspec.Struct):
     score: float
 
 
-def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int, path: Path) -> Tuple[List[bytes], int]:
-    """Compressed counts of each detection's mask, and how many have a size other than their image's."""
+def validate_columns(path: Path, gt: GroundTruth, dets: Detections) -> None:
+    """The column checks every evaluator's input passes (:mod:`~loce_cli.engine.evaluation.validation`)."""
+    from loce_cli.engine.evaluation import validation
+
+    validation.check_scores(path, gt, dets.img, dets.cat, dets.score)
+    validation.check_boxes(path, gt, dets.img, dets.cat, dets.box)
+    validation.check_duplicates(path, gt, dets.img, dets.cat, dets.score, dets.box, dets.rle)
+
+
+def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int,
+                 path: Path) -> Tuple[List[bytes], np.ndarray]:
+    """Compressed counts of each detection's mask, and which have a size other than their image's."""
     segs = [d.segmentation for d in items]
     missing = [i for i, s in enumerate(segs) if s is None]
     if missing:
@@ -352,7 +382,7 @@ def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int, path
             sizes[i] = size
     known = img >= 0
     wrong = known & ((sizes[:, 0] != gt.heights[img.clip(0)]) | (sizes[:, 1] != gt.widths[img.clip(0)]))
-    return counts, int(wrong.sum())
+    return counts, wrong
 
 
 def _mask_areas(counts: List[bytes], img: np.ndarray, gt: GroundTruth) -> np.ndarray:
