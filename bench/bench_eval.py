@@ -21,6 +21,12 @@ they cannot handle they fail instead of pushing the machine into its out-of-memo
     .venv/bin/python bench/bench_eval.py --quick          # 500 images x 300 detections
     .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming   # the full LVIS v1 val size
     .venv/bin/python bench/bench_eval.py --metrics bbox --json /tmp/eval.json
+    .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming --protocols standard fixed
+
+With --protocols each evaluator also runs AP-fixed / AP-pool (``--protocol fixed|pooled``: top 10,000 per class,
+no per-image cap) on the same file, side by side with the standard protocol (rows ``bbox/fixed``, ...). The
+generated file has exactly --dets-per-image per image, so AP-fixed there is a cost figure (loce warns that the
+file looks capped); raise --dets-per-image for an uncapped-like file.
 """
 
 from __future__ import annotations
@@ -243,7 +249,7 @@ def generate(root: Path, n_images: int, dets_per_image: int, n_classes: int, see
 # ---------------------------------------------------------------------------------------------- child
 
 
-def child(evaluator: str, metric: str, ann: str, res: str) -> None:
+def child(evaluator: str, metric: str, ann: str, res: str, protocol: str = "standard") -> None:
     """One evaluation in this (fresh) process; prints one JSON line: seconds of the call, peak MB, the numbers."""
     from loce_cli import compat
 
@@ -261,16 +267,17 @@ def child(evaluator: str, metric: str, ann: str, res: str) -> None:
     marks = []  # (step message, seconds since the call started): where the time goes
     t = time.perf_counter()
     report = evaluate_results(Path(res), Path(ann), metrics=(metric,), evaluator=evaluator,
-                              say=lambda msg: marks.append((msg, time.perf_counter() - t)))
+                              say=lambda msg: marks.append((msg, time.perf_counter() - t)), protocols=[protocol])
     seconds = time.perf_counter() - t
-    r = report.metrics[metric]
+    r = report.metrics[metric] if protocol == "standard" else report.protocols[protocol].metrics[metric]
     print(json.dumps({
         "seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "steps": marks,
         "summary": r.summary, "per_class": {str(c.id): c.ap for c in r.per_class}}))
 
 
-def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float, cap_gb: float = 0.0) -> dict:
+def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float, cap_gb: float = 0.0,
+              protocol: str = "standard") -> dict:
     """Run one evaluation in a fresh process; sample its process tree's memory while it runs."""
     t = time.perf_counter()
 
@@ -279,7 +286,7 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
             cap = int(cap_gb * 2 ** 30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    proc = subprocess.Popen([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res)],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res), protocol],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     peak = [0]
     stop = threading.Event()
@@ -356,7 +363,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loce_bench_eval",
                     help="where generated sets are kept (reused when the sizes match)")
-    ap.add_argument("--child", nargs=4, metavar=("EVALUATOR", "METRIC", "ANN", "RESULTS"), help=argparse.SUPPRESS)
+    ap.add_argument("--protocols", nargs="+", default=["standard"], choices=["standard", "fixed", "pooled"],
+                    help="evaluation protocols, each run by every evaluator")
+    ap.add_argument("--child", nargs=5, metavar=("EVALUATOR", "METRIC", "ANN", "RESULTS", "PROTOCOL"),
+                    help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -387,26 +397,29 @@ def main() -> None:
     print(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs", flush=True)
 
     evaluators = tuple(args.evaluators)
-    runs = {m: {e: [] for e in evaluators} for m in args.metrics}
+    rows = [(m, p) for p in args.protocols for m in args.metrics]  # (metric, protocol)
+    label = {(m, p): m if p == "standard" else f"{m}/{p}" for m, p in rows}
+    runs = {label[k]: {e: [] for e in evaluators} for k in rows}
     for rep in range(args.repeats):
-        for metric in args.metrics:
+        for metric, protocol in rows:
             for e in (evaluators if rep % 2 == 0 else evaluators[::-1]):
-                r = run_child(e, metric, ann, res, args.timeout, args.cap_gb)
-                runs[metric][e].append(r)
+                r = run_child(e, metric, ann, res, args.timeout, args.cap_gb, protocol)
+                key = label[(metric, protocol)]
+                runs[key][e].append(r)
                 if _fails(r):
-                    print(f"  run {rep + 1}: {metric} {e:9s} {_fails(r)} after {r['child_wall_s']:.0f} s", flush=True)
+                    print(f"  run {rep + 1}: {key} {e:9s} {_fails(r)} after {r['child_wall_s']:.0f} s", flush=True)
                 else:
-                    print(f"  run {rep + 1}: {metric} {e:9s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
+                    print(f"  run {rep + 1}: {key} {e:9s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
                           f"  peak tree {r['tree_pss_mb']:7.0f} MB (PSS; own RSS {r['peak_mb']:.0f}, largest worker "
                           f"{r['worker_peak_mb']:.0f})  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
 
     reference = json.loads(args.per_det_reference.read_text()) if args.per_det_reference else None
     figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": args.classes,
                "counts": counts, "generation_seconds": gen_seconds, "cpus": os.cpu_count(), "metrics": {}}
-    header = (f"{'metric':6s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
+    header = (f"{'metric':12s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
               f"{'max|dAP|':>9s} {'all keys':>9s} {'per class':>9s}")
     lines = []
-    for metric in args.metrics:
+    for metric in runs:
         ok = {e: [r for r in runs[metric][e] if not _fails(r)] for e in evaluators}
         fig = {}
         for e in evaluators:
@@ -423,7 +436,7 @@ def main() -> None:
         for e in evaluators:
             row = fig[e]
             if row.get("failed"):
-                lines.append(f"{metric:6s} {e:9s} {row['failed']:>8s} after {row['child_wall_s']:.0f} s")
+                lines.append(f"{metric:12s} {e:9s} {row['failed']:>8s} after {row['child_wall_s']:.0f} s")
                 continue
             cmp = ""
             if e != "lvis" and "lvis" in evaluators and ok["lvis"]:
@@ -444,7 +457,7 @@ def main() -> None:
                        f"{reference['images']:,} images: {ref_us:.0f} us/det vs {row['per_det_us']:.1f})")
             else:
                 cmp = f"{'':8s} {row['peak_mb']:8.0f}"
-            lines.append(f"{metric:6s} {e:9s} {row['seconds']:8.1f} {cmp}")
+            lines.append(f"{metric:12s} {e:9s} {row['seconds']:8.1f} {cmp}")
         figures["metrics"][metric] = fig
     print(f"\n{header}\n" + "\n".join(lines))
     print("\nseconds: the evaluate_results call (reads both JSON files, evaluates; best of the runs); peak MB: the "

@@ -34,6 +34,7 @@ SCRIPTS = {
     "infer": ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),
     "postprocess": ("bench_postprocess.py", ["--quick"], []),
     "eval_ranks": ("bench_eval_ranks.py", ["--quick"], []),
+    "topk": ("bench_topk.py", ["--sizes", "2000000"], []),
 }
 
 

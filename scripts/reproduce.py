@@ -7,6 +7,13 @@ Every step is skipped when its output exists, so an interrupted run continues wh
 
     .venv/bin/python scripts/reproduce.py --work-dir work/reproduce            # everything (~2 h on 2 cores)
     .venv/bin/python scripts/reproduce.py --data-seeds 0 --ft-seeds 0 1        # one data seed
+    .venv/bin/python scripts/reproduce.py --protocols standard fixed pooled --variants plain loce \
+        --protocols-only --doc docs/REPRODUCTION.md      # AP / AP-fixed / AP-pool of the runs that exist
+
+With ``--protocols`` every run is also evaluated under those protocols (``loce eval --protocol ...``: one
+inference with no per-image cap, AP-fixed / AP-pool next to AP) into ``<run>/eval_protocols``, and tabulated
+into the doc's protocol section. ``--protocols-only`` trains nothing and runs no standard evaluation: it
+evaluates the checkpoints that exist under the protocols and tabulates them.
 """
 
 from __future__ import annotations
@@ -77,6 +84,10 @@ def main(argv=None) -> None:
     ap.add_argument("--variant-major", action="store_true",
                     help="all seeds of one variant before the next (default: every variant of a seed first)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs that are done")
+    ap.add_argument("--protocols", nargs="+", default=None, choices=["standard", "fixed", "pooled"],
+                    help="also evaluate each run under these protocols into <run>/eval_protocols")
+    ap.add_argument("--protocols-only", action="store_true",
+                    help="with --protocols: no training, no standard evaluation; only the checkpoints that exist")
     ap.add_argument("--doc", type=Path, default=None,
                     help="write the tables into this markdown file between its reproduce.py markers")
     args = ap.parse_args(argv)
@@ -85,6 +96,16 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "reproduce.log"
 
+    if args.protocols_only and not args.protocols:
+        sys.exit("reproduce: --protocols-only needs --protocols")
+    if args.protocols_only:
+        if not args.report_only:
+            evaluate_protocols(loce, work, args, log)
+        if args.doc:
+            sections = protocol_sections(loce, work, args)
+            if sections:
+                write_doc(args.doc, "\n\n".join(sections), work, PSTART, PEND)
+        return
     for d in args.data_seeds if not args.report_only else []:
         root = work / f"data{d}"
         data = root / "data"
@@ -111,6 +132,8 @@ def main(argv=None) -> None:
             if not (run_dir / "eval" / "metrics.json").is_file():
                 run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
                      *data_options(data, wrapped)], log)
+    if args.protocols and not args.report_only:
+        evaluate_protocols(loce, work, args, log)
 
     sections = []
     for d in args.data_seeds:
@@ -137,6 +160,61 @@ def main(argv=None) -> None:
                         + "\n\n" + timing_table(root, args.variants))
     if args.doc and sections:
         write_doc(args.doc, "\n\n".join(sections), work)
+    if args.doc and args.protocols:
+        psections = protocol_sections(loce, work, args)
+        if psections:
+            write_doc(args.doc, "\n\n".join(psections), work, PSTART, PEND)
+
+
+def _protocol_runs(work: Path, args):
+    """(data seed, label, config, checkpoint, out dir, wrapped) of every checkpoint that exists."""
+    for d in args.data_seeds:
+        root = work / f"data{d}"
+        base = root / "base" / f"epoch_{BASE_EPOCHS}.pth"
+        if base.is_file():
+            yield d, "base model, no fine-tune", BASE_CONFIG, base, root / "base" / "eval_protocols", False
+        for name in args.variants:
+            for s in args.ft_seeds:
+                ckpt = root / f"{name}_seed{s}" / f"epoch_{FT_EPOCHS}.pth"
+                if ckpt.is_file():
+                    yield (d, VARIANTS[name][1], SYNTH / VARIANTS[name][0], ckpt,
+                           root / f"{name}_seed{s}" / "eval_protocols", name.startswith("rfs"))
+
+
+def evaluate_protocols(loce: str, work: Path, args, log: Path) -> None:
+    """``loce eval --protocol ...`` of every finished checkpoint into ``<run>/eval_protocols`` (skipped when
+    done): one inference without the per-image cap serves AP, AP-fixed and AP-pool."""
+    flags = [part for p in args.protocols for part in ("--protocol", p)]
+    for d, _label, config, ckpt, out, wrapped in _protocol_runs(work, args):
+        if not (out / "metrics.json").is_file():
+            run([loce, "eval", config, ckpt, "--out", out, "--force", *flags,
+                 *data_options(work / f"data{d}" / "data", wrapped)], log)
+
+
+def protocol_sections(loce: str, work: Path, args) -> list:
+    """Per data seed: ``loce report`` of the protocol evaluations (rows per metric and protocol)."""
+    sections = []
+    for d in args.data_seeds:
+        root = work / f"data{d}"
+        runs = []
+        for name in args.variants:
+            if sorted(root.glob(f"{name}_seed*/eval_protocols/metrics.json")):
+                runs.append(f"{VARIANTS[name][1]}={root}/{name}_seed*/eval_protocols")
+        if not runs:
+            continue
+        if (root / "base" / "eval_protocols" / "metrics.json").is_file():
+            runs.append(f"base model, no fine-tune={root}/base/eval_protocols")
+        out = work / f"report_protocols_data{d}.md"
+        with open(out, "w") as f:
+            if subprocess.call([loce, "report", *runs, "--format", "md",
+                                *[part for p in args.protocols for part in ("--protocol", p)]], stdout=f) != 0:
+                sys.exit(f"reproduce: loce report failed for data seed {d}")
+        print(f"wrote {out}")
+        seeds = sorted({int(p.parent.parent.name.rsplit("seed", 1)[1])
+                        for p in root.glob("*_seed*/eval_protocols/metrics.json")})
+        sections.append(f"### Data seed {d}, AP / AP-fixed / AP-pool (fine-tune seeds {', '.join(map(str, seeds))}; "
+                        "mean ± sd over seeds)\n\n" + out.read_text().strip())
+    return sections
 
 
 def state_table(loce: str, root: Path, variants) -> str:
@@ -194,9 +272,10 @@ def timing_table(root: Path, variants) -> str:
 
 
 START, END = "<!-- reproduce.py tables: start -->", "<!-- reproduce.py tables: end -->"
+PSTART, PEND = "<!-- reproduce.py protocol tables: start -->", "<!-- reproduce.py protocol tables: end -->"
 
 
-def write_doc(doc: Path, tables: str, work: Path) -> None:
+def write_doc(doc: Path, tables: str, work: Path, START: str = START, END: str = END) -> None:
     """Replace the generated part of ``doc`` (between the markers) with ``tables``; the prose stays."""
     text = doc.read_text() if doc.is_file() else f"# Reproduction\n\n{START}\n{END}\n"
     if START not in text or END not in text:

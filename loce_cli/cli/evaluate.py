@@ -48,6 +48,11 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                                                    help="Processes matching chunks of images (streaming evaluator; "
                                                         "default: the cores)."),
              max_dets: int = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300)."),
+             protocol: Optional[List[str]] = typer.Option(None, "--protocol",
+                                                          help="standard (LVIS AP, default), fixed (AP-fixed) and/or "
+                                                               "pooled (AP-pool) (repeatable; docs/EVALUATION.md)."),
+             dets_per_class: int = typer.Option(10_000, "--dets-per-class",
+                                                help="fixed / pooled: detections kept per class over the dataset."),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="Where results.json, metrics.json and "
                                                                        "metrics.txt go (default: next to the "
                                                                        "checkpoint, eval/; with --results: the "
@@ -70,7 +75,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         from loce_cli.engine.eval_outputs import evaluate_results_file
 
         report, written = evaluate_results_file(results, ann, out_dir, force, metrics, split, max_dets, evaluator,
-                                                _say, workers)
+                                                _say, workers, list(protocol or ["standard"]), dets_per_class)
     else:
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
@@ -79,7 +84,8 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                                master_port=master_port, launcher=launcher, device=device)
         req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
-                             split, max_dets, list(cfg_options or []), force, evaluator, workers, launch)
+                             split, max_dets, list(cfg_options or []), force, evaluator, workers, launch,
+                             list(protocol or ["standard"]), dets_per_class)
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
@@ -88,6 +94,8 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
             who = f"node {node_rank}" if launch.starts_processes() else f"rank {env_rank()}"
             err.print(f"{who}: inference done; rank 0 writes {req.out}/metrics.json")
             return
+    for w in report.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False)
     if json_out:
         print_json(report.to_dict())
         return
@@ -101,6 +109,11 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
         table.add_column(k, justify="right")
     for m, r in report.metrics.items():
         table.add_row(m, *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
+    titles = {"fixed": "AP-fixed", "pooled": "AP-pool"}
+    for name, p in report.protocols.items():  # no per-image cap, top --dets-per-class per class
+        for m, r in p.metrics.items():
+            table.add_row(f"{m} {titles.get(name, name)}",
+                          *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
     out.print(table)
     if split != "all":
         for m in report.metrics:

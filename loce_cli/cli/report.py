@@ -60,6 +60,10 @@ def report(
     split: str = typer.Option("all", "--split", help="all, rare, common or frequent (per-class table of the group)."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="bbox and/or segm (repeatable; default both)."),
     fmt: str = typer.Option("table", "--format", help="table (terminal), md, json or csv."),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol",
+                                                 help="standard, fixed (AP-fixed) and/or pooled (AP-pool) "
+                                                      "(repeatable; default: standard and every protocol all "
+                                                      "runs were evaluated with)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write per-class AP vs training instances (FILE.png) "
                                                              "and AP bars per group (FILE_groups.png)."),
     allow_different_data: bool = typer.Option(False, "--allow-different-data",
@@ -72,7 +76,7 @@ def report(
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not supported (hint: one of {', '.join(FORMATS)})", 2)
     check_plot_path(plot)
-    result = build_report(runs, list(metric or []), split, allow_different_data)
+    result = build_report(runs, list(metric or []), split, allow_different_data, list(protocol or []) or None)
     from rich.markup import escape
 
     from loce_cli.cli._common import err

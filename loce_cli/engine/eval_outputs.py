@@ -28,7 +28,8 @@ def check_out(out: Path, force: bool, flag: str = "--out") -> None:
 def evaluate_results_file(results_file: Path, ann_file: Path, out: Optional[Path], force: bool,
                           metrics: Sequence[str], split: str, max_dets: int, evaluator: str,
                           say: Optional[Callable[[str], None]] = None,
-                          workers: Optional[int] = None) -> Tuple[object, Path]:
+                          workers: Optional[int] = None, protocols: Sequence[str] = ("standard",),
+                          dets_per_class: int = 10_000) -> Tuple[object, Path]:
     """Evaluate ``results_file`` and write metrics.json + metrics.txt to ``out`` (default: next to the results);
     returns ``(report, metrics.json path)``. Refuses an existing metrics.json before evaluating anything."""
     from loce_cli.engine.evaluate import _check_evaluator, _check_metrics, _check_split, evaluate_results, write_report
@@ -37,11 +38,14 @@ def evaluate_results_file(results_file: Path, ann_file: Path, out: Optional[Path
     _check_metrics(metrics)  # usage errors first (exit 2), before any file question
     _check_split(split)
     _check_evaluator(evaluator, workers)
+    from loce_cli.engine.evaluation.protocols import make_protocols
+
+    make_protocols(protocols, max_dets, dets_per_class)  # --protocol / --dets-per-class usage errors too
     flag = "--out" if out is not None else "the results file's folder"
     out = results_out_dir(results_file, out)
     check_out(out, force, flag)
     with locked(out, flag):
         check_out(out, force, flag)  # again under the lock: another evaluation may just have finished there
         report = evaluate_results(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say,
-                                  workers)
+                                  workers, protocols, dets_per_class)
         return report, write_report(report, out)

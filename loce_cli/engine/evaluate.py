@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from loce_cli.core.frequency import parse_split
+from loce_cli.engine.evaluation.protocols import DEFAULT_DETS_PER_CLASS, make_protocols
 from loce_cli.engine.launch import LaunchOptions, check_launch, init_distributed
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
@@ -35,6 +36,15 @@ class MetricResult:
 
 
 @dataclass
+class ProtocolResult:
+    """AP-fixed or AP-pool results (``evaluation/protocols.py``); pooled rows carry no per-class AP."""
+
+    name: str
+    dets_per_class: int
+    metrics: Dict[str, MetricResult]
+
+
+@dataclass
 class EvalReport:
     annotation_file: str
     results_file: str
@@ -46,6 +56,8 @@ class EvalReport:
     checkpoint: Optional[str] = None
     config: Optional[str] = None
     annotation_sha256: Optional[str] = None  # what `loce report` compares (engine/data_identity.py)
+    protocols: Dict[str, "ProtocolResult"] = field(default_factory=dict)  # fixed / pooled (standard: metrics)
+    warnings: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,11 +118,14 @@ def _check_evaluator(evaluator: str, workers: Optional[int]) -> None:
 
 def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] = METRICS, split: str = "all",
                      max_dets: int = 300, evaluator: str = DEFAULT_EVALUATOR,
-                     say: Optional[Callable[[str], None]] = None, workers: Optional[int] = None) -> EvalReport:
+                     say: Optional[Callable[[str], None]] = None, workers: Optional[int] = None,
+                     protocols: Sequence[str] = ("standard",),
+                     dets_per_class: int = DEFAULT_DETS_PER_CLASS) -> EvalReport:
     """Evaluate an LVIS results JSON against an LVIS annotation file: ``evaluator="streaming"`` (the default)
     reads the results in blocks and matches chunks of images in ``workers`` processes (default: the cores), with
     the official API's numbers; ``"lvis"`` is the official API (the reference), ``"fast"`` faster-coco-eval's LVIS
-    mode (both hold every detection in memory). ``say`` hears what each step is doing."""
+    mode (both hold every detection in memory). ``say`` hears what each step is doing. ``protocols``: standard
+    (``metrics``), fixed and / or pooled (``protocols``, top ``dets_per_class`` per class, no per-image cap)."""
     from loce_cli import compat
 
     compat.apply()
@@ -121,12 +136,18 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
     say = say or (lambda _msg: None)
     if max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
+    chosen = make_protocols(protocols, max_dets, dets_per_class)
     from loce_cli.engine._io import gc_paused
 
     from loce_cli.engine.data_identity import annotation_sha256
 
     with gc_paused():  # millions of acyclic objects (results, the APIs' indexes): no cyclic-GC rescans
-        if evaluator == "streaming":
+        if [p.name for p in chosen] != ["standard"]:
+            from loce_cli.engine.evaluation.protocol_report import evaluate_protocol_results
+
+            report = evaluate_protocol_results(Path(results_file), Path(ann_file), metrics, split, max_dets,
+                                               evaluator, chosen, workers, say)
+        elif evaluator == "streaming":
             report = _evaluate_streaming(Path(results_file), Path(ann_file), metrics, split, max_dets, workers, say)
         else:
             report = _evaluate(Path(results_file), Path(ann_file), metrics, split, max_dets, evaluator, say)
@@ -151,12 +172,21 @@ def _evaluate_streaming(results_file: Path, ann_file: Path, metrics: List[str], 
 
 def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int, evaluator: str,
               say: Callable[[str], None]) -> EvalReport:
+    start = time.perf_counter()
+    gt_data, results = load_checked(results_file, ann_file, metrics, say)
+    if evaluator == "fast":
+        out = _run_fast(gt_data, results, metrics, max_dets, say)
+    else:
+        out = _run_lvis(Path(ann_file), results, metrics, max_dets, say)
+    return EvalReport(str(ann_file), str(results_file), evaluator, max_dets, split, out, time.perf_counter() - start)
+
+
+def load_checked(results_file: Path, ann_file: Path, metrics: Sequence[str], say=None):
+    """The annotation file and the results list for an in-memory evaluator, checked against each other."""
+    from loce_cli.engine.evaluation.validation import validate_file
     from loce_cli.engine.stats import load_annotation_json
 
-    from loce_cli.engine.evaluation.validation import validate_file
-
-    start = time.perf_counter()
-    validate_file(results_file, ann_file, "segm" in metrics, say)  # the same checks as the streaming evaluator
+    validate_file(results_file, ann_file, "segm" in metrics, say or (lambda _m: None))  # the streaming checks
     gt_data = load_annotation_json(Path(ann_file))
     results = _load_results(Path(results_file))
     img_ids = {im["id"] for im in gt_data["images"]}
@@ -170,11 +200,7 @@ def _evaluate(results_file: Path, ann_file: Path, metrics: List[str], split: str
     if "segm" in metrics and any("segmentation" not in r for r in results):
         raise DataError(f"{results_file} has detections without 'segmentation'", "pass --metric bbox for box-only "
                         "results")
-    if evaluator == "fast":
-        out = _run_fast(gt_data, results, metrics, max_dets, say)
-    else:
-        out = _run_lvis(Path(ann_file), results, metrics, max_dets, say)
-    return EvalReport(str(ann_file), str(results_file), evaluator, max_dets, split, out, time.perf_counter() - start)
+    return gt_data, results
 
 
 def _class_ap(precision_k) -> Optional[float]:
@@ -281,6 +307,9 @@ def write_report(report: EvalReport, out: Path) -> Path:
     lines = [f"{'metric':<6} " + " ".join(f"{k:>6}" for k in SUMMARY_KEYS)]
     for metric, r in report.metrics.items():
         lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS))
+    for name, p in report.protocols.items():  # AP-fixed / AP-pool rows
+        for metric, r in p.metrics.items():
+            lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS) + f"  {name}")
     payloads = [("\n".join(lines) + "\n").encode(), (json.dumps(report.to_dict(), indent=2) + "\n").encode()]
     with atomic_paths([out / "metrics.txt", out / "metrics.json"], sum(map(len, payloads))) as temps:
         for tmp, payload in zip(temps, payloads):
@@ -303,6 +332,13 @@ class EvalRequest:
     evaluator: str = DEFAULT_EVALUATOR
     workers: Optional[int] = None
     launch: LaunchOptions = field(default_factory=LaunchOptions)
+    protocols: List[str] = field(default_factory=lambda: ["standard"])
+    dets_per_class: int = DEFAULT_DETS_PER_CLASS
+
+    def per_class_inference(self) -> Optional[int]:
+        """The per-class cap per image of the inference (fixed / pooled asked for), else None (300 per image)."""
+        chosen = make_protocols(self.protocols, self.max_dets, self.dets_per_class)
+        return self.dets_per_class if any(p.per_class is not None for p in chosen) else None
 
 
 def _validate_eval(req: EvalRequest):
@@ -316,6 +352,7 @@ def _validate_eval(req: EvalRequest):
     _check_evaluator(req.evaluator, req.workers)
     if req.max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
+    req.per_class_inference()  # checks --protocol / --dets-per-class
     check_launch(req.launch)
     out = Path(req.out)
     if (out / "metrics.json").exists() and not req.force:
@@ -375,12 +412,12 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
     out = Path(req.out)
     results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress, rank,
-                                            world, say)
+                                            world, say, per_class=req.per_class_inference())
     report = None
     if rank == 0:
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
         report = evaluate_results(results_file, Path(cfg.data.test.ann_file), metrics, req.split, req.max_dets,
-                                  req.evaluator, say, req.workers)
+                                  req.evaluator, say, req.workers, req.protocols, req.dets_per_class)
         report.checkpoint, report.config = str(req.checkpoint), str(req.config)
         write_report(report, out)
     if world > 1:
@@ -392,7 +429,7 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
 
 
 def write_results(cfg, checkpoint: Path, device: str, max_dets: int, out: Path, progress=None, rank: int = 0,
-                  world: int = 1, say=None):
+                  world: int = 1, say=None, per_class: Optional[int] = None):
     """Inference of this process's share of ``cfg.data.test``, streamed image by image to its own results shard;
     rank 0 then merges every rank's shard into ``out/results.json`` (byte-identical to one process's file).
     Returns ``(results file on rank 0 else None, whether masks came)``; with ``world > 1`` a process group must
@@ -417,7 +454,7 @@ def write_results(cfg, checkpoint: Path, device: str, max_dets: int, out: Path, 
     has_masks = False
     try:
         for img_id, dets, masks in iter_image_detections(cfg, Path(checkpoint), device, max_dets, progress, rank,
-                                                         world):
+                                                         world, per_class):
             writer.add(img_id, dets)
             has_masks = has_masks or masks
         writer.close()
@@ -463,6 +500,9 @@ def read_report(path: Path) -> EvalReport:
         metrics = {m: MetricResult(r["summary"], [ClassAP(**c) for c in r["per_class"]])
                    for m, r in data["metrics"].items()}
         data["metrics"] = metrics
+        data["protocols"] = {name: ProtocolResult(name, r["dets_per_class"], {
+            m: MetricResult(x["summary"], [ClassAP(**c) for c in x["per_class"]]) for m, x in r["metrics"].items()})
+            for name, r in (data.get("protocols") or {}).items()}
         return EvalReport(**data)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{path} is not a loce metrics.json ({type(e).__name__}: {str(e)[:80]})",

@@ -137,12 +137,15 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         if metrics_file.is_file():
             saved = json.loads(metrics_file.read_text())
             result.metrics[run_name] = {m: r["summary"] for m, r in saved["metrics"].items()}
+            for m, r in (saved.get("protocols") or {}).get("fixed", {}).get("metrics", {}).items():
+                result.metrics[run_name][f"{m} AP-fixed"] = r["summary"]
             continue
         say(f"[4/5] eval: {run_name} ({checkpoints[stage].name}) on the val split")
         options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))
         report = evaluate_model(EvalRequest(str(config), str(checkpoints[stage]), str(out), force=True,
-                                            cfg_options=options))
+                                            cfg_options=options, protocols=["standard", "fixed"]))
         result.metrics[run_name] = {m: r.summary for m, r in report.metrics.items()}
+        result.metrics[run_name].update({f"{m} AP-fixed": r.summary for m, r in report.protocols["fixed"].metrics.items()})
         done.append(run_name)
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
                                    str(work_dir / "eval")))

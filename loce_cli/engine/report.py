@@ -15,6 +15,7 @@ from loce_cli.engine.evaluate import METRICS, EvalReport, read_report
 from loce_cli.errors import DataError, LoceUsageError
 
 KEYS = ("AP", "APr", "APc", "APf")
+PROTOCOL_TITLES = {"fixed": "AP-fixed", "pooled": "AP-pool"}  # rows "<metric> <title>"; standard rows: "<metric>"
 SPLIT_KEY = {"r": "APr", "c": "APc", "f": "APf"}
 FORMATS = ("table", "md", "json", "csv")
 
@@ -93,6 +94,45 @@ def _same_classes(reference: EvalReport, ref_src: Path, other: EvalReport, src: 
                             "report runs evaluated on the same annotation file")
 
 
+def _key(metric: str, protocol: str) -> str:
+    return metric if protocol == "standard" else f"{metric} {PROTOCOL_TITLES[protocol]}"
+
+
+def view(rep: EvalReport, key: str):
+    """The ``MetricResult`` of a row key: ``bbox`` (standard) or ``bbox AP-fixed`` / ``bbox AP-pool``."""
+    metric, _, title = key.partition(" ")
+    if not title:
+        return rep.metrics[metric]
+    name = next(n for n, t in PROTOCOL_TITLES.items() if t == title)
+    return rep.protocols[name].metrics[metric]
+
+
+def _has(rep: EvalReport, key: str) -> bool:
+    try:
+        view(rep, key)
+        return True
+    except KeyError:
+        return False
+
+
+def _protocols(loaded, protocols: Optional[Sequence[str]]) -> List[str]:
+    """The protocols to show: those asked for (each must be in every run), else standard and every other one
+    that all runs carry."""
+    from loce_cli.engine.evaluation.protocols import PROTOCOLS
+
+    reps = [(src, rep) for _l, items in loaded for src, rep in items]
+    if not protocols:
+        return ["standard"] + [p for p in PROTOCOL_TITLES if all(p in rep.protocols for _s, rep in reps)]
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise LoceUsageError(f"--protocol {p!r} is not supported", "use standard, fixed and/or pooled")
+        missing = [src for src, rep in reps if p != "standard" and p not in rep.protocols]
+        if missing:
+            raise DataError(f"{missing[0]} has no {PROTOCOL_TITLES[p]} results (--protocol {p})",
+                            f"evaluate it with loce eval ... --protocol {p}")
+    return list(dict.fromkeys(protocols))
+
+
 def _stat(values: List[float]) -> Stat:
     vals = [v for v in values if v is not None and v >= 0]
     if not vals:
@@ -103,9 +143,10 @@ def _stat(values: List[float]) -> Stat:
 
 
 def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all",
-                 allow_different_data: bool = False) -> Report:
+                 allow_different_data: bool = False, protocols: Optional[Sequence[str]] = None) -> Report:
     """Load, check and summarise the runs named by ``runs`` (see ``_resolve``). Runs evaluated on different
-    annotation files are refused, or with ``allow_different_data`` reported with a warning note."""
+    annotation files are refused, or with ``allow_different_data`` reported with a warning note.
+    ``protocols``: which of standard / fixed / pooled (default: standard and each other one every run carries)."""
     if not runs:
         raise LoceUsageError("no runs given", "loce report RUN_OR_METRICS... (eval --out directories)")
     try:
@@ -126,8 +167,10 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     from loce_cli.engine.report_data import check_same_data
 
     data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
-    available = [m for m in METRICS if all(m in rep.metrics for _l, items in loaded for _s, rep in items)]
-    chosen = [m for m in (metrics or METRICS) if m in available]
+    shown = _protocols(loaded, protocols)
+    keys = [_key(m, p) for p in shown for m in METRICS]
+    available = [k for k in keys if all(_has(rep, k) for _l, items in loaded for _s, rep in items)]
+    chosen = [k for k in available if k.partition(" ")[0] in (metrics or METRICS)]
     if not chosen:
         raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in every run",
                         "evaluate all runs with the same --metric")
@@ -142,7 +185,7 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     if len(max_dets) > 1:
         report.notes.append(f"runs used different --max-dets ({', '.join(map(str, sorted(max_dets)))})")
     for label, items in loaded:
-        stats = {m: {k: _stat([rep.metrics[m].summary.get(k) for _s, rep in items]) for k in KEYS} for m in chosen}
+        stats = {m: {k: _stat([view(rep, m).summary.get(k) for _s, rep in items]) for k in KEYS} for m in chosen}
         report.runs.append(RunSummary(label, [str(s) for s, _ in items], items[0][1].evaluator, stats))
     first = report.runs[0]
     for run in report.runs[1:]:
@@ -153,10 +196,10 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     if len(groups) < 3:
         for m in chosen:
             rows = []
-            for k, c in enumerate(ref.metrics[m].per_class):
+            for k, c in enumerate(view(ref, m).per_class):
                 if c.frequency not in groups:
                     continue
-                aps = [_stat([rep.metrics[m].per_class[k].ap for _s, rep in items]).mean for _l, items in loaded]
+                aps = [_stat([view(rep, m).per_class[k].ap for _s, rep in items]).mean for _l, items in loaded]
                 rows.append(ClassRow(c.id, c.name, c.frequency, c.image_count, c.instance_count, aps))
             rows.sort(key=lambda r: (r.image_count if r.image_count is not None else 0, r.name))
             report.classes[m] = rows
@@ -328,8 +371,8 @@ def _per_class_by_run(report: Report, metric: str) -> List[List[dict]]:
     for run in report.runs:
         reps = [read_report(Path(s)) for s in run.sources]
         rows = []
-        for k, c in enumerate(reps[0].metrics[metric].per_class):
+        for k, c in enumerate(view(reps[0], metric).per_class):
             rows.append(dict(frequency=c.frequency, image_count=c.image_count, instance_count=c.instance_count,
-                             ap=_stat([r.metrics[metric].per_class[k].ap for r in reps]).mean))
+                             ap=_stat([view(r, metric).per_class[k].ap for r in reps]).mean))
         out.append(rows)
     return out

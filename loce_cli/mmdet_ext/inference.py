@@ -104,9 +104,14 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
 
 def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                           progress: Optional[Callable[[int, int], None]] = None, rank: int = 0,
-                          world: int = 1) -> Iterator[Tuple[int, List[dict], bool]]:
+                          world: int = 1, per_class: Optional[int] = None) -> Iterator[Tuple[int, List[dict], bool]]:
     """``(image id, its LVIS detections, whether the model gave masks)`` per image of this process's share, in
-    dataset order: what ``lvis_detections`` returns, one image at a time."""
+    dataset order: what ``lvis_detections`` returns, one image at a time. With ``per_class`` there is no cap per
+    image but at most ``per_class`` detections of each class per image (``per_class_cap``: for AP-fixed)."""
+    import contextlib
+
+    from loce_cli.mmdet_ext.per_class_cap import per_class_cap
+
     from mmcv.parallel import MMDataParallel
     from mmdet.datasets import build_dataloader, build_dataset
 
@@ -124,10 +129,20 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     model = load_detector(cfg, Path(checkpoint), gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
+    detector = model
+    running = None
+    if per_class is not None:
+        from loce_cli.mmdet_ext.per_class_cap import RunningCap
+
+        running = RunningCap(model.roi_head.bbox_head.num_classes, per_class, max_dets)  # one for the whole run
+
+    def cap():
+        return per_class_cap(detector, per_class, max_dets, running) if running is not None else contextlib.nullcontext()
+
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     model.eval()
     for n, data in enumerate(loader):
-        with torch.no_grad():
+        with torch.no_grad(), cap():
             result = detect(model, data, rescale=True)  # masks as RLEs, the bytes of encode_mask_results
         for k, res in enumerate(result):
             img_id = dataset.img_ids[indices[n * loader.batch_size + k]]

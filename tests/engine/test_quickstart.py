@@ -20,6 +20,7 @@ def test_quickstart_runs_all_steps_then_skips_them(tmp_path, monkeypatch):
     assert [s.name for s in first.steps] == ["data", "base", "finetune", "eval", "predictions"]
     assert all(s.status == "done" for s in first.steps)
     assert set(first.metrics) == {"base", "loce"} and "APr" in first.metrics["loce"]["bbox"]
+    assert "APr" in first.metrics["loce"]["bbox AP-fixed"]  # AP-fixed next to AP
     assert (tmp_path / "eval" / "loce" / "metrics.json").is_file()
     assert any(line.startswith("[4/5] eval") for line in lines)
     _check_pictures(tmp_path)
@@ -39,6 +40,8 @@ def test_quickstart_runs_all_steps_then_skips_them(tmp_path, monkeypatch):
     assert "ΔAPr" in r.stdout and "loce report" in r.stdout
     loce_row = next(line for line in r.stdout.splitlines() if "│ loce" in line and "bbox" in line)
     assert f"{100 * first.metrics['loce']['bbox']['APr']:.1f}" in loce_row
+    fixed_row = next(line for line in r.stdout.splitlines() if "│ loce" in line and "bbox AP-fixed" in line)
+    assert f"{100 * first.metrics['loce']['bbox AP-fixed']['AP']:.1f}" in fixed_row
 
 
 def _check_pictures(work):

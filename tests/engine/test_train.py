@@ -365,6 +365,35 @@ def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path, ca
 
 
 @pytest.mark.slow
+def test_eval_protocols_from_one_uncapped_inference(base_run, tiny_dataset, tmp_path):
+    """``--protocol fixed`` infers with no per-image cap (a per-class cap instead); the standard numbers of that
+    one inference equal those of the usual 300-per-image inference (test_per_class_cap: the prefix property)."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from loce_cli.cli import app
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
+
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
+    ckpt = str(base_run[0] / "epoch_1.pth")
+    std = evaluate_model(EvalRequest(str(BASE), ckpt, str(tmp_path / "std"), cfg_options=options, max_dets=20))
+    r = CliRunner().invoke(app, ["eval", str(BASE), ckpt, "--out", str(tmp_path / "all"), "--max-dets", "20",
+                                 "--protocol", "standard", "--protocol", "fixed", "--protocol", "pooled",
+                                 *[part for o in options for part in ("--cfg-options", o)]])
+    assert r.exit_code == 0, r.output
+    assert "AP-fixed" in r.stdout and "AP-pool" in r.stdout
+    both = read_report(tmp_path / "all")
+    for metric in ("bbox", "segm"):
+        assert both.metrics[metric].summary == std.metrics[metric].summary
+        assert both.protocols["fixed"].metrics[metric].summary["AP"] >= 0
+    per_image = lambda f: np.bincount([d["image_id"] for d in json.loads(f.read_text())])  # noqa: E731
+    assert per_image(tmp_path / "std" / "results.json").max() == 20
+    assert per_image(tmp_path / "all" / "results.json").max() > 20  # no per-image cap
+    assert not both.warnings
+
+
+@pytest.mark.slow
 def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
     from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 

@@ -134,12 +134,13 @@ def _error_position(msg: str, first: int) -> str:
     return re.sub(r"\$\[(\d+)\]", lambda m: f"detection {first + int(m.group(1))}", msg)
 
 
-def iter_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[Tuple[int, list]]:
-    """``(index of the first detection, decoded detections)`` for consecutive blocks of the top-level array.
+def iter_blocks(path: Path, block_bytes: int = BLOCK_BYTES, record: type = None) -> Iterator[Tuple[int, list]]:
+    """``(index of the first detection, decoded detections)`` for consecutive blocks of the top-level array
+    (each detection decoded into ``record``, by default ``Det``).
 
     The buffer is one ``bytearray``: a block is decoded in place by turning the comma after its last detection
     into ``]`` (and then into ``[``, the opening of the next block), so no block is copied."""
-    decoder = msgspec.json.Decoder(List[Det])
+    decoder = msgspec.json.Decoder(List[record or Det])
     with open(path, "rb") as f:
         buf = bytearray(f.read(block_bytes))
         start = len(buf) - len(buf.lstrip(_WS))
@@ -223,8 +224,11 @@ def _decode(decoder, raw, first: int, path: Path, consumed: int) -> list:
 
 
 def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optional[str] = None,
-                 say: Optional[Callable[[str], None]] = None) -> Detections:
-    """Read and validate ``path`` against ``gt``; raises ``DataError`` before anything is evaluated."""
+                 say: Optional[Callable[[str], None]] = None, keep: Optional[np.ndarray] = None) -> Detections:
+    """Read and validate ``path`` against ``gt``; raises ``DataError`` before anything is evaluated. With
+    ``keep`` (sorted file positions) only those detections are kept, in file order (the columns' index is then
+    the rank in ``keep``): every detection passes the per-block checks (ids, bbox length, mask sizes), the
+    column checks (scores, boxes, duplicates) see the kept ones."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results file {path} does not exist", "pass an LVIS results JSON")
@@ -256,16 +260,21 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
                 k = next(i for i, b in enumerate(block_has) if b != has_box)
                 raise DataError(f"{path}: detection {first + k} {'lacks' if has_box else 'has'} a bbox unlike "
                                 "detection 0", "give every detection a bbox, or none")
+            if keep is not None:  # only the chosen detections are kept
+                lo, hi = np.searchsorted(keep, [first, first + n])
+                sel = keep[lo:hi] - first
+            else:
+                sel = slice(None)
             if has_box:
                 if any(len(d.bbox) != 4 for d in items):
                     k = next(i for i, d in enumerate(items) if len(d.bbox) != 4)
                     raise DataError(f"{path}: detection {first + k} has a bbox of {len(items[k].bbox)} numbers",
                                     "bbox is [x, y, width, height]")
                 box = np.fromiter(chain.from_iterable(d.bbox for d in items), np.float64, 4 * n).reshape(n, 4)
-                boxes.append(box)
-            imgs.append(img.astype(np.int32))
-            cats.append(cat.astype(np.int32))
-            scores.append(np.fromiter((d.score for d in items), np.float64, n))
+                boxes.append(box[sel])
+            imgs.append(img.astype(np.int32)[sel])
+            cats.append(cat.astype(np.int32)[sel])
+            scores.append(np.fromiter((d.score for d in items), np.float64, n)[sel])
             if with_masks:
                 counts, wrong = _block_masks(items, img, gt, first, path)
                 bad_size += int(wrong.sum())
@@ -273,6 +282,8 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
                     k = int(np.argmax(wrong))
                     first_size = (first + k, f"image_id {int(img_id[k])} is {int(gt.heights[img[k]])}x"
                                              f"{int(gt.widths[img[k]])}")
+                if keep is not None:
+                    counts, img = [counts[i] for i in sel.tolist()], img[sel]
                 spill.append(counts)
                 if not has_box:
                     areas.append(_mask_areas(counts, img, gt))
@@ -304,6 +315,34 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
         dets.close()
         raise
     return dets
+
+
+def scan_protocols(path: Path, gt: GroundTruth, selectors: dict,
+                   say: Optional[Callable[[str], None]] = None) -> np.ndarray:
+    """One light pass over ``path`` (image, category and score only): feeds each block to ``selectors`` (name ->
+    ``(TopKPerGroup, "image" | "category")``) and returns the number of detections per image. Unknown image or
+    category ids are left to ``read_results`` to report."""
+    say = say or (lambda _m: None)
+    say(f"choosing detections in {Path(path).name} (streaming, {len(selectors)} selection"
+        f"{'s' if len(selectors) > 1 else ''})")
+    per_image = np.zeros(gt.num_images, np.int64)
+    for first, items in iter_blocks(Path(path), record=_Scored):
+        n = len(items)
+        img = gt.image_index(np.fromiter((d.image_id for d in items), np.int64, n))
+        cat = gt.cat_index(np.fromiter((d.category_id for d in items), np.int64, n))
+        score = np.fromiter((d.score for d in items), np.float64, n)
+        img, cat = img.clip(0).astype(np.int32), cat.clip(0).astype(np.int32)
+        per_image += np.bincount(img, minlength=gt.num_images)
+        for top, by in selectors.values():
+            top.add(img if by == "image" else cat, score, first)
+        del items
+    return per_image
+
+
+class _Scored(msgspec.Struct):
+    image_id: int
+    category_id: int
+    score: float
 
 
 def validate_columns(path: Path, gt: GroundTruth, dets: Detections) -> None:

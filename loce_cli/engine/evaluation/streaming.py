@@ -126,7 +126,7 @@ def _chunks(img_sorted: np.ndarray, target: int) -> List[Tuple[int, int]]:
     return out
 
 
-def _num_gt(gt: GroundTruth) -> np.ndarray:
+def num_gt(gt: GroundTruth) -> np.ndarray:
     """``[K, A]`` non-ignored ground truths per category and area range (``lo <= area <= hi``)."""
     out = np.zeros((gt.num_cats, AREA_RNGS.shape[0]), np.int64)
     for a, (lo, hi) in enumerate(AREA_RNGS):
@@ -137,6 +137,16 @@ def _num_gt(gt: GroundTruth) -> np.ndarray:
 
 def _evaluate_metric(gt: GroundTruth, dets: Detections, kept: np.ndarray, metric: str, workers: int,
                      say: Callable[[str], None]):
+    rows, tp, fp = match(gt, dets, kept, metric, workers, say)
+    say(f"accumulating {metric}")
+    precision = accumulate(dets.cat[rows], dets.score[rows], dets.img[rows], rows, tp, fp, num_gt(gt))
+    return summarize(precision, gt.freq_groups()), class_aps(precision)
+
+
+def match(gt: GroundTruth, dets: Detections, kept: np.ndarray, metric: str, workers: int,
+          say: Callable[[str], None]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match the detections at positions ``kept`` (LVIS's area and federated filters applied here):
+    ``(rows, tp, fp)``, the evaluated positions and their ``[N, A]`` true / false positive bit masks."""
     global _JOB
     if dets.box is not None:
         area = dets.box[:, 2] * dets.box[:, 3]  # LVISResults: with boxes, a detection's area is w * h (segm too)
@@ -166,9 +176,7 @@ def _evaluate_metric(gt: GroundTruth, dets: Detections, kept: np.ndarray, metric
                 tp[lo:lo + t.shape[0]], fp[lo:lo + f.shape[0]] = t, f
     finally:
         _JOB = None
-    say(f"accumulating {metric}")
-    precision = accumulate(dets.cat[rows], dets.score[rows], dets.img[rows], rows, tp, fp, _num_gt(gt))
-    return summarize(precision, gt.freq_groups()), class_aps(precision)
+    return rows, tp, fp
 
 
 def evaluate_streaming(results_file, ann_file, metrics: Sequence[str], max_dets: int = 300,
