@@ -105,8 +105,10 @@ def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresRe
     return ScoresReport(str(path), num, scores[-1], groups, weakest, classes)
 
 
-def plot_scores(report: ScoresReport, out: Path) -> Path:
-    """Mean score against training instances (or images) per class, log x, coloured by group."""
+def _class_scatter(report, out: Path, value, ylabel: str, title: str, decorate=None,
+                   legend_loc: str = "best") -> Path:
+    """One point per class of ``report.classes``: ``value(class)`` against its training instances (or images), log
+    x, coloured by frequency group; ``decorate(ax)`` adds to the axes; written atomically to ``out``."""
     out = Path(out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise LoceUsageError(f"--plot {out}: unsupported file type {out.suffix or '(none)'}", "use a .png file name")
@@ -123,18 +125,26 @@ def plot_scores(report: ScoresReport, out: Path) -> Path:
     for g in GROUPS:
         pts = [c for c in report.classes if c.group == g]
         xs = [max(1, (c.train_instances if use_instances else c.train_images) or 1) for c in pts]
-        ax.scatter(xs, [c.score for c in pts], s=18, color=GROUP_COLOURS[g], label=f"{GROUP_NAMES[g]} ({len(pts)})")
+        ax.scatter(xs, [value(c) for c in pts], s=18, color=GROUP_COLOURS[g], alpha=0.8,
+                   label=f"{GROUP_NAMES[g]} ({len(pts)})")
+    if decorate is not None:
+        decorate(ax)
     ax.set_xscale("log")
     ax.set_xlabel("training instances per class (log)" if use_instances else "training images per class (log)")
-    ax.set_ylabel("mean classification score")
-    ax.set_title(f"{Path(report.checkpoint).name}: per-class mean scores")
-    ax.legend(frameon=False)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{Path(report.checkpoint).name}: {title}")
+    ax.legend(frameon=False, loc=legend_loc)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
     plt.close(fig)
     return out
+
+
+def plot_scores(report: ScoresReport, out: Path) -> Path:
+    """Mean score against training instances (or images) per class, log x, coloured by group."""
+    return _class_scatter(report, out, lambda c: c.score, "mean classification score", "per-class mean scores")
 
 
 @dataclass
@@ -189,34 +199,11 @@ def inspect_memory(path: Path) -> MemoryReport:
 def plot_memory(report: MemoryReport, out: Path) -> Path:
     """Features stored in each class's queue against the class's training instances (or images), log x,
     coloured by group, the queue size as a dashed line."""
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise LoceUsageError(f"--plot {out}: unsupported file type {out.suffix or '(none)'}", "use a .png file name")
-    import matplotlib
+    q = report.queue_size
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def queue_line(ax):
+        ax.axhline(q, color="0.4", linestyle="--", linewidth=1, label=f"queue size {q}")
+        ax.set_ylim(-0.04 * q, 1.1 * q)
 
-    from loce_cli.engine._io import atomic_path
-    from loce_cli.engine.stats import GROUP_COLOURS
-
-    use_instances = all(c.train_instances is not None for c in report.classes)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for g in GROUPS:
-        pts = [c for c in report.classes if c.group == g]
-        xs = [max(1, (c.train_instances if use_instances else c.train_images) or 1) for c in pts]
-        ax.scatter(xs, [c.stored for c in pts], s=18, color=GROUP_COLOURS[g], alpha=0.8,
-                   label=f"{GROUP_NAMES[g]} ({len(pts)})")
-    ax.axhline(report.queue_size, color="0.4", linestyle="--", linewidth=1, label=f"queue size {report.queue_size}")
-    ax.set_xscale("log")
-    ax.set_ylim(-0.04 * report.queue_size, 1.1 * report.queue_size)
-    ax.set_xlabel("training instances per class (log)" if use_instances else "training images per class (log)")
-    ax.set_ylabel("stored features in the queue")
-    ax.set_title(f"{Path(report.checkpoint).name}: feature-memory fill per class")
-    ax.legend(frameon=False, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
-    plt.close(fig)
-    return out
+    return _class_scatter(report, out, lambda c: c.stored, "stored features in the queue",
+                          "feature-memory fill per class", decorate=queue_line, legend_loc="lower right")
