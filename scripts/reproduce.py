@@ -138,14 +138,9 @@ def main(argv=None) -> None:
     sections = []
     for d in args.data_seeds:
         root = work / f"data{d}"
-        runs = []
-        for name in args.variants:
-            if sorted(root.glob(f"{name}_seed*/eval/metrics.json")):
-                runs.append(f"{VARIANTS[name][1]}={root}/{name}_seed*/eval")
+        runs = report_runs(root, args.variants, "eval")
         if not runs:
             continue
-        if (root / "base" / "eval" / "metrics.json").is_file():
-            runs.append(f"base model, no fine-tune={root}/base/eval")
         for fmt in ("md", "csv"):
             out = work / f"report_data{d}.{fmt}"
             with open(out, "w") as f:
@@ -191,19 +186,24 @@ def evaluate_protocols(loce: str, work: Path, args, log: Path) -> None:
                  *data_options(work / f"data{d}" / "data", wrapped)], log)
 
 
+def report_runs(root: Path, variants, sub: str) -> list:
+    """``loce report`` arguments ``label=glob`` for the variants evaluated in ``<run>/<sub>`` under ``root``
+    (all fine-tune seeds of a variant together), then the base model; empty when no variant is evaluated."""
+    runs = [f"{VARIANTS[name][1]}={root}/{name}_seed*/{sub}" for name in variants
+            if sorted(root.glob(f"{name}_seed*/{sub}/metrics.json"))]
+    if runs and (root / "base" / sub / "metrics.json").is_file():
+        runs.append(f"base model, no fine-tune={root}/base/{sub}")
+    return runs
+
+
 def protocol_sections(loce: str, work: Path, args) -> list:
     """Per data seed: ``loce report`` of the protocol evaluations (rows per metric and protocol)."""
     sections = []
     for d in args.data_seeds:
         root = work / f"data{d}"
-        runs = []
-        for name in args.variants:
-            if sorted(root.glob(f"{name}_seed*/eval_protocols/metrics.json")):
-                runs.append(f"{VARIANTS[name][1]}={root}/{name}_seed*/eval_protocols")
+        runs = report_runs(root, args.variants, "eval_protocols")
         if not runs:
             continue
-        if (root / "base" / "eval_protocols" / "metrics.json").is_file():
-            runs.append(f"base model, no fine-tune={root}/base/eval_protocols")
         out = work / f"report_protocols_data{d}.md"
         with open(out, "w") as f:
             if subprocess.call([loce, "report", *runs, "--format", "md",
