@@ -38,6 +38,9 @@ LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the proces
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
 JSON = typer.Option(False, "--json", help="Machine-readable result.")
 TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
+AMP = typer.Option(None, "--amp", help="Mixed precision: bf16 (autocast; CPUs and GPUs) or fp16 (autocast + "
+                                          "GradScaler; CUDA). Same as the config key fp16 = dict(loss_scale=...); "
+                                          "a resume keeps the run's own (docs/MIXED_PRECISION.md).")
 NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evaluation = dict(interval=N) during "
                                                         "training (otherwise rank 0 writes "
                                                         "WORK_DIR/eval_epoch_N/metrics.json every N epochs).")
@@ -45,7 +48,7 @@ NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evalu
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
-             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False):
+             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, amp=None):
     from loce_cli.engine.resume import AUTO, IF_ANY
     from loce_cli.engine.train import LaunchOptions, TrainRequest
     from loce_cli.errors import LoceUsageError
@@ -63,7 +66,7 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
         resume=resume_arg, seed=seed, checkpoint_every=checkpoint_every, requeue=requeue,
         deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
-        no_validate=no_validate,
+        no_validate=no_validate, amp=amp,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                              master_port=master_port, launcher=launcher, device=device))
 
@@ -101,14 +104,15 @@ def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/syn
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
          master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
          device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
-         checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, json_out: bool = JSON) -> None:
+         checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, amp: Optional[str] = AMP,
+         json_out: bool = JSON) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            tensorboard=tensorboard, no_validate=no_validate, checkpoint_every=checkpoint_every,
-                           requeue=requeue)), json_out)
+                           requeue=requeue, amp=amp)), json_out)
 
 
 @engine_errors
@@ -121,14 +125,15 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: str = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
-             json_out: bool = JSON) -> None:
+             amp: Optional[str] = AMP, json_out: bool = JSON) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            base_checkpoint=base_checkpoint, tensorboard=tensorboard,
-                           no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue)), json_out)
+                           no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue,
+                           amp=amp)), json_out)
 
 
 @engine_errors

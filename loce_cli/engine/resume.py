@@ -19,7 +19,8 @@ from loce_cli.errors import DataError, LoceError, LoceUsageError
 
 CHANGEABLE_ON_RESUME = ("runner.max_epochs", "log_config.interval", "checkpoint_config.interval",
                         "checkpoint_config.max_keep_ckpts", "evaluation.interval")
-RUNTIME_KEYS = ("work_dir", "device", "gpu_ids", "seed", "load_from", "resume_from", "log_config")  # set per run
+RUNTIME_KEYS = ("work_dir", "device", "gpu_ids", "seed", "load_from", "resume_from", "log_config",
+                "amp", "fp16")  # set per run (amp: the resolved --amp / fp16 setting, engine/amp.py)
 STOPPED_FILE = "loce_stopped.json"  # written by rank 0 when a signal stopped the run; read by the launcher
 AUTO = "auto"  # --resume-from auto: the newest checkpoint when there is one, else a fresh start
 IF_ANY = "auto-if-any"  # TrainRequest.resume for it ("auto" there is --resume: the newest, which must exist)

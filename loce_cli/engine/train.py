@@ -32,6 +32,7 @@ class TrainRequest:
     no_validate: bool = False  # skip the config's evaluation = dict(interval=N) during training
     checkpoint_every: int = 0  # a mid-epoch checkpoint every N iterations (0: epoch ends only)
     requeue: bool = False  # stopped by a signal inside a Slurm job: `scontrol requeue $SLURM_JOB_ID` (rank 0)
+    amp: Optional[str] = None  # --amp fp16|bf16 (None: the config's fp16/amp key, else fp32); engine/amp.py
 
 
 @dataclass
@@ -87,10 +88,7 @@ def validate(req: TrainRequest):
     if req.requeue and not os.environ.get("SLURM_JOB_ID"):
         raise LoceUsageError("--requeue works inside a Slurm job (SLURM_JOB_ID is not set)",
                              "submit with sbatch --requeue, or drop --requeue")
-    cfg = run_config(req)
-    if cfg.get("fp16"):  # mmdet's train_detector reads it; loce's runner would silently train in fp32
-        raise LoceUsageError(f"{req.config} asks for mixed precision (fp16 = {dict(cfg.fp16)}), which loce does not "
-                             "support yet", "remove the fp16 setting (the paper's recipe trains in fp32)")
+    cfg = run_config(req, warn=True)  # mixed precision (--amp, fp16 = dict(...)) resolved and checked there
     from loce_cli.engine.data_checks import check_config_data
 
     check_config_data(cfg, req.config, "train")  # other LVIS version, class count, image folders
@@ -111,16 +109,23 @@ def validate(req: TrainRequest):
     return cfg
 
 
-def run_config(req: TrainRequest):
+def run_config(req: TrainRequest, warn: bool = False):
     """The config the run trains with: the config file with --cfg-options, or for a resume the run's own config
-    saved in its checkpoint (with the options a resume may change; :mod:`loce_cli.engine.resume`)."""
+    saved in its checkpoint (with the options a resume may change; :mod:`loce_cli.engine.resume`); its mixed
+    precision resolved into one ``amp`` key (:mod:`loce_cli.engine.amp`)."""
+    from loce_cli.engine import amp
     from loce_cli.engine.config import load_config
 
     if req.resume:
         from loce_cli.engine.resume import saved_config
 
-        return saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
-    return load_config(Path(req.config), req.cfg_options)
+        cfg = saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
+    else:
+        cfg = load_config(Path(req.config), req.cfg_options)
+    from loce_cli.engine.resume import warn as say
+
+    return amp.apply(cfg, req.amp, req.launch.resolved_device(), req.config, resumed=bool(req.resume),
+                     warn=say if warn and env_rank() == 0 else None)
 
 
 def evaluation_interval(cfg) -> Optional[int]:

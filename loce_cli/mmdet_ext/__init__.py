@@ -7,7 +7,8 @@ so any mmdet config can use them with ``custom_imports=dict(imports=['loce_cli.m
 
 It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use), and
 :func:`loce_cli.mmdet_ext.cuda_ops.install` (RoIAlign / NMS on CUDA through torchvision when mmcv-full was
-built without CUDA ops), :func:`loce_cli.mmdet_ext.parallel_compat.install` (mmcv's GPU scatter on torch 2.x)
+built without CUDA ops), :func:`loce_cli.mmdet_ext.amp_ops.install` (those ops under autocast),
+:func:`loce_cli.mmdet_ext.parallel_compat.install` (mmcv's GPU scatter on torch 2.x)
 and :func:`loce_cli.mmdet_ext.checkpoint_hooks.install` (mmcv's checkpoint loads through loce's weights-only loader).
 """
 
@@ -16,9 +17,10 @@ from loce_cli import compat
 compat.apply()
 compat.quiet_known_noise()
 
-from loce_cli.mmdet_ext import checkpoint_hooks, cuda_ops, parallel_compat  # noqa: E402
+from loce_cli.mmdet_ext import amp_ops, checkpoint_hooks, cuda_ops, parallel_compat  # noqa: E402
 
 cuda_ops.install()
+amp_ops.install()  # after cuda_ops: half-precision inputs (autocast) reach mmcv's / torchvision's kernels as fp32
 parallel_compat.install()
 checkpoint_hooks.install()  # every mmcv / mmdet checkpoint load: weights only, through loce's one loader
 

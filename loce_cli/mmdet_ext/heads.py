@@ -25,6 +25,7 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from loce_cli.core.memory_bank import FeatureMemory
 from loce_cli.core.proposals import jitter_boxes
 from loce_cli.core.score_tracker import MeanScoreTracker
+from loce_cli.mmdet_ext.amp import fp32
 from loce_cli.mmdet_ext.losses import EquilibriumLoss
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -48,6 +49,14 @@ class LoceBBoxHead(Shared2FCBBoxHead):
     @force_fp32(apply_to=("cls_score", "bbox_pred"))
     def loss(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
              reduction_override=None) -> Dict[str, torch.Tensor]:
+        # in fp32 whatever the autocast (mmcv's force_fp32 acts only with its own fp16_enabled, which loce never
+        # sets; loce_cli.mmdet_ext.amp): log(s) of small mean scores and the softmax need fp32
+        with fp32(cls_score, bbox_pred) as (cls_score, bbox_pred):
+            return self._loss_fp32(cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
+                                   reduction_override)
+
+    def _loss_fp32(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
+                   reduction_override=None) -> Dict[str, torch.Tensor]:
         losses = super().loss(None, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
                               reduction_override=reduction_override)
         if cls_score is not None and cls_score.numel() > 0:
@@ -315,15 +324,20 @@ class LoceRoIHead(StandardRoIHead):
     @torch.no_grad()
     def _update_scores(self, cls_score: torch.Tensor, sampling_results, gt_labels: List[torch.Tensor],
                        num_rois: int, mem_labels: Optional[torch.Tensor]) -> None:
-        """One tracker update with this step's pairs (:meth:`_score_pairs`; one collective across ranks)."""
-        self.score_tracker.update(*self._score_pairs(cls_score, sampling_results, gt_labels, num_rois, mem_labels))
+        """One tracker update with this step's pairs (:meth:`_score_pairs`; one collective across ranks), in fp32
+        whatever the autocast."""
+        with fp32(cls_score) as (cls_score,):
+            self.score_tracker.update(*self._score_pairs(cls_score, sampling_results, gt_labels, num_rois,
+                                                         mem_labels))
 
 
 @HEADS.register_module()
 class NormedMaskHead(FCNMaskHead):
     """``FCNMaskHead`` with cosine mask logits: ``conv(scale * normalize(x), normalize(W)) + b`` (scale 20).
 
-    ``x`` is normalised over channels at each position; each class's 1x1 weight vector to unit length.
+    ``x`` is normalised over channels at each position; each class's 1x1 weight vector to unit length. The
+    normalisation runs in fp32 whatever the input's dtype (:func:`safe_normalize`); the 1x1 convolution in the
+    autocast dtype. The mask loss is computed in fp32.
     """
 
     def __init__(self, *args, scale: float = 20.0, **kwargs):
@@ -340,5 +354,19 @@ class NormedMaskHead(FCNMaskHead):
             if self.upsample_method == "deconv":
                 x = self.relu(x)
         w = self.conv_logits.weight
-        w_n = F.normalize(w.flatten(1), dim=1).view_as(w)
-        return F.conv2d(self.scale * F.normalize(x, dim=1), w_n, self.conv_logits.bias)
+        w_n = safe_normalize(w.flatten(1), dim=1).view_as(w)
+        return F.conv2d(safe_normalize(x, dim=1, scale=self.scale), w_n, self.conv_logits.bias)
+
+    def loss(self, mask_pred, mask_targets, labels):
+        with fp32(mask_pred, mask_targets) as (mask_pred, mask_targets):
+            return super().loss(mask_pred, mask_targets, labels)
+
+
+def safe_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-12, scale: float = 1.0) -> torch.Tensor:
+    """``scale * x / max(||x||, eps)`` along ``dim``, computed in fp32 and returned in ``x``'s dtype. In fp16 the
+    squares of small features underflow to 0 and fp16 has no 1e-12 (it rounds to 0), so ``F.normalize`` of a
+    half tensor with tiny norms gives 0/0 = NaN; the unit-length (times ``scale``) result fits any half type."""
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        return F.normalize(x, dim=dim, eps=eps) * scale if scale != 1.0 else F.normalize(x, dim=dim, eps=eps)
+    x32 = x.float()
+    return (x32 * (scale / x32.norm(dim=dim, keepdim=True).clamp_min(eps))).to(x.dtype)

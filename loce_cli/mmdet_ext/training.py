@@ -44,6 +44,7 @@ class LoceEpochBasedRunner(EpochBasedRunner):
 
     stop_policy = None
     resumable = None
+    amp = None  # mixed precision (:class:`~loce_cli.mmdet_ext.amp.AmpState`), set by :func:`run_training`
     mid_epoch_keep = 2  # mid-epoch checkpoints kept within an epoch: checkpoint_config.max_keep_ckpts, else 2
     _resume_consumed = 0
     _pending_rng = None
@@ -60,6 +61,8 @@ class LoceEpochBasedRunner(EpochBasedRunner):
     def _write(self, out_dir, filename, meta, save_optimizer=True, create_symlink=True) -> str:
         if self.meta is not None:
             meta = {**self.meta, **meta}
+        if self.amp is not None:
+            meta["amp"] = self.amp.state_dict()  # the GradScaler's scale and growth tracker: a resume continues it
         filepath = osp.join(out_dir, filename)
         optimizer = self.optimizer if save_optimizer else None
         write_atomic(filepath, lambda tmp: save_checkpoint(self.model, tmp, optimizer=optimizer, meta=meta))
@@ -119,6 +122,14 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         dist.barrier()
 
     # -- the loop ---------------------------------------------------------------------------------------------
+    def run_iter(self, data_batch, train_mode, **kwargs):
+        """mmcv's iteration with the forward (and losses) under the run's autocast; backward runs outside it,
+        in the optimizer hook."""
+        from loce_cli.mmdet_ext.amp import autocast_of
+
+        with autocast_of(self.amp):
+            super().run_iter(data_batch, train_mode, **kwargs)
+
     def train(self, data_loader, **kwargs):
         """mmcv's epoch loop, starting part-way through the epoch after a mid-epoch resume, with the stop policy's
         decision at each iteration boundary; the loader's workers are shut down when it ends early."""
@@ -179,8 +190,10 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         self._epoch, self._iter = int(loaded["epoch"]), int(loaded["iter"])
         state, mid = loaded.get("rng"), loaded.get("mid_epoch")
         if isinstance(self.meta, dict):  # tensors; the runner's meta is dumped to the JSON log
-            for key in ("rng", "mid_epoch"):
+            for key in ("rng", "mid_epoch", "amp"):
                 self.meta.pop(key, None)
+        if self.amp is not None and loaded.get("amp"):
+            self.amp.load_state_dict(loaded["amp"])
         if self.world_size > 1 and self.rank != 0:
             own = rank_file(checkpoint, self.rank)
             if osp.exists(own):
@@ -394,16 +407,23 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     optimizer = build_optimizer(model, cfg.optimizer)
     meta = checkpoint_meta(cfg, dataset)
     meta.update(seed=seed, stage=stage, exp_name=config_name, config=config_text, **(meta_extra or {}))
+    from loce_cli.mmdet_ext.amp import AmpOptimizerHook, build_amp
+
+    amp = build_amp(cfg.get("amp"), device)  # None: fp32
     runner = build_runner(dict(type="LoceEpochBasedRunner", max_epochs=cfg.runner.max_epochs),
                           default_args=dict(model=model, optimizer=optimizer, work_dir=cfg.work_dir, logger=logger,
                                             meta=meta))
     runner.timestamp = timestamp
-    runner.stop_policy, runner.resumable = policy, resumable
+    runner.stop_policy, runner.resumable, runner.amp = policy, resumable, amp
+    if amp is not None and rank == 0:
+        logger.info(f"mixed precision: {amp.name} autocast on {amp.device_type}"
+                    + (f", GradScaler ({cfg.amp.get('loss_scale')})" if amp.scaler is not None else ""))
     keep = int((cfg.get("checkpoint_config") or {}).get("max_keep_ckpts", -1) or -1)
     runner.mid_epoch_keep = keep if keep > 0 else LoceEpochBasedRunner.mid_epoch_keep  # mmcv's -1: keep all
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     opt_cfg.pop("type", None)
-    optimizer_hook = OptimizerHook(**opt_cfg)  # DDP averages the gradients during backward, on CPUs and GPUs
+    # DDP averages the gradients during backward, on CPUs and GPUs; under fp16 through the GradScaler
+    optimizer_hook = (AmpOptimizerHook if amp is not None else OptimizerHook)(**opt_cfg)
     runner.register_training_hooks(cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config,
                                    cfg.get("momentum_config"), custom_hooks_config=cfg.get("custom_hooks"))
     if distributed or class_aware is not None:
