@@ -120,3 +120,15 @@ def apply(cfg, flag: Optional[str], device: str, source: str, resumed: bool = Fa
     if setting is not None:
         cfg[KEY] = setting
     return cfg
+
+
+def check_inference(flag: Optional[str], device: str) -> None:
+    """``loce eval --amp`` / ``loce predict --amp``: bf16 anywhere, fp16 on CUDA only (usage errors)."""
+    if flag is None:
+        return
+    if flag not in CHOICES:
+        raise LoceUsageError(f"--amp {flag!r} is not one of {', '.join(CHOICES)}",
+                             "--amp bf16 (CPUs and GPUs) or --amp fp16 (CUDA)")
+    if flag == "fp16" and device != "cuda":
+        raise LoceUsageError(f"--amp fp16 needs a CUDA GPU; this run is on {device}",
+                             "on the CPU use --amp bf16; on a GPU pass --gpus N or --device cuda")

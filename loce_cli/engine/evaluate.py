@@ -334,6 +334,7 @@ class EvalRequest:
     launch: LaunchOptions = field(default_factory=LaunchOptions)
     protocols: List[str] = field(default_factory=lambda: ["standard"])
     dets_per_class: int = DEFAULT_DETS_PER_CLASS
+    amp: Optional[str] = None  # inference under autocast: bf16 / fp16 (CUDA); engine/amp.py
 
     def per_class_inference(self) -> Optional[int]:
         """The per-class cap per image of the inference (fixed / pooled asked for), else None (300 per image)."""
@@ -354,6 +355,9 @@ def _validate_eval(req: EvalRequest):
         raise LoceUsageError("--max-dets must be >= 1", "LVIS uses 300")
     req.per_class_inference()  # checks --protocol / --dets-per-class
     check_launch(req.launch)
+    from loce_cli.engine.amp import check_inference
+
+    check_inference(req.amp, req.launch.resolved_device())
     out = Path(req.out)
     if (out / "metrics.json").exists() and not req.force:
         raise OutputExistsError(f"--out {out} already holds metrics.json", "pass --force or another --out")
@@ -412,7 +416,7 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
     out = Path(req.out)
     results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress, rank,
-                                            world, say, per_class=req.per_class_inference())
+                                            world, say, per_class=req.per_class_inference(), amp=req.amp)
     report = None
     if rank == 0:
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]
@@ -429,11 +433,11 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
 
 
 def write_results(cfg, checkpoint: Path, device: str, max_dets: int, out: Path, progress=None, rank: int = 0,
-                  world: int = 1, say=None, per_class: Optional[int] = None):
+                  world: int = 1, say=None, per_class: Optional[int] = None, amp: Optional[str] = None):
     """Inference of this process's share of ``cfg.data.test``, streamed image by image to its own results shard;
     rank 0 then merges every rank's shard into ``out/results.json`` (byte-identical to one process's file).
     Returns ``(results file on rank 0 else None, whether masks came)``; with ``world > 1`` a process group must
-    be initialised."""
+    be initialised. ``amp``: the inference under autocast (bf16 / fp16)."""
     from loce_cli.engine.evaluation.shards import ShardWriter, merge_shards, new_token, remove_stale
     from loce_cli.mmdet_ext.inference import iter_image_detections
 
@@ -454,7 +458,7 @@ def write_results(cfg, checkpoint: Path, device: str, max_dets: int, out: Path, 
     has_masks = False
     try:
         for img_id, dets, masks in iter_image_detections(cfg, Path(checkpoint), device, max_dets, progress, rank,
-                                                         world, per_class):
+                                                         world, per_class, amp):
             writer.add(img_id, dets)
             has_masks = has_masks or masks
         writer.close()

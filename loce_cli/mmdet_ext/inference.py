@@ -104,10 +104,13 @@ def lvis_detections(cfg, checkpoint: Path, device: str, max_dets: int,
 
 def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                           progress: Optional[Callable[[int, int], None]] = None, rank: int = 0,
-                          world: int = 1, per_class: Optional[int] = None) -> Iterator[Tuple[int, List[dict], bool]]:
+                          world: int = 1, per_class: Optional[int] = None,
+                          amp: Optional[str] = None) -> Iterator[Tuple[int, List[dict], bool]]:
     """``(image id, its LVIS detections, whether the model gave masks)`` per image of this process's share, in
     dataset order: what ``lvis_detections`` returns, one image at a time. With ``per_class`` there is no cap per
-    image but at most ``per_class`` detections of each class per image (``per_class_cap``: for AP-fixed)."""
+    image but at most ``per_class`` detections of each class per image (``per_class_cap``: for AP-fixed).
+    ``amp`` (``bf16`` / ``fp16``): the forward under autocast, the heads' outputs in fp32
+    (:mod:`loce_cli.mmdet_ext.amp`)."""
     import contextlib
 
     from loce_cli.mmdet_ext.per_class_cap import per_class_cap
@@ -129,6 +132,10 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     model = load_detector(cfg, Path(checkpoint), gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
+    from loce_cli.mmdet_ext.amp import fp32_head_outputs, inference_autocast
+
+    if amp is not None:
+        fp32_head_outputs(model)
     detector = model
     running = None
     if per_class is not None:
@@ -142,7 +149,7 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     model.eval()
     for n, data in enumerate(loader):
-        with torch.no_grad(), cap():
+        with torch.no_grad(), cap(), inference_autocast(amp, gpu):
             result = detect(model, data, rescale=True)  # masks as RLEs, the bytes of encode_mask_results
         for k, res in enumerate(result):
             img_id = dataset.img_ids[indices[n * loader.batch_size + k]]

@@ -381,6 +381,10 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
     model.init_weights()
     model.CLASSES = dataset.CLASSES
+    if cfg.get("amp"):
+        from loce_cli.mmdet_ext.amp import fp32_head_outputs
+
+        fp32_head_outputs(model)  # boxes, proposals, losses and masks in fp32 (the heads' layers under autocast)
     from loce_cli.mmdet_ext.resumable_sampler import PositionSeeded, make_resumable
 
     workers = int(cfg.data.workers_per_gpu)
