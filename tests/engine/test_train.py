@@ -182,9 +182,9 @@ def test_bad_requests(tiny_dataset, tmp_path, base_run):
     with pytest.raises(DataError, match="training data"):
         train(TrainRequest(config=str(BASE), work_dir=str(tmp_path / "w"),
                            cfg_options=["data.train.ann_file=/nonexistent/train.json"]))
-    mixed = tmp_path / "fp16_synth.py"  # a user's config with mmdet's mixed-precision switch: refused, not ignored
+    mixed = tmp_path / "fp16_synth.py"  # mmdet's mixed-precision switch on the CPU: refused (fp16 needs CUDA)
     mixed.write_text(f"_base_ = [{str(BASE)!r}]\nfp16 = dict(loss_scale=512.0)\n")
-    with pytest.raises(LoceUsageError, match="mixed precision"):
+    with pytest.raises(DataError, match="fp16 mixed precision, which needs a CUDA GPU"):
         train(TrainRequest(config=str(mixed), work_dir=str(tmp_path / "w"), cfg_options=opts(tiny_dataset)))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
