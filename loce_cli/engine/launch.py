@@ -14,6 +14,14 @@ from typing import Optional, Tuple
 from loce_cli.errors import LoceError, LoceUsageError
 
 LAUNCHERS = ("none", "pytorch", "slurm")
+# A testing switch (docs/MIXED_PRECISION.md): LOCE_SHARE_GPU=1 lets --gpus N run on fewer CUDA devices, the ranks
+# sharing them round-robin over gloo (NCCL refuses two ranks on one device). It checks the multi-rank code paths
+# on CUDA tensors on a one-GPU machine; it says nothing about NCCL or about speed.
+SHARE_GPU_ENV = "LOCE_SHARE_GPU"
+
+
+def shares_gpu() -> bool:
+    return os.environ.get(SHARE_GPU_ENV) == "1"
 
 
 @dataclass
@@ -62,7 +70,7 @@ def check_launch(launch: LaunchOptions) -> str:
 
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         want = max(launch.gpus, 1)
-        if have < want:
+        if have < want and not (shares_gpu() and have >= 1):
             raise LoceUsageError(f"asked for {want} GPU(s) but this machine has {have} CUDA device(s)",
                                  "drop --gpus / --device cuda to run on the CPU, or use --nproc N for CPU processes")
     if device == "cpu" and launch.gpus > 0:
@@ -120,6 +128,6 @@ def init_distributed(launch: LaunchOptions) -> Tuple[int, int, int]:
         device = launch.resolved_device()
         if device == "cuda":
             torch.cuda.set_device(local % torch.cuda.device_count())
-        dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method="env://", rank=rank,
-                                world_size=world)
+        backend = "nccl" if device == "cuda" and not shares_gpu() else "gloo"
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
     return rank, local, world

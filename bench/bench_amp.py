@@ -1,0 +1,238 @@
+"""Mixed precision, side by side in one run: iteration time and peak memory of fp32 vs bf16 (and fp16 on CUDA)
+training steps, and (``--quality``) the synthetic LOCE fine-tune's box APr in bf16 vs fp32.
+
+    .venv/bin/python bench/bench_amp.py [--device cpu|cuda] [--configs synth,lvis] [--iters 5] [--json FILE]
+    .venv/bin/python bench/bench_amp.py --quality [--seeds 0 1] [--base BASE.pth --data DIR]
+
+Speed: one model per config, the same fixed batches for every mode, the modes alternating iteration by
+iteration (the order flipped each round) so that machine noise hits them alike; a step is the whole training
+iteration as ``loce train`` runs it (forward and losses under autocast with the heads' outputs in fp32,
+backward, an SGD step; fp16 through a GradScaler). Time: median over ``--iters`` rounds after ``--warmup``.
+Peak memory of a step: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each step); on the CPU the
+process's peak RSS during the step (``VmHWM`` after resetting it through ``/proc/self/clear_refs``). Both
+include what stays resident (weights, optimizer state, the LOCE memory).
+
+Configs: ``synth`` = configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py (LOCE: EBL + memory sampling +
+push; the memory is filled first from a few images) on the default synthetic data; ``lvis`` =
+configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py at real shape (1333 x 640-800, 1203 classes, 2 images per
+step) on data from the LVIS-shaped generator (``loce data synth --like lvis-v1``, then ``loce data prep``);
+``lvis-loce`` = the LOCE LVIS recipe with its full 1203 x 80 memory (4.8 GB in fp32: CUDA only by default).
+
+Quality: ``loce finetune`` of the synthetic LOCE recipe from one base checkpoint, fp32 and ``--amp bf16`` for
+each seed, each evaluated with ``loce eval`` (box and mask AP / APr of the official lvis API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CONFIGS = {
+    "synth": ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py",
+    "lvis": ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
+    "lvis-loce": ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py",
+}
+REPRO = Path("/work/main/work/reproduce/data0")  # the reproduction's data and base model, read only, if present
+
+
+def _synth_data() -> Path:
+    if (REPRO / "data" / "annotations" / "lvis_v1_train.json").is_file():
+        return REPRO / "data"
+    from loce_cli.engine.synth import SynthOptions, synthesize
+
+    out = Path("/tmp/loce_bench_amp_synth")
+    if not (out / "annotations" / "lvis_v1_train.json").is_file():
+        synthesize(out, SynthOptions(), force=True)
+    return out
+
+
+def _lvis_data(root) -> Path:
+    from loce_cli.engine.prep import prep_dataset
+    from loce_cli.engine.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
+
+    root = Path(root)
+    if not (root / "annotations" / "lvis_v1_train.json").is_file():
+        synthesize_lvis_like(root, LvisLikeOptions(like="lvis-v1", train_images=MIN_TRAIN_IMAGES, val_images=4,
+                                                   seed=0), force=True)
+        prep = prep_dataset(root, check_images="none")
+        assert prep.ok, [p.message for _, p in prep.all_problems()]
+    return root
+
+
+def _options(name: str, data: Path) -> list:
+    ann = data / "annotations" / "lvis_v1_train.json"
+    opts = [f"data.train.ann_file={ann}", f"data.train.img_prefix={data}/", "data.workers_per_gpu=0"]
+    if name.startswith("lvis"):
+        opts.append("model.backbone.init_cfg=None")  # no ImageNet download: speed does not depend on the weights
+    return opts
+
+
+def _peak_reset(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+
+
+def _peak_bytes(device: str) -> int:
+    if device == "cuda":
+        return int(torch.cuda.max_memory_allocated())
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_root: str, batches_n: int = 2) -> dict:
+    import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
+    from mmcv.parallel import MMDataParallel
+    from mmcv.runner import build_optimizer
+    from mmdet.datasets import build_dataloader, build_dataset
+    from mmdet.models import build_detector
+
+    from loce_cli.engine.config import load_config
+    from loce_cli.mmdet_ext import fill_memory
+    from loce_cli.mmdet_ext.amp import AmpState, fp32_head_outputs
+
+    data = _synth_data() if name == "synth" else _lvis_data(lvis_root)
+    cfg = load_config(CONFIGS[name], _options(name, data))
+    torch.manual_seed(0)
+    dataset = build_dataset(cfg.data.train)
+    model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
+    model.init_weights()
+    model.CLASSES = dataset.CLASSES
+    fp32_head_outputs(model)  # as loce train does under --amp (a no-op on fp32 outputs)
+    if device == "cuda":
+        model = model.cuda()
+    wrapped = MMDataParallel(model, device_ids=[0] if device == "cuda" else None)
+    if hasattr(model.roi_head, "memory"):
+        fill_memory(wrapped, dataset, max_images=8)
+    wrapped.train()
+    optimizer = build_optimizer(wrapped, cfg.optimizer)
+    loader = build_dataloader(dataset, cfg.data.samples_per_gpu, 0, num_gpus=1, dist=False, seed=0, shuffle=True)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == batches_n:
+            break
+    amps = {m: (None if m == "fp32" else AmpState(m, device)) for m in modes}
+
+    def step(mode: str, batch) -> tuple:
+        amp = amps[mode]
+        _peak_reset(device)
+        t0 = time.perf_counter()
+        with amp.autocast() if amp is not None else torch.autocast(device_type=device, enabled=False):
+            out = wrapped.train_step(batch, optimizer)
+        optimizer.zero_grad()
+        if amp is not None and amp.scaler is not None:
+            amp.scaler.scale(out["loss"]).backward()
+            amp.scaler.step(optimizer)
+            amp.scaler.update()
+        else:
+            out["loss"].backward()
+            optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, _peak_bytes(device), float(out["loss"])
+
+    times = {m: [] for m in modes}
+    peaks = {m: [] for m in modes}
+    losses = {m: [] for m in modes}
+    for i in range(warmup + iters):
+        order = list(modes) if i % 2 == 0 else list(reversed(modes))
+        for mode in order:
+            t, peak, loss = step(mode, batches[i % len(batches)])
+            if i >= warmup:
+                times[mode].append(t)
+                peaks[mode].append(peak)
+                losses[mode].append(loss)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    peak = {m: max(v) for m, v in peaks.items()}
+    shape = tuple(batches[0]["img"].data[0].shape)
+    return dict(config=name, device=device, batch_shape=shape, iters=iters, warmup=warmup, seconds=med,
+                peak_bytes=peak, finite=all(all(x == x and abs(x) != float("inf") for x in v) for v in losses.values()),
+                speedup={m: med["fp32"] / med[m] for m in modes}, memory_ratio={m: peak[m] / peak["fp32"]
+                                                                                for m in modes})
+
+
+def quality(seeds, base: Path, data: Path, work: Path) -> dict:
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.train import TrainRequest, train
+
+    ann = data / "annotations"
+    opts = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/",
+            f"data.test.ann_file={ann / 'lvis_v1_val.json'}", f"data.test.img_prefix={data}/"]
+    rows = []
+    for seed in seeds:
+        for amp in (None, "bf16"):
+            run = work / f"{amp or 'fp32'}_seed{seed}"
+            t0 = time.perf_counter()
+            result = train(TrainRequest(config=str(CONFIGS["synth"]), stage="finetune", work_dir=str(run),
+                                        base_checkpoint=str(base), seed=seed, cfg_options=opts, force=True,
+                                        no_validate=True, amp=amp))
+            seconds = time.perf_counter() - t0
+            report = evaluate_model(EvalRequest(str(CONFIGS["synth"]), result.checkpoint, str(run / "eval"),
+                                                cfg_options=opts, force=True))
+            row = dict(seed=seed, amp=amp or "fp32", train_seconds=seconds,
+                       **{f"{m}_{k}": 100 * report.metrics[m].summary[k] for m in report.metrics
+                          for k in ("AP", "APr", "APc", "APf")})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    diffs = {}
+    for key in ("bbox_APr", "bbox_AP", "segm_APr"):
+        per_seed = [next(r[key] for r in rows if r["seed"] == s and r["amp"] == "bf16")
+                    - next(r[key] for r in rows if r["seed"] == s and r["amp"] == "fp32") for s in seeds]
+        diffs[key] = dict(per_seed=per_seed, mean=statistics.mean(per_seed))
+    return dict(rows=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--configs", default="synth,lvis", help="comma-separated: synth, lvis, lvis-loce")
+    ap.add_argument("--modes", default=None, help="default: fp32,bf16 (+ fp16 on CUDA)")
+    ap.add_argument("--iters", type=int, default=5, help="timed rounds (each mode once per round)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--lvis-root", default="/tmp/loce_bench_amp_lvis", help="LVIS-shaped data (made when missing)")
+    ap.add_argument("--quality", action="store_true", help="the fine-tune quality comparison instead of speed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--base", default=str(REPRO / "base" / "epoch_6.pth"))
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--work", default="/tmp/loce_bench_amp_quality")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
+          + (f" ({torch.cuda.get_device_name(0)})" if args.device == "cuda" else ""), flush=True)
+    if args.quality:
+        out = quality(args.seeds, Path(args.base), Path(args.data) if args.data else _synth_data(), Path(args.work))
+        for key, d in out["bf16_minus_fp32"].items():
+            print(f"{key}: bf16 - fp32 = {d['mean']:+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d['per_seed'])})")
+    else:
+        modes = args.modes.split(",") if args.modes else (["fp32", "bf16", "fp16"] if args.device == "cuda"
+                                                           else ["fp32", "bf16"])
+        out = dict(results=[])
+        for name in args.configs.split(","):
+            r = bench_speed(name, args.device, modes, args.iters, args.warmup, args.lvis_root)
+            out["results"].append(r)
+            line = " | ".join(f"{m} {r['seconds'][m] * 1e3:.0f} ms, peak {r['peak_bytes'][m] / 2 ** 30:.2f} GiB"
+                              for m in modes)
+            ratios = ", ".join(f"{m}: {r['speedup'][m]:.2f}x it/s, {r['memory_ratio'][m]:.2f}x memory"
+                               for m in modes if m != "fp32")
+            print(f"{name} ({r['batch_shape']}, {args.device}): {line}; vs fp32 {ratios} (median of {args.iters}, "
+                  f"interleaved; losses finite: {r['finite']})", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
