@@ -11,7 +11,11 @@
 #   CUDA vs mmcv on CPU, mmcv's scatter, an NCCL DDP train step, RNG states from the GPU); base training, LOCE fine-tune and evaluation
 #   with --gpus 1 on a tiny synthetic set;
 #   bench_core on CUDA (EBL vs CE, memory push+sample vs a copy, LVIS v1 scale, with a profile of the step);
-#   bench_postprocess on CUDA (mask paste + RLE at 1333x800 with 300 masks: loce's path vs mmdet's, identical RLEs).
+#   bench_postprocess on CUDA (mask paste + RLE at 1333x800 with 300 masks: loce's path vs mmdet's, identical RLEs);
+#   mixed precision (docs/MIXED_PRECISION.md): the gpu tests include tests/mmdet_ext/test_amp_gpu.py (fp16/bf16
+#   steps, sync-free tracker/memory under autocast, GradScaler through a resume, 2 ranks sharing the GPU over gloo);
+#   then a LOCE fine-tune with --amp fp16 and its eval with --amp bf16, and bench_amp (fp32 vs bf16 vs fp16 iteration
+#   time and peak memory, synthetic config and the R50 LVIS config at real shape).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/loce-gpu-check}"
@@ -58,7 +62,7 @@ FT=configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py
 REQUIRE_CUDA=$([ "$BENCH_DEVICE" = cuda ] && echo 1 || echo 0)
 run env 60 "$PY" -c 'import sys, torch, torchvision, numpy; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", torch.version.cuda, ok, torch.cuda.get_device_name(0) if ok else "-", "torchvision", torchvision.__version__, "numpy", numpy.__version__); sys.exit(0 if ok or sys.argv[1] == "0" else 3)' "$REQUIRE_CUDA"
 run doctor 120 "${LOCE[@]}" doctor
-run gpu_tests 150 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests  # every gpu-marked test, wherever it is
+run gpu_tests 300 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests  # every gpu-marked test, wherever it is
 run synth 120 "${LOCE[@]}" data synth --out "$D" --num-classes 6 --train-images 40 --val-images 16 --image-size 64 --seed 3
 run train_base 150 "${LOCE[@]}" train base "$BASE" "${GPU[@]}" --work-dir "$W/base" --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
 run finetune 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --work-dir "$W/loce" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
@@ -66,12 +70,17 @@ run resume 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]
 run eval 150 "${LOCE[@]}" eval "$FT" "$W/loce/latest.pth" "${GPU[@]}" --out "$W/eval" "${TINY[@]}" --json
 run inspect 120 "${LOCE[@]}" inspect memory "$W/loce/latest.pth" --json
 run bench_core 150 "$PY" bench/bench_core.py --device "$BENCH_DEVICE" --repeats 20 --profile --json "$OUT/bench_core_$BENCH_DEVICE.json"
+AMP_TRAIN=$([ "$BENCH_DEVICE" = cuda ] && echo fp16 || echo bf16)  # the CPU rehearsal: fp16 needs CUDA
+AMP_CONFIGS=$([ "$BENCH_DEVICE" = cuda ] && echo synth,lvis || echo synth)
+run finetune_fp16 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --amp "$AMP_TRAIN" --work-dir "$W/loce_fp16" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
+run eval_bf16 150 "${LOCE[@]}" eval "$FT" "$W/loce_fp16/latest.pth" "${GPU[@]}" --amp bf16 --out "$W/eval_bf16" "${TINY[@]}" --json
+run bench_amp 240 "$PY" bench/bench_amp.py --device "$BENCH_DEVICE" --configs "$AMP_CONFIGS" --iters 5 --json "$OUT/bench_amp_$BENCH_DEVICE.json"
 run bench_postprocess 150 "$PY" bench/bench_postprocess.py --device "$BENCH_DEVICE" --threads 0 --rounds 10 --model-rounds 3 --json "$OUT/bench_postprocess_$BENCH_DEVICE.json"
 
 {
   echo "{"
   first=1
-  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core bench_postprocess; do
+  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core finetune_fp16 eval_bf16 bench_amp bench_postprocess; do
     [ $first = 1 ] || echo ","
     first=0
     printf '  "%s": "%s"' "$k" "${RESULT[$k]:-not run}"

@@ -25,6 +25,8 @@ def predict(config: Path = typer.Argument(..., help="mmdet config the checkpoint
                                                              "(predictions.json keeps all)."),
             cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="KEY=VALUE (repeatable)."),
             force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty --out."),
+            amp: Optional[str] = typer.Option(None, "--amp", help="Inference under autocast: bf16 (CPUs and GPUs) "
+                                                                  "or fp16 (CUDA)."),
             json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Detect objects in your own images: one picture per image in --out (masks, boxes, 'name score' labels,
     coloured by frequency group) and predictions.json (LVIS results format)."""
@@ -32,7 +34,7 @@ def predict(config: Path = typer.Argument(..., help="mmdet config the checkpoint
     from loce_cli.engine.predict import PredictRequest, predict as run
 
     req = PredictRequest(str(config), str(checkpoint), list(inputs), str(out_dir), score_thr, max_dets, device,
-                         split, list(cfg_options or []), force)
+                         split, list(cfg_options or []), force, amp=amp)
     with _inference_progress(not json_out) as progress:
         report = run(req, progress, lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
     if json_out:

@@ -31,6 +31,7 @@ class PredictRequest:
     split: str = "all"  # draw only this group's detections (predictions.json keeps all)
     cfg_options: List[str] = field(default_factory=list)
     force: bool = False
+    amp: Optional[str] = None  # inference under autocast: bf16 / fp16 (CUDA); engine/amp.py
 
 
 @dataclass
@@ -191,6 +192,9 @@ def _check_request(req: PredictRequest) -> Tuple[List[str], str]:
     from loce_cli.engine.launch import LaunchOptions, check_launch
 
     check_launch(LaunchOptions(device=device))
+    from loce_cli.engine.amp import check_inference
+
+    check_inference(req.amp, device)
     out = Path(req.out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file", "pass a folder for the pictures and predictions.json")
@@ -221,7 +225,7 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
                         "pass the config the checkpoint was trained with")
     out = Path(req.out)
     detector = ImageDetector(cfg, Path(req.checkpoint), device, req.score_thr, req.max_dets,
-                             ids or tuple(range(1, len(names) + 1)))
+                             ids or tuple(range(1, len(names) + 1)), amp=req.amp)
     report = PredictReport(str(out), None, str(req.checkpoint), str(req.config), req.score_thr, req.max_dets,
                            req.split, device)
     writer = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ class ImageDetector:
     filtering eval's detections afterwards). ``cat_ids[label]`` is the category id written for a label."""
 
     def __init__(self, cfg, checkpoint: Path, device: str, score_thr: float, max_dets: int,
-                 cat_ids: Sequence[int]):
+                 cat_ids: Sequence[int], amp: Optional[str] = None):
         from mmcv.parallel import MMDataParallel
         from mmdet.datasets import PIPELINES
         from mmdet.datasets.pipelines import Compose
@@ -42,6 +42,11 @@ class ImageDetector:
         self.cat_ids = list(cat_ids)
         gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
         model = load_detector(cfg, Path(checkpoint), gpu)
+        self.amp, self.device = amp, gpu  # amp: the forward under autocast (bf16 / fp16), heads' outputs in fp32
+        if amp is not None:
+            from loce_cli.mmdet_ext.amp import fp32_head_outputs
+
+            fp32_head_outputs(model)
         self.model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
         self.model.eval()
 
@@ -69,7 +74,9 @@ class ImageDetector:
 
         rgb = np.ascontiguousarray(loaded["img"][..., ::-1]).astype(np.uint8, copy=False)
         data = collate([self._transforms(loaded)], samples_per_gpu=1)
-        with torch.no_grad():
+        from loce_cli.mmdet_ext.amp import inference_autocast
+
+        with torch.no_grad(), inference_autocast(self.amp, self.device):
             result = detect(self.model, data, rescale=True)
         dets, labels = result_to_lvis(result[0], image_id, self.cat_ids)
         return rgb, dets, labels

@@ -96,3 +96,20 @@ def test_eval_under_bf16_matches_fp32_within_tolerance(tiny_base_model, tmp_path
             if k == "AP":
                 assert abs(a - b) * 100 <= AP_POINTS, (metric, a, b)
             assert a >= 0 and b >= 0
+
+
+def test_predict_under_bf16_finds_what_fp32_finds(tiny_base_model, tiny_dataset, tmp_path):
+    from loce_cli.engine.predict import PredictRequest, predict
+
+    config, ckpt, options = tiny_base_model
+    image = sorted((tiny_dataset / "val2017").glob("*.jpg"))[0]
+    found = {}
+    for amp in (None, "bf16"):
+        out = tmp_path / str(amp)
+        predict(PredictRequest(str(config), str(ckpt), [str(image)], str(out), score_thr=0.05, device="cpu",
+                               cfg_options=options, amp=amp))
+        found[amp] = json.loads((out / "predictions.json").read_text())
+    assert found[None] and found["bf16"] and found[None] != found["bf16"]
+    top = max(found[None], key=lambda d: d["score"])
+    same = [d for d in found["bf16"] if d["category_id"] == top["category_id"]]
+    assert same and max(_iou(top["bbox"], d["bbox"]) for d in same) >= IOU_MIN
