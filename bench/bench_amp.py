@@ -2,7 +2,7 @@
 training steps, and (``--quality``) the synthetic LOCE fine-tune's box APr in bf16 vs fp32.
 
     .venv/bin/python bench/bench_amp.py [--device cpu|cuda] [--configs synth,lvis] [--iters 5] [--json FILE]
-    .venv/bin/python bench/bench_amp.py --quality [--seeds 0 1] [--base BASE.pth --data DIR]
+    .venv/bin/python bench/bench_amp.py --quality [--runs bf16:0,fp32:0,bf16:1,fp32:1] [--base BASE.pth --data DIR]
 
 Speed: one model per config, the same fixed batches for every mode, the modes alternating iteration by
 iteration (the order flipped each round) so that machine noise hits them alike; a step is the whole training
@@ -19,7 +19,9 @@ step) on data from the LVIS-shaped generator (``loce data synth --like lvis-v1``
 ``lvis-loce`` = the LOCE LVIS recipe with its full 1203 x 80 memory (4.8 GB in fp32: CUDA only by default).
 
 Quality: ``loce finetune`` of the synthetic LOCE recipe from one base checkpoint, fp32 and ``--amp bf16`` for
-each seed, each evaluated with ``loce eval`` (box and mask AP / APr of the official lvis API).
+each seed, each evaluated with ``loce eval`` (box and mask AP / APr; loce eval's default evaluator), run as
+scripts/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with ``--reference``
+(the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
             optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t0, _peak_bytes(device), float(out["loss"])
+        return time.perf_counter() - t0, _peak_bytes(device), float(out["loss"].detach())
 
     times = {m: [] for m in modes}
     peaks = {m: [] for m in modes}
@@ -165,34 +167,47 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
                                                                                 for m in modes})
 
 
-def quality(seeds, base: Path, data: Path, work: Path) -> dict:
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+def _summary(report) -> dict:
+    return {f"{m}_{k}": 100 * report.metrics[m].summary[k] for m in report.metrics for k in ("AP", "APr", "APc", "APf")}
+
+
+def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
+    """``runs``: ``[(amp, seed)]`` fine-tunes done here, in that order (``amp`` None: fp32). For a seed with a
+    bf16 run but no fp32 one here, the fp32 side is ``reference`` (a metrics.json path with ``{seed}``: the
+    reproduction's run of the same recipe, base and data), marked so."""
+    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
     from loce_cli.engine.train import TrainRequest, train
 
     ann = data / "annotations"
-    opts = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/",
-            f"data.test.ann_file={ann / 'lvis_v1_val.json'}", f"data.test.img_prefix={data}/"]
+    train_opts = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]
+    test_opts = [f"data.{s}.{k}" for s in ("val", "test") for k in ("ann_file", "img_prefix")]
+    test_opts = [f"{o}={ann / 'lvis_v1_val.json' if o.endswith('ann_file') else f'{data}/'}" for o in test_opts]
     rows = []
-    for seed in seeds:
-        for amp in (None, "bf16"):
-            run = work / f"{amp or 'fp32'}_seed{seed}"
-            t0 = time.perf_counter()
-            result = train(TrainRequest(config=str(CONFIGS["synth"]), stage="finetune", work_dir=str(run),
-                                        base_checkpoint=str(base), seed=seed, cfg_options=opts, force=True,
-                                        no_validate=True, amp=amp))
-            seconds = time.perf_counter() - t0
-            report = evaluate_model(EvalRequest(str(CONFIGS["synth"]), result.checkpoint, str(run / "eval"),
-                                                cfg_options=opts, force=True))
-            row = dict(seed=seed, amp=amp or "fp32", train_seconds=seconds,
-                       **{f"{m}_{k}": 100 * report.metrics[m].summary[k] for m in report.metrics
-                          for k in ("AP", "APr", "APc", "APf")})
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for amp, seed in runs:
+        run = work / f"{amp or 'fp32'}_seed{seed}"
+        t0 = time.perf_counter()
+        result = train(TrainRequest(config=str(CONFIGS["synth"]), stage="finetune", work_dir=str(run),
+                                    base_checkpoint=str(base), seed=seed, cfg_options=train_opts, force=True,
+                                    amp=amp))  # as scripts/reproduce.py runs it, plus --amp
+        seconds = time.perf_counter() - t0
+        report = evaluate_model(EvalRequest(str(CONFIGS["synth"]), result.checkpoint, str(run / "eval"),
+                                            cfg_options=train_opts + test_opts, force=True))
+        row = dict(seed=seed, amp=amp or "fp32", source="here", train_seconds=seconds, **_summary(report))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for seed in sorted({s for a, s in runs if a == "bf16"} - {s for a, s in runs if a is None}):
+        path = Path(reference.format(seed=seed))
+        if path.is_file():
+            rows.append(dict(seed=seed, amp="fp32", source=str(path), **_summary(read_report(path))))
     diffs = {}
-    for key in ("bbox_APr", "bbox_AP", "segm_APr"):
-        per_seed = [next(r[key] for r in rows if r["seed"] == s and r["amp"] == "bf16")
-                    - next(r[key] for r in rows if r["seed"] == s and r["amp"] == "fp32") for s in seeds]
-        diffs[key] = dict(per_seed=per_seed, mean=statistics.mean(per_seed))
+    for key in ("bbox_APr", "bbox_AP", "segm_APr", "segm_AP"):
+        per_seed = {}
+        for seed in sorted({r["seed"] for r in rows}):
+            b = [r[key] for r in rows if r["seed"] == seed and r["amp"] == "bf16"]
+            f = [r[key] for r in rows if r["seed"] == seed and r["amp"] == "fp32"]
+            if b and f:
+                per_seed[seed] = b[0] - f[0]
+        diffs[key] = dict(per_seed=per_seed, mean=statistics.mean(per_seed.values()) if per_seed else None)
     return dict(rows=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
 
 
@@ -205,7 +220,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--lvis-root", default="/tmp/loce_bench_amp_lvis", help="LVIS-shaped data (made when missing)")
     ap.add_argument("--quality", action="store_true", help="the fine-tune quality comparison instead of speed")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--runs", default="bf16:0,fp32:0,bf16:1,fp32:1",
+                    help="with --quality: the fine-tunes to run here, in order, as amp:seed")
+    ap.add_argument("--reference", default=str(REPRO / "loce_seed{seed}" / "eval" / "metrics.json"),
+                    help="fp32 metrics.json for a seed whose fp32 run is not in --runs ({seed} is replaced)")
     ap.add_argument("--base", default=str(REPRO / "base" / "epoch_6.pth"))
     ap.add_argument("--data", default=None)
     ap.add_argument("--work", default="/tmp/loce_bench_amp_quality")
@@ -214,9 +232,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
           + (f" ({torch.cuda.get_device_name(0)})" if args.device == "cuda" else ""), flush=True)
     if args.quality:
-        out = quality(args.seeds, Path(args.base), Path(args.data) if args.data else _synth_data(), Path(args.work))
+        runs = [(None if a == "fp32" else a, int(s)) for a, s in (r.split(":") for r in args.runs.split(","))]
+        out = quality(runs, Path(args.base), Path(args.data) if args.data else _synth_data(), Path(args.work),
+                      args.reference)
         for key, d in out["bf16_minus_fp32"].items():
-            print(f"{key}: bf16 - fp32 = {d['mean']:+.2f} points (per seed {', '.join(f'{x:+.2f}' for x in d['per_seed'])})")
+            if d["mean"] is not None:
+                per = ", ".join(f"seed {s}: {x:+.2f}" for s, x in d["per_seed"].items())
+                print(f"{key}: bf16 - fp32 = {d['mean']:+.2f} points ({per})")
     else:
         modes = args.modes.split(",") if args.modes else (["fp32", "bf16", "fp16"] if args.device == "cuda"
                                                            else ["fp32", "bf16"])

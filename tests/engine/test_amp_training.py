@@ -36,8 +36,9 @@ def test_bf16_finetune_flag_equals_config_key_and_resume_is_bit_exact(tiny_base_
     flag, key = tmp_path / "flag", tmp_path / "key"
     keyed = tmp_path / "loce_bf16.py"  # the config key instead of the flag
     keyed.write_text(f"_base_ = [{str(LOCE)!r}]\namp = dict(dtype='bf16')\n")
-    straight = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(flag), base_checkpoint=str(base_ckpt),
-                                  cfg_options=tiny_train_options(tiny_dataset, epochs=2), amp="bf16"))
+    straight = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(flag),
+                                  base_checkpoint=str(base_ckpt), amp="bf16",
+                                  cfg_options=tiny_train_options(tiny_dataset, epochs=2)))
     assert straight.epochs == 2 and straight.memory_init["images"] > 0
     train(TrainRequest(config=str(keyed), stage="finetune", work_dir=str(key), base_checkpoint=str(base_ckpt),
                        cfg_options=tiny_train_options(tiny_dataset, epochs=1)))
