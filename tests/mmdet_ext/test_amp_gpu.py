@@ -155,8 +155,9 @@ def test_grad_scaler_state_round_trips_through_checkpoint_and_resume(tiny_datase
 def test_two_ranks_share_one_gpu_over_gloo(tiny_dataset, tmp_path, amp):
     """``LOCE_SHARE_GPU=1 loce ... --gpus 2`` on one GPU: base training, LOCE fine-tune and eval, 2 ranks over gloo
     on CUDA tensors; after the fine-tune both ranks hold the same mean scores (the tracker's all-reduce)."""
-    env = dict(LOCE_SHARE_GPU="1", MASTER_PORT="29611")
-    flags = ["--gpus", "2", "--master-port", "29611"] + (["--amp", amp] if amp else [])
+    port = "29611" if amp is None else "29623"
+    env = dict(LOCE_SHARE_GPU="1")
+    flags = ["--gpus", "2", "--master-port", port] + (["--amp", amp] if amp else [])
     base, ft = tmp_path / "base", tmp_path / "loce"
     r = _loce("train", "base", BASE, *flags, "--work-dir", base, *_tiny_options(tiny_dataset, 1), env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -166,8 +167,7 @@ def test_two_ranks_share_one_gpu_over_gloo(tiny_dataset, tmp_path, amp):
     rank0 = _load(ft / "epoch_1.pth")["state_dict"]["roi_head.bbox_head.score_tracker.scores"]
     rank1 = _load(next(ft.glob("epoch_1.rank1*.pth")))["buffers"]["roi_head.bbox_head.score_tracker.scores"]
     assert torch.equal(rank0, rank1) and not torch.equal(rank0[:-1], torch.full_like(rank0[:-1], 0.01))
-    eval_flags = ["--gpus", "2", "--master-port", "29611"] + (["--amp", amp] if amp else [])
-    r = _loce("eval", LOCE, ft / "epoch_1.pth", *eval_flags, "--out", tmp_path / "eval",
+    r = _loce("eval", LOCE, ft / "epoch_1.pth", *flags, "--out", tmp_path / "eval",
               *_tiny_options(tiny_dataset, 1), "--json", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
