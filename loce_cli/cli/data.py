@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from loce_cli.cli.choices import CheckImages, LvisVersion
 from loce_cli.cli._common import check_plot_path, engine_errors, err, group_label, out, print_json
 
 app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
@@ -168,8 +169,8 @@ def stats(
 @engine_errors
 def prep(
     root: Path = typer.Option(..., "--root", help="Dataset folder holding annotations/ (and the image folders)."),
-    version: str = typer.Option("auto", "--version", help="LVIS version: v1, v0.5 or auto (detect)."),
-    check_images: str = typer.Option(
+    version: LvisVersion = typer.Option("auto", "--version", help="LVIS version (auto: detect)."),
+    check_images: CheckImages = typer.Option(
         "sample", "--check-images",
         help="Image files to open and check: all, sample (200 random per annotation file) or none."),
     subset: Optional[float] = typer.Option(
