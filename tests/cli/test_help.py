@@ -5,6 +5,7 @@ import shlex
 import subprocess
 import sys
 import typing
+from pathlib import Path
 
 import pytest
 import typer
@@ -109,6 +110,15 @@ def test_help_paragraphs_have_no_hard_line_breaks():
         for text in [cmd.help] + [getattr(p, "help", None) for p in cmd.params]:
             if text:
                 assert "\n" not in text.replace("\n\n", ""), (path, text)
+
+
+def test_cli_reference_page_is_up_to_date():
+    from loce_cli.cli.reference import generate
+
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "CLI.md").read_text()
+    assert committed == generate(), "docs/CLI.md is stale: run `make docs-cli` and commit it"
+    for path, _ in LEAVES:
+        assert f"## `loce {' '.join(path)}`" in committed
 
 
 def test_debug_is_accepted_after_the_subcommand(tmp_path):
