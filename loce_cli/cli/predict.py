@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from loce_cli.cli.choices import Amp
+
 from loce_cli.cli._common import engine_errors, fail, out, print_json
 
 
@@ -25,7 +27,7 @@ def predict(config: Path = typer.Argument(..., help="mmdet config the checkpoint
                                                              "(predictions.json keeps all)."),
             cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="KEY=VALUE (repeatable)."),
             force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty --out."),
-            amp: Optional[str] = typer.Option(None, "--amp", help="Inference under autocast: bf16 (CPUs and GPUs) "
+            amp: Optional[Amp] = typer.Option(None, "--amp", help="Inference under autocast: bf16 (CPUs and GPUs) "
                                                                   "or fp16 (CUDA)."),
             json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Detect objects in your own images: one picture per image in --out (masks, boxes, 'name score' labels,

@@ -56,6 +56,12 @@ def test_flag_overrides_the_config_on_a_fresh_run_with_a_warning_and_never_on_a_
     assert amp.resolve(_cfg(tmp_path, "amp = dict(dtype='bf16')"), "bf16", "cpu", "c", resumed=True)["dtype"] == "bf16"
 
 
+def test_cli_choices_are_the_engine_s():
+    from loce_cli.cli import choices
+
+    assert choices.AMP == amp.CHOICES
+
+
 def test_bad_settings_are_one_clear_error_each(tmp_path):
     with pytest.raises(LoceUsageError, match="--amp fp16 needs a CUDA GPU") as e:
         amp.resolve(_cfg(tmp_path, ""), "fp16", "cpu", "c")
@@ -95,7 +101,7 @@ def test_cli_refuses_fp16_on_cpu_and_an_int_loss_scale_in_one_line(tiny_dataset,
     r = runner.invoke(app, ["train", "base", str(int_scale), "--work-dir", str(work), "--device", "cpu", *options])
     assert r.exit_code == 1 and "loss_scale=512 is an int" in r.stderr and "Traceback" not in r.output
     r = runner.invoke(app, ["train", "base", str(BASE), "--work-dir", str(work), "--amp", "fp8", *options])
-    assert r.exit_code == 2 and "not one of fp16, bf16" in r.stderr
+    assert r.exit_code == 2 and "is not one of" in r.stderr and "fp16" in r.stderr
     r = runner.invoke(app, ["eval", str(BASE), str(tmp_path / "x.pth"), "--amp", "fp16", *options])
     assert r.exit_code == 2 and "--amp fp16 needs a CUDA GPU" in r.stderr
     assert not work.exists()  # nothing written for refused requests
