@@ -134,7 +134,7 @@ class _Runner:
 
         self.model, self.amp = model, amp
         self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        self.outputs = dict(loss=loss, log_vars=dict(loss=float(loss)), num_samples=1)
+        self.outputs = dict(loss=loss, log_vars=dict(loss=float(loss.detach())), num_samples=1)
         self.log_buffer = LogBuffer()
         self.logger = logging.getLogger("test_amp")
         self.iter, self.epoch = 6, 0
