@@ -12,10 +12,12 @@
 #   with --gpus 1 on a tiny synthetic set;
 #   bench_core on CUDA (EBL vs CE, memory push+sample vs a copy, LVIS v1 scale, with a profile of the step);
 #   bench_postprocess on CUDA (mask paste + RLE at 1333x800 with 300 masks: loce's path vs mmdet's, identical RLEs);
-#   mixed precision (docs/MIXED_PRECISION.md): the gpu tests include tests/mmdet_ext/test_amp_gpu.py (fp16/bf16
-#   steps, sync-free tracker/memory under autocast, GradScaler through a resume, 2 ranks sharing the GPU over gloo);
+#   mixed precision (docs/MIXED_PRECISION.md): tests/mmdet_ext/test_amp_gpu.py as its own step (fp16/bf16 steps,
+#   sync-free tracker/memory under autocast, GradScaler through a resume, 2 ranks sharing the GPU over gloo);
 #   then a LOCE fine-tune with --amp fp16 and its eval with --amp bf16, and bench_amp (fp32 vs bf16 vs fp16 iteration
 #   time and peak memory, synthetic config and the R50 LVIS config at real shape).
+# Within a 10-minute device call: ONLY="env synth train_base amp_gpu_tests finetune_fp16 eval_bf16 bench_amp" bash
+# scripts/gpu_check.sh runs just the mixed-precision part (finetune_fp16 needs train_base's checkpoint).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/loce-gpu-check}"
@@ -37,9 +39,10 @@ rm -rf "$W"
 mkdir -p "$W"
 declare -A RESULT
 
-run() {  # run NAME SECONDS CMD...
+run() {  # run NAME SECONDS CMD...   (ONLY="name name ..." runs just those steps: one device call each share)
   local name="$1" limit="$2"
   shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then RESULT[$name]="skipped"; return 0; fi
   echo "=== $name: $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" "$@" >>"$LOG" 2>&1
@@ -62,7 +65,8 @@ FT=configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py
 REQUIRE_CUDA=$([ "$BENCH_DEVICE" = cuda ] && echo 1 || echo 0)
 run env 60 "$PY" -c 'import sys, torch, torchvision, numpy; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", torch.version.cuda, ok, torch.cuda.get_device_name(0) if ok else "-", "torchvision", torchvision.__version__, "numpy", numpy.__version__); sys.exit(0 if ok or sys.argv[1] == "0" else 3)' "$REQUIRE_CUDA"
 run doctor 120 "${LOCE[@]}" doctor
-run gpu_tests 300 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests  # every gpu-marked test, wherever it is
+run gpu_tests 150 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider --ignore tests/mmdet_ext/test_amp_gpu.py tests
+run amp_gpu_tests 420 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests/mmdet_ext/test_amp_gpu.py
 run synth 120 "${LOCE[@]}" data synth --out "$D" --num-classes 6 --train-images 40 --val-images 16 --image-size 64 --seed 3
 run train_base 150 "${LOCE[@]}" train base "$BASE" "${GPU[@]}" --work-dir "$W/base" --cfg-options runner.max_epochs=2 "${TINY[@]}" --json
 run finetune 150 "${LOCE[@]}" finetune "$FT" --from "$W/base/latest.pth" "${GPU[@]}" --work-dir "$W/loce" --cfg-options runner.max_epochs=1 "${TINY[@]}" --json
@@ -80,7 +84,7 @@ run bench_postprocess 150 "$PY" bench/bench_postprocess.py --device "$BENCH_DEVI
 {
   echo "{"
   first=1
-  for k in env doctor gpu_tests synth train_base finetune resume eval inspect bench_core finetune_fp16 eval_bf16 bench_amp bench_postprocess; do
+  for k in env doctor gpu_tests amp_gpu_tests synth train_base finetune resume eval inspect bench_core finetune_fp16 eval_bf16 bench_amp bench_postprocess; do
     [ $first = 1 ] || echo ","
     first=0
     printf '  "%s": "%s"' "$k" "${RESULT[$k]:-not run}"
