@@ -67,21 +67,24 @@ def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], 
 
 
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
-                   cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+                   cfg_options: Dict[str, List[str]] | None = None, synth_options=None,
+                   verbose: bool = False) -> QuickstartResult:
     """:func:`_run_quickstart` holding ``work_dir``'s lock (two quickstarts in one folder: the second is refused)."""
     from loce_cli.engine.locks import locked
 
     with locked(Path(work_dir), "--work-dir"):
-        return _run_quickstart(work_dir, echo, cfg_options, synth_options)
+        return _run_quickstart(work_dir, echo, cfg_options, synth_options, verbose)
 
 
 def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
-                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None,
+                    verbose: bool = False) -> QuickstartResult:
     """synthetic data -> base training -> LOCE fine-tune -> evaluation of both -> pictures of both models'
     predictions (``predictions/``) under ``work_dir``.
 
     ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...], "eval": [...]}``)
-    and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small.
+    and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small. ``verbose``:
+    mmcv's log records on the terminal too (they are always in each run's log file).
     """
     from loce_cli.engine.config import load_config
     from loce_cli.engine.synth import SynthOptions, synthesize
@@ -121,12 +124,14 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         resume = "auto" if latest_checkpoint(str(run)) else None
         say(f"[{n}/5] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
-                           base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None)
+                           base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None,
+                           verbose=verbose)
         out = train(req)
         checkpoints[stage] = Path(out.checkpoint)
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
-        say(f"      {out.iterations} iterations in {out.seconds:.0f} s -> {out.checkpoint}")
+        loss = f", final loss {out.final_loss:.3f}" if out.final_loss is not None else ""
+        say(f"      {out.iterations} iterations in {out.seconds:.0f} s{loss} -> {out.checkpoint}")
     from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 
     t = time.perf_counter()
