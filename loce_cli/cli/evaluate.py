@@ -79,8 +79,10 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
     else:
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
+        from loce_cli.core.checkpoint_io import checkpoint_file
         from loce_cli.engine.launch import LaunchOptions
 
+        checkpoint = checkpoint_file(checkpoint)  # a work dir: its latest.pth (the default --out: beside it)
         launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                                master_port=master_port, launcher=launcher, device=device)
         req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
@@ -108,12 +110,12 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
     for k in ev.SUMMARY_KEYS:
         table.add_column(k, justify="right")
     for m, r in report.metrics.items():
-        table.add_row(m, *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
+        table.add_row(m, *(ev.ap_text(r.summary[k]) for k in ev.SUMMARY_KEYS))
     titles = {"fixed": "AP-fixed", "pooled": "AP-pool"}
     for name, p in report.protocols.items():  # no per-image cap, top --dets-per-class per class
         for m, r in p.metrics.items():
             table.add_row(f"{m} {titles.get(name, name)}",
-                          *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
+                          *(ev.ap_text(r.summary[k]) for k in ev.SUMMARY_KEYS))
     out.print(table)
     if split != "all":
         for m in report.metrics:

@@ -37,8 +37,9 @@ LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the proces
                                                     "slurm (inside srun).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
 JSON = typer.Option(False, "--json", help="Machine-readable result.")
-VERBOSE = typer.Option(False, "--verbose", help="Also print mmcv's log (hook table, init log, a line per logged "
-                                                "iteration) on the terminal; it is always in WORK_DIR/*.log.")
+VERBOSE = typer.Option(False, "--verbose", help="Also print mmcv's log records (hook table, init messages, a line "
+                                                "per logged iteration) on the terminal; they, and the "
+                                                "per-parameter init table, are always in WORK_DIR/*.log.")
 TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
 NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evaluation = dict(interval=N) during "
                                                         "training (otherwise rank 0 writes "
