@@ -63,7 +63,9 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
              device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, "
                                                                           "else cpu)."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing metrics.json in --out."),
-             json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+             json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+             verbose: bool = typer.Option(False, "--verbose", help="Also print mmcv's and mmdet's log records "
+                                                                   "(model building, checkpoint loading).")) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
     from loce_cli.engine import evaluate as ev
 
@@ -87,7 +89,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
                                master_port=master_port, launcher=launcher, device=device)
         req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
                              split, max_dets, list(cfg_options or []), force, evaluator, workers, launch,
-                             list(protocol or ["standard"]), dets_per_class)
+                             list(protocol or ["standard"]), dets_per_class, verbose=verbose)
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results

@@ -341,6 +341,7 @@ class EvalRequest:
     launch: LaunchOptions = field(default_factory=LaunchOptions)
     protocols: List[str] = field(default_factory=lambda: ["standard"])
     dets_per_class: int = DEFAULT_DETS_PER_CLASS
+    verbose: bool = False  # mmcv's / mmdet's log records on the terminal (else only their warnings)
 
     def per_class_inference(self) -> Optional[int]:
         """The per-class cap per image of the inference (fixed / pooled asked for), else None (300 per image)."""
@@ -418,8 +419,11 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     if world > 1 and rank == 0 and progress is None:
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
     out = Path(req.out)
-    results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress, rank,
-                                            world, say, per_class=req.per_class_inference())
+    from loce_cli.mmdet_ext.run_output import Terminal, routed_logs
+
+    with routed_logs(None, rank, Terminal(), req.verbose):  # as training: mmcv's records only with --verbose
+        results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress,
+                                                rank, world, say, per_class=req.per_class_inference())
     report = None
     if rank == 0:
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]

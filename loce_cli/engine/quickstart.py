@@ -148,7 +148,8 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         say(f"[4/5] eval: {run_name} ({checkpoints[stage].name}) on the val split")
         options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))
         report = evaluate_model(EvalRequest(str(config), str(checkpoints[stage]), str(out), force=True,
-                                            cfg_options=options, protocols=["standard", "fixed"]))
+                                            cfg_options=options, protocols=["standard", "fixed"],
+                                            verbose=verbose))
         result.metrics[run_name] = {m: r.summary for m, r in report.metrics.items()}
         result.metrics[run_name].update({f"{m} AP-fixed": r.summary for m, r in report.protocols["fixed"].metrics.items()})
         done.append(run_name)
