@@ -8,10 +8,16 @@ from typing import Optional, Sequence
 
 
 def loce_config_for(base_config: str) -> Optional[Path]:
-    """The LOCE fine-tune config shipped next to a base config (``X.py`` -> ``loce_X.py``), if there is one."""
+    """The LOCE fine-tune config shipped next to a base config, if there is one: ``X.py`` -> ``loce_X.py``, the
+    LVIS configs' 2x base schedule -> the 6-epoch fine-tune (``..._2x_lvis_v1.py`` -> ``loce_..._6e_lvis_v1.py``)."""
     path = Path(base_config)
-    candidate = path.with_name(f"loce_{path.name}")
-    return candidate if path.suffix == ".py" and candidate.is_file() else None
+    if path.suffix != ".py":
+        return None
+    for name in (path.name, path.name.replace("_2x_", "_6e_")):
+        candidate = path.with_name(f"loce_{name}")
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def carried_options(cfg_options: Sequence[str]) -> list:

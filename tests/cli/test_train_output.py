@@ -79,6 +79,9 @@ def test_next_command_carries_the_data_options_only(tmp_path):
                    "model.roi_head.bbox_head.num_classes=6")
     assert next_command("finetune", str(LOCE), "/w/epoch_2.pth", "/w") == \
         f"loce eval {LOCE} /w/epoch_2.pth --out /w/eval"
+    lvis = ROOT / "configs" / "lvis"
+    assert next_command("base", str(lvis / "mask_rcnn_r50_fpn_normed_2x_lvis_v0.5.py"), "b.pth", "w") == \
+        f"loce finetune {lvis / 'loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py'} --from b.pth"
     other = tmp_path / "my_base.py"
     other.write_text("")
     assert next_command("base", str(other), "/w/e.pth", "/w").startswith("loce finetune LOCE_CONFIG --from /w/e.pth")
