@@ -17,16 +17,16 @@ _loce_complete() {
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
         "data synth") opts="--out -o --like --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --like --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;
         "doctor") opts="--json --help -h"; valued="" ;;
-        "eval") opts="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --force --json --help -h"; valued="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
-        "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --json --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every" ;;
+        "eval") opts="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --force --json --verbose --help -h"; valued="--results --ann --split --metric --evaluator --workers --max-dets --protocol --dets-per-class --out --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device" ;;
+        "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --json --verbose --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every" ;;
         "inspect") opts="memory scores --help -h"; valued="" ;;
         "inspect memory") opts="--plot --json --help -h"; valued="--plot" ;;
         "inspect scores") opts="--split --lowest --plot --json --help -h"; valued="--split --lowest --plot" ;;
         "predict") opts="--out --score-thr --max-dets --device --split --cfg-options --force --json --help -h"; valued="--out --score-thr --max-dets --device --split --cfg-options" ;;
-        "quickstart") opts="--work-dir --json --help -h"; valued="--work-dir" ;;
+        "quickstart") opts="--work-dir --json --verbose --help -h"; valued="--work-dir" ;;
         "report") opts="--split --metric --format --protocol --plot --allow-different-data --help -h"; valued="--split --metric --format --protocol --plot" ;;
         "train") opts="base --help -h"; valued="" ;;
-        "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --json --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every" ;;
+        "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --json --verbose --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every" ;;
     esac
     # an option that takes a value: fall back to file-name completion
     if [[ -n "$prev" && " $valued " == *" $prev "* ]]; then
