@@ -15,6 +15,7 @@ REPORT_FORMATS = ("table", "md", "json", "csv")
 LAUNCHERS = ("none", "pytorch", "slurm")
 LVIS_VERSIONS = ("auto", "v1", "v0.5")
 CHECK_IMAGES = ("all", "sample", "none")
+LIKES = ("lvis-v1", "lvis-v0.5")
 
 Split = Literal[SPLITS]
 Evaluator = Literal[EVALUATORS]

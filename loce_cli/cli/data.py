@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from loce_cli.cli.choices import CheckImages, LvisVersion
+from loce_cli.cli.choices import LIKES, CheckImages, LvisVersion, shown
 from loce_cli.cli._common import check_plot_path, engine_errors, err, group_label, out, print_json
 
 app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
@@ -21,7 +21,7 @@ def synth(
     ctx: typer.Context,
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the dataset into (new or empty)."),
     like: Optional[str] = typer.Option(
-        None, "--like",
+        None, "--like", metavar=shown(LIKES),
         help="Write an LVIS-shaped dataset instead: lvis-v1 (1203 classes, 337/461/405 rare/common/frequent) or "
              "lvis-v0.5 (1230 classes, 454/461/315), real layout and COCO image names; 1000 train + 100 val "
              "images unless --train-images / --val-images say otherwise."),

@@ -62,7 +62,7 @@ def test_readable_type_words():
 
 def test_choice_sets_equal_the_engine_constants():
     from loce_cli.core.frequency import GROUP_NAMES
-    from loce_cli.engine import evaluate, launch, prep, report
+    from loce_cli.engine import evaluate, launch, prep, report, synth_lvis
     from loce_cli.engine.evaluation import protocols
 
     assert choices.SPLITS == ("all",) + tuple(GROUP_NAMES[g] for g in ("r", "c", "f"))
@@ -70,6 +70,7 @@ def test_choice_sets_equal_the_engine_constants():
     assert choices.PROTOCOLS == protocols.PROTOCOLS and choices.REPORT_FORMATS == report.FORMATS
     assert choices.LAUNCHERS == launch.LAUNCHERS and choices.CHECK_IMAGES == prep.CHECK_IMAGES
     assert choices.LVIS_VERSIONS == ("auto",) + prep.VERSIONS
+    assert choices.LIKES == tuple(synth_lvis.LIKES)
     assert typing.get_args(choices.Split) == choices.SPLITS
 
 
