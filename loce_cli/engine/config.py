@@ -11,9 +11,11 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
     with ``cfg_options`` merged; every option must name an existing key.
     (The mmcv part lives in ``loce_cli.mmdet_ext.config``.)"""
     from loce_cli.engine.config_names import resolve_config
+
+    path = resolve_config(path)  # before importing mmcv: a wrong name fails fast
     from loce_cli.mmdet_ext.config import load_config as _load
 
-    return _load(resolve_config(path), cfg_options)
+    return _load(path, cfg_options)
 
 
 def train_dataset_cfg(cfg):
