@@ -89,4 +89,14 @@ def test_the_wheel_ships_the_configs_and_resolves_names_from_anywhere(installed,
                               "data.samples_per_gpu=8"], env=env, cwd=cwd).stdout)
     assert result["epochs"] == 1 and result["iterations"] == 5 and Path(result["checkpoint"]).is_file()
     assert (work / "mask_rcnn_r18_fpn_normed_synth.py").is_file()
+    # evaluated and run on images by name too
+    report = json.loads(_run([loce, "eval", "synthetic/mask_rcnn_r18_fpn_normed_synth", result["checkpoint"],
+                              "--metric", "bbox", "--out", cwd / "eval", "--json", "--cfg-options",
+                              *tiny_train_options(tiny_dataset, 1)], env=env, cwd=cwd).stdout)
+    assert report["config"] == "synthetic/mask_rcnn_r18_fpn_normed_synth" and (cwd / "eval" / "metrics.json").is_file()
+    image = sorted((tiny_dataset / "val2017").iterdir())[0]
+    shown = json.loads(_run([loce, "predict", "synthetic/mask_rcnn_r18_fpn_normed_synth", result["checkpoint"], image,
+                             "--out", cwd / "pictures", "--score-thr", "0", "--json", "--cfg-options",
+                             *tiny_train_options(tiny_dataset, 1)], env=env, cwd=cwd).stdout)
+    assert shown["config"] == "synthetic/mask_rcnn_r18_fpn_normed_synth" and (cwd / "pictures").is_dir()
     assert not (cwd / "configs").exists()
