@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the test suite).
 # Each first runs the idempotent set-up (scripts/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
-.PHONY: setup demo test test-fast bench completions pictures clean-demo rehearsal
+.PHONY: setup demo test test-fast bench completions docs-cli pictures clean-demo rehearsal
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,6 +22,10 @@ bench: setup
 
 completions: setup
 	$(PY) scripts/gen_completions.py
+
+# docs/CLI.md, every command and option, from the Typer app (a test fails when it is stale)
+docs-cli: setup
+	$(PY) scripts/gen_cli_reference.py
 
 # The README's pictures (docs/img/quickstart_*.png) from the quickstart in work/quickstart (finished steps skipped).
 pictures: setup

@@ -1,19 +1,25 @@
-"""Fine-tune iteration time of LOCE vs the plain fine-tune on the synthetic config: the whole model on the CPU
-(frozen backbone / FPN / shared FCs forward, trainable heads forward + backward + SGD step), the same batches
-for both, the two alternating iteration by iteration so that machine noise hits them alike.
+"""Fine-tune iteration time of LOCE vs the plain fine-tune (and, with ``--variants``, vs the baselines) on the
+synthetic configs: the whole model on the CPU (frozen backbone / FPN / shared FCs forward, trainable heads forward
++ backward + SGD step), the same batches for every variant, the variants taking turns iteration by iteration (the
+order rotating) so that machine noise hits them alike.
 
-    .venv/bin/python bench/bench_finetune.py [--iters 30] [--data DIR] [--checkpoint BASE.pth] [--json FILE]
+    .venv/bin/python bench/bench_finetune.py [--iters 30] [--variants plain loce seesaw eqlv2 fed crt]
+        [--data DIR] [--checkpoint BASE.pth] [--json FILE]
 
-Plain = configs/synthetic/ablation_plain_ft_synth.py (softmax CE, no memory); LOCE =
+plain = configs/synthetic/ablation_plain_ft_synth.py (softmax CE, no memory); loce =
 configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py (EBL + memory sampling + memory push; the memory is
-filled first as the fine-tune's init hook does). Both start from the same weights (--checkpoint, else the
-reproduction's base model when it exists, else a fresh initialisation).
+filled first as the fine-tune's init hook does); seesaw / eqlv2 / fed / crt = configs/synthetic/baseline_*_synth.py
+(the federated loss gets the training set's image counts first, as its ClassFrequencyHook does; cRT's
+class-aware sampler only changes which images make a batch, so on the shared batches it times as the plain
+fine-tune's compute). All start from the same weights (--checkpoint, else the reproduction's base model when it
+exists, else a fresh initialisation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -24,7 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SYNTH = ROOT / "configs" / "synthetic"
-CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py"}
+CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py",
+           "seesaw": SYNTH / "baseline_seesaw_synth.py", "eqlv2": SYNTH / "baseline_eqlv2_synth.py",
+           "fed": SYNTH / "baseline_federated_synth.py", "crt": SYNTH / "baseline_crt_synth.py"}
+LABELS = {"plain": "plain", "loce": "LOCE", "seesaw": "Seesaw", "eqlv2": "EQLv2", "fed": "federated", "crt": "cRT"}
 
 
 def _data(path):
@@ -57,7 +66,10 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--variants", nargs="+", choices=list(CONFIGS), default=["plain", "loce"],
+                    help="what to time (the first is the reference of the ratios)")
     args = ap.parse_args()
+    variants = list(dict.fromkeys(args.variants))
 
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
     from mmcv.parallel import MMDataParallel
@@ -67,25 +79,32 @@ def main() -> None:
 
     from loce_cli.engine.config import load_config
     from loce_cli.mmdet_ext import fill_memory
+    from loce_cli.mmdet_ext.federated import _federated_losses, image_counts_from_labels
+    from loce_cli.mmdet_ext.hooks import _image_labels
 
+    quiet = logging.getLogger("bench_finetune.load")
+    quiet.setLevel(logging.ERROR)
     torch.manual_seed(0)
     data = _data(args.data)
     ckpt = _checkpoint(args.checkpoint)
     opts = [f"data.train.ann_file={data / 'annotations' / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]
     models, optims = {}, {}
     dataset = None
-    for name, path in CONFIGS.items():
-        cfg = load_config(path, opts)
+    for name in variants:
+        cfg = load_config(CONFIGS[name], opts)
         if dataset is None:
             dataset = build_dataset(cfg.data.train)
         model = build_detector(cfg.model)
         if ckpt is not None:
-            load_checkpoint(model, str(ckpt), map_location="cpu", logger="silent")
+            # non-strict, as the fine-tune's load_from: Seesaw's C + 2 outputs start fresh (mmcv warns; not shown)
+            load_checkpoint(model, str(ckpt), map_location="cpu", logger=quiet)
         else:
             model.init_weights()
         model.train()
         if name == "loce":
             fill_memory(model, dataset)
+        for loss in _federated_losses(model):
+            loss.set_image_counts(image_counts_from_labels(_image_labels(dataset), len(dataset.CLASSES)))
         models[name] = MMDataParallel(model, device_ids=None)
         optims[name] = build_optimizer(models[name], cfg.optimizer)
     loader = build_dataloader(dataset, 4, 0, num_gpus=1, dist=False, seed=0, shuffle=True)
@@ -104,23 +123,33 @@ def main() -> None:
         opt.step()
         return time.perf_counter() - t0
 
-    times = {name: [] for name in CONFIGS}
+    times = {name: [] for name in variants}
     for i, batch in enumerate(batches):
-        order = list(CONFIGS) if i % 2 == 0 else list(reversed(CONFIGS))
-        for name in order:
+        k = i % len(variants)
+        for name in variants[k:] + variants[:k]:  # each variant leads in turn
             t = step(name, batch)
             if i >= 3:
                 times[name].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = med["loce"] / med["plain"]
+    ref = variants[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data}, "
           f"weights {ckpt or 'fresh initialisation'}")
-    print(f"fine-tune iteration (4 images of 128 px, whole model): plain {med['plain'] * 1e3:.0f} ms | "
-          f"LOCE {med['loce'] * 1e3:.0f} ms | LOCE / plain = {ratio:.2f} (median of {args.iters}, interleaved)")
+    if variants == ["plain", "loce"]:  # the figure run_all.py reads
+        print(f"fine-tune iteration (4 images of 128 px, whole model): plain {med['plain'] * 1e3:.0f} ms | "
+              f"LOCE {med['loce'] * 1e3:.0f} ms | LOCE / plain = {med['loce'] / med['plain']:.2f} "
+              f"(median of {args.iters}, interleaved)")
+    else:
+        print(f"fine-tune iteration (4 images of 128 px, whole model), median of {args.iters}, interleaved:")
+        print(f"| variant | ms / iteration | vs {LABELS[ref]} |\n|---|---:|---:|")
+        for name in variants:
+            print(f"| {LABELS[name]} | {med[name] * 1e3:.0f} | {med[name] / med[ref]:.2f}x |")
     if args.json:
+        result = dict(iters=args.iters, threads=torch.get_num_threads(), weights=str(ckpt or "fresh"),
+                      **{f"{name}_s": med[name] for name in variants})
+        if "loce" in med and "plain" in med:
+            result["ratio"] = med["loce"] / med["plain"]
         with open(args.json, "w") as f:
-            json.dump(dict(plain_s=med["plain"], loce_s=med["loce"], ratio=ratio, iters=args.iters,
-                           threads=torch.get_num_threads(), weights=str(ckpt or "fresh")), f, indent=2)
+            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

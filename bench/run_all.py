@@ -23,11 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
+BASELINE_VARIANTS = ("plain", "loce", "seesaw", "eqlv2", "fed", "crt")
+BASELINE_LABELS = {"loce": "LOCE", "seesaw": "Seesaw", "eqlv2": "EQLv2", "fed": "federated loss", "crt": "cRT"}
 # name -> (script, quick args, full args)
 SCRIPTS = {
     "core": ("bench_core.py", ["--repeats", "30"], []),
     "roi_head": ("bench_roi_head.py", ["--repeats", "10"], []),
     "finetune": ("bench_finetune.py", ["--iters", "12"], ["--iters", "40"]),
+    "baselines": ("bench_finetune.py", ["--iters", "12", "--variants", *BASELINE_VARIANTS],
+                  ["--iters", "40", "--variants", *BASELINE_VARIANTS]),
     "memory_peak": ("bench_memory_peak.py", [], []),
     "prep": ("bench_prep.py", ["--quick", "--repeats", "1"], []),
     "eval": ("bench_eval.py", ["--quick"], []),
@@ -115,6 +119,13 @@ def headline_rows(res: dict) -> list:
         f = res["finetune"]
         rows.append(("LOCE fine-tune iteration, whole model, synthetic config, CPU", "plain fine-tune iteration",
                      _r(f["ratio"]), "-"))
+    if "baselines" in res and not res["baselines"].get("failed"):
+        b = res["baselines"]
+        for name in BASELINE_VARIANTS[1:]:
+            if f"{name}_s" in b:
+                rows.append((f"{BASELINE_LABELS[name]} fine-tune iteration, whole model, synthetic config, CPU",
+                             "plain fine-tune iteration (same batches, interleaved)",
+                             _r(b[f"{name}_s"] / b["plain_s"]), "-"))
     if "memory_peak" in res and not res["memory_peak"].get("failed"):
         for row in res["memory_peak"]["rows"]:
             rows.append((f"peak host memory added by the LVIS v1 feature memory ({row['dtype']}): "

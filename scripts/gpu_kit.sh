@@ -28,11 +28,14 @@ TORCH_SPEC="torch==2.11.0 torchvision==0.26.0"
 MMCV_VERSION="1.7.2"
 # wheels for the GPU image (cp312, manylinux); versions as in requirements/ where pinned there
 MISSING=("mmdet==2.28.2" "lvis==0.5.3" "pycocotools>=2.0.8" "faster-coco-eval>=1.8,<2" "msgspec>=0.18,<1"
-         "numba>=0.60,<0.70" "llvmlite>=0.43,<0.51" "terminaltables>=3.1" "addict>=2.4" "yapf==0.40.1" "platformdirs" "importlib-metadata>=6,<8" "tomli")
+         "numba>=0.60,<0.70" "llvmlite>=0.43,<0.51" "terminaltables>=3.1" "addict>=2.4" "yapf==0.40.1" "platformdirs" "importlib-metadata>=6,<8" "tomli"
+         "typer>=0.29,<0.30" "annotated-doc" "pydantic>=2" "pydantic-core" "annotated-types" "typing-inspection"
+         "shellingham" "typing-extensions")
+# (typer 0.29 as in requirements/runtime.txt: loce's help and choice options build on it; the image's own may be older)
 # (importlib-metadata 8+ pulls lazy_importer; yapf 0.40.1 imports importlib_metadata)
 # what the image already has (installed from PyPI into the stand-in venv only)
 IMAGE_HAS=("numpy>=2" "scipy" "matplotlib" "opencv-python-headless" "pillow" "pyyaml" "packaging" "six"
-           "typer" "rich" "tensorboard" "pytest" "zipp")
+           "rich" "tensorboard" "pytest" "zipp")
 
 [ -n "$PY312" ] || { echo "gpu_kit: python3.12 not found (set PY312)" >&2; exit 1; }
 mkdir -p "$KIT/wheels"

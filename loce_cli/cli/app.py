@@ -11,9 +11,11 @@ from loce_cli import __version__
 from loce_cli.cli import data, doctor, evaluate, inspect, predict, report, train
 from loce_cli.cli._common import STATE
 from loce_cli.cli.configs import configs as configs_command
+from loce_cli.cli.help_format import LoceGroup
 
 app = typer.Typer(
     name="loce",
+    cls=LoceGroup,
     help="LOCE long-tailed object detection (ICCV 2021) over mmdet 2.x: data, training, evaluation, inspection.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -73,8 +75,16 @@ def expand_cfg_options(argv: List[str]) -> List[str]:
     return out
 
 
+def hoist_debug(argv: List[str]) -> List[str]:
+    """``--debug`` anywhere before ``--`` (``loce eval ... --debug`` too) as the root option it is."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--debug" not in argv[:end]:
+        return argv
+    return ["--debug"] + [w for i, w in enumerate(argv) if not (w == "--debug" and i < end)]
+
+
 def main() -> None:
     import logging
 
     logging.raiseExceptions = False  # a handler that cannot format a record drops it, no "--- Logging error ---"
-    app(args=expand_cfg_options(sys.argv[1:]))
+    app(args=hoist_debug(expand_cfg_options(sys.argv[1:])))

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from loce_cli.cli.choices import LIKES, CheckImages, LvisVersion, shown
 from loce_cli.cli._common import check_plot_path, engine_errors, err, group_label, out, print_json
 
 app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
@@ -20,7 +21,7 @@ def synth(
     ctx: typer.Context,
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the dataset into (new or empty)."),
     like: Optional[str] = typer.Option(
-        None, "--like",
+        None, "--like", metavar=shown(LIKES),
         help="Write an LVIS-shaped dataset instead: lvis-v1 (1203 classes, 337/461/405 rare/common/frequent) or "
              "lvis-v0.5 (1230 classes, 454/461/315), real layout and COCO image names; 1000 train + 100 val "
              "images unless --train-images / --val-images say otherwise."),
@@ -168,8 +169,8 @@ def stats(
 @engine_errors
 def prep(
     root: Path = typer.Option(..., "--root", help="Dataset folder holding annotations/ (and the image folders)."),
-    version: str = typer.Option("auto", "--version", help="LVIS version: v1, v0.5 or auto (detect)."),
-    check_images: str = typer.Option(
+    version: LvisVersion = typer.Option("auto", "--version", help="LVIS version (auto: detect)."),
+    check_images: CheckImages = typer.Option(
         "sample", "--check-images",
         help="Image files to open and check: all, sample (200 random per annotation file) or none."),
     subset: Optional[float] = typer.Option(

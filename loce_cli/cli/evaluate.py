@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from loce_cli.cli.choices import Evaluator, Launcher, METRICS, PROTOCOLS, Split, shown
 from loce_cli.cli._common import engine_errors, err, fail, out, print_json
 from loce_cli.cli.train import CFG_OPTIONS, GPUS, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NODE_RANK, NPROC
 
@@ -39,17 +40,16 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config fi
              results: Optional[Path] = typer.Option(None, "--results", help="Evaluate this LVIS results JSON instead "
                                                                             "of a model (needs --ann)."),
              ann: Optional[Path] = typer.Option(None, "--ann", help="LVIS annotation JSON for --results."),
-             split: str = typer.Option("all", "--split", help="all, rare, common or frequent."),
-             metric: Optional[List[str]] = typer.Option(None, "--metric", help="bbox and/or segm (repeatable; "
-                                                                               "default both)."),
-             evaluator: str = typer.Option("streaming", "--evaluator",
+             split: Split = typer.Option("all", "--split", help="Frequency group of the per-class table."),
+             metric: Optional[List[str]] = typer.Option(None, "--metric", metavar=shown(METRICS), help="Repeatable; default both."),
+             evaluator: Evaluator = typer.Option("streaming", "--evaluator",
                                            help="streaming (default: bounded memory, the official API's numbers), "
                                                 "lvis (the official API, the reference) or fast (faster-coco-eval)."),
              workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                                    help="Processes matching chunks of images (streaming evaluator; "
                                                         "default: the cores)."),
              max_dets: int = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300)."),
-             protocol: Optional[List[str]] = typer.Option(None, "--protocol",
+             protocol: Optional[List[str]] = typer.Option(None, "--protocol", metavar=shown(PROTOCOLS),
                                                           help="standard (LVIS AP, default), fixed (AP-fixed) and/or "
                                                                "pooled (AP-pool) (repeatable; docs/EVALUATION.md)."),
              dets_per_class: int = typer.Option(10_000, "--dets-per-class",
@@ -60,7 +60,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config fi
                                                                        "results file's folder)."),
              cfg_options: Optional[List[str]] = CFG_OPTIONS,
              gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
-             master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
+             master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER,
              device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, "
                                                                           "else cpu)."),
              force: bool = typer.Option(False, "--force", help="Overwrite an existing metrics.json in --out."),

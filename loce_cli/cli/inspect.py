@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from loce_cli.cli.choices import Split
 from loce_cli.cli._common import check_plot_path, engine_errors, group_label, out, print_json
 
 app = typer.Typer(help="Inspect the LOCE state stored in a checkpoint: mean scores, feature memory.",
@@ -20,7 +21,7 @@ def _fmt(x) -> str:
 @app.command("scores")
 @engine_errors
 def scores(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce finetune)."),
-           split: str = typer.Option("all", "--split", help="all, rare, common or frequent (for --lowest)."),
+           split: Split = typer.Option("all", "--split", help="Frequency group for --lowest."),
            lowest: int = typer.Option(10, "--lowest", min=0, help="How many of the weakest classes to list."),
            plot: Optional[Path] = typer.Option(None, "--plot", help="Score vs training instances plot (.png)."),
            json_out: bool = typer.Option(False, "--json", help="Machine-readable output (all classes).")) -> None:

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from loce_cli.cli.choices import METRICS, PROTOCOLS, ReportFormat, Split, shown
 from loce_cli.cli._common import check_plot_path, engine_errors, fail, out, print_json
 
 
@@ -57,10 +58,10 @@ def report(
     runs: List[str] = typer.Argument(..., help="Evaluated runs: an eval --out directory or its metrics.json, "
                                                "optionally LABEL=PATH; a quoted glob averages seeds "
                                                "(e.g. 'loce=runs/loce_seed*/eval')."),
-    split: str = typer.Option("all", "--split", help="all, rare, common or frequent (per-class table of the group)."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", help="bbox and/or segm (repeatable; default both)."),
-    fmt: str = typer.Option("table", "--format", help="table (terminal), md, json or csv."),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol",
+    split: Split = typer.Option("all", "--split", help="Per-class table of this frequency group."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", metavar=shown(METRICS), help="Repeatable; default both."),
+    fmt: ReportFormat = typer.Option("table", "--format", help="table (terminal), md, json or csv."),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", metavar=shown(PROTOCOLS),
                                                  help="standard, fixed (AP-fixed) and/or pooled (AP-pool) "
                                                       "(repeatable; default: standard and every protocol all "
                                                       "runs were evaluated with)."),

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from loce_cli.cli.choices import Launcher
+
 from loce_cli.cli._common import engine_errors, err, out, print_json
 
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
@@ -99,7 +101,7 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
          work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
-         master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: str = LAUNCHER,
+         master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER,
          device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
          checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, json_out: bool = JSON) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
@@ -119,7 +121,7 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shi
              seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
              force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
-             launcher: str = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
+             launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
              json_out: bool = JSON) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""

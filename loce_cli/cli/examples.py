@@ -1,0 +1,34 @@
+"""One or two examples per command, shown at the end of its ``--help`` (tests check that each one parses)."""
+
+from __future__ import annotations
+
+SYNTH_BASE = "configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py"
+SYNTH_LOCE = "configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py"
+LVIS_BASE = "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
+LVIS_LOCE = "configs/lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
+
+EXAMPLES = {
+    "": ["loce quickstart", "loce data synth --out data/synth"],
+    "data": ["loce data synth --out data/synth", "loce data prep --root data/lvis_v1"],
+    "data synth": ["loce data synth --out data/synth",
+                   "loce data synth --like lvis-v1 --out data/lvis_v1"],
+    "data stats": ["loce data stats data/synth/annotations/lvis_v1_train.json --plot train_stats.png"],
+    "data prep": ["loce data prep --root data/lvis_v1",
+                  "loce data prep --root data/lvis_v1 --subset 0.1 --out data/lvis_v1_10pct"],
+    "configs": ["loce configs", "loce configs --json"],
+    "train": [f"loce train base {SYNTH_BASE} --work-dir runs/base"],
+    "train base": [f"loce train base {SYNTH_BASE} --work-dir runs/base",
+                   f"loce train base {LVIS_BASE} --gpus 8 --work-dir runs/r50_base"],
+    "finetune": [f"loce finetune {SYNTH_LOCE} --from runs/base/latest.pth --work-dir runs/loce",
+                 "loce finetune CONFIG --work-dir runs/loce --resume"],
+    "eval": [f"loce eval {SYNTH_LOCE} runs/loce/latest.pth --split rare",
+             "loce eval --results results.json --ann data/lvis_v1/annotations/lvis_v1_val.json --protocol fixed"],
+    "report": ["loce report runs/base/eval runs/loce/eval --split rare",
+               "loce report 'plain=runs/plain_seed*/eval' 'loce=runs/loce_seed*/eval' --format md"],
+    "inspect": ["loce inspect scores runs/loce/latest.pth --lowest 10"],
+    "inspect scores": ["loce inspect scores runs/loce/latest.pth --lowest 10 --split rare --plot scores.png"],
+    "inspect memory": ["loce inspect memory runs/loce/latest.pth --plot memory.png"],
+    "predict": [f"loce predict {SYNTH_LOCE} runs/loce/latest.pth 'photos/*.jpg' --out preds"],
+    "quickstart": ["loce quickstart", "loce quickstart --work-dir work/quickstart --json"],
+    "doctor": ["loce doctor", "loce doctor --json"],
+}
