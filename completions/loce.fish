@@ -1,6 +1,6 @@
 # fish completion for loce (generated from the loce Typer app by scripts/gen_completions.py; do not edit)
 complete -c loce -e
-complete -c loce -f -n '__fish_use_subcommand' -a configs -d 'The configs shipped with loce, by name, with stage, dataset and backbone.'
+complete -c loce -f -n '__fish_use_subcommand' -a configs -d 'The configs shipped with loce, by name: stage, dataset, backbone.'
 complete -c loce -f -n '__fish_use_subcommand' -a data -d 'Datasets: synthetic long-tailed data, LVIS validation and indexing (prep),...'
 complete -c loce -f -n '__fish_use_subcommand' -a doctor -d 'Check Python, torch (+ CUDA), torchvision, mmcv-full ops, mmdet, lvis, numpy;...'
 complete -c loce -f -n '__fish_use_subcommand' -a eval -d 'Per-frequency AP (AP, APr, APc, APf), the official lvis API\'s numbers;...'

@@ -9,8 +9,10 @@ from loce_cli.cli._common import engine_errors, out, print_json
 
 @engine_errors
 def configs(json_out: bool = typer.Option(False, "--json", help="Machine-readable list.")) -> None:
-    """The configs shipped with loce, by name, with stage, dataset and backbone. Pass a name where a command
-    takes CONFIG, e.g. loce train base lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1 (a file path works too)."""
+    """The configs shipped with loce, by name: stage, dataset, backbone.
+
+    Pass a name where a command takes CONFIG, e.g. loce train base lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1
+    (a file path works too; docs/CONFIGS.md)."""
     from loce_cli.engine.config_names import GROUPS, configs_root, shipped_configs
 
     found = shipped_configs()
