@@ -120,7 +120,7 @@ def resolve_config(config: Union[str, Path], root: Optional[Path] = None) -> Pat
     near = nearest_names(str(config), root)
     hint = (f"nearest shipped names: {', '.join(near)}; `loce configs` lists them all" if near else
             "`loce configs` lists the shipped names (e.g. synthetic/mask_rcnn_r18_fpn_normed_synth)")
-    raise DataError(f"config {config}: no such file, and no shipped config of that name", hint)
+    raise DataError(f"config {config} does not exist (no such file, and no shipped config of that name)", hint)
 
 
 def config_file_name(config: Union[str, Path]) -> str:

@@ -47,7 +47,7 @@ def test_a_wrong_name_is_one_line_with_the_nearest_names(tmp_path):
     r = _loce("train", "base", "lvis/mask_rcnn_r50_fpn_normed_2x_lvis", cwd=tmp_path)
     assert r.returncode == 1 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("error: config lvis/mask_rcnn_r50_fpn_normed_2x_lvis: no such file")
+    assert r.stderr.startswith("error: config lvis/mask_rcnn_r50_fpn_normed_2x_lvis does not exist (no such file")
     assert "lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1" in r.stderr and "`loce configs`" in r.stderr
     # the case: the checkout-relative path, from elsewhere, is the shipped file
     r = _loce("finetune", "configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py", "--from", "x.pth",
