@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-SYNTH_BASE = "configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py"
-SYNTH_LOCE = "configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py"
-LVIS_BASE = "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
-LVIS_LOCE = "configs/lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
+SYNTH_BASE = "synthetic/mask_rcnn_r18_fpn_normed_synth"
+SYNTH_LOCE = "synthetic/loce_mask_rcnn_r18_fpn_normed_synth"
+LVIS_BASE = "lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1"
+LVIS_LOCE = "lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1"
 
 EXAMPLES = {
     "": ["loce quickstart", "loce data synth --out data/synth"],
