@@ -7,11 +7,12 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
+            "configs"|"data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
-        "") opts="data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
+        "") opts="configs data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
+        "configs") opts="--json --help -h"; valued="" ;;
         "data") opts="prep stats synth --help -h"; valued="" ;;
         "data prep") opts="--root --version --check-images --subset --seed --out --force --json --help -h"; valued="--root --version --check-images --subset --seed --out" ;;
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;

@@ -1,5 +1,6 @@
 # fish completion for loce (generated from the loce Typer app by scripts/gen_completions.py; do not edit)
 complete -c loce -e
+complete -c loce -f -n '__fish_use_subcommand' -a configs -d 'The configs shipped with loce, by name: stage, dataset, backbone.'
 complete -c loce -f -n '__fish_use_subcommand' -a data -d 'Datasets: synthetic long-tailed data, LVIS validation and indexing (prep),...'
 complete -c loce -f -n '__fish_use_subcommand' -a doctor -d 'Check Python, torch (+ CUDA), torchvision, mmcv-full ops, mmdet, lvis, numpy;...'
 complete -c loce -f -n '__fish_use_subcommand' -a eval -d 'Per-frequency AP (AP, APr, APc, APf), the official lvis API\'s numbers;...'
@@ -12,6 +13,8 @@ complete -c loce -f -n '__fish_use_subcommand' -a train -d 'Training: stage 1 (b
 complete -c loce -n '__fish_use_subcommand' -l debug -d 'Show full tracebacks on errors.'
 complete -c loce -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c loce -n '__fish_use_subcommand' -l help -s h -d 'Show help and exit.'
+complete -c loce -n '__fish_seen_subcommand_from configs' -l json -d 'Machine-readable list.'
+complete -c loce -n '__fish_seen_subcommand_from configs' -l help -s h -d 'Show help and exit.'
 complete -c loce -f -n '__fish_seen_subcommand_from data; and not __fish_seen_subcommand_from prep stats synth' -a prep -d 'Validate LVIS (v1, v0.5) or LVIS-format data under --root and write...'
 complete -c loce -f -n '__fish_seen_subcommand_from data; and not __fish_seen_subcommand_from prep stats synth' -a stats -d 'Class-frequency distribution of an annotation file: counts per...'
 complete -c loce -f -n '__fish_seen_subcommand_from data; and not __fish_seen_subcommand_from prep stats synth' -a synth -d 'Generate a synthetic long-tailed detection + segmentation dataset in LVIS v1...'

@@ -13,7 +13,9 @@ Every step is skipped when its output exists, so an interrupted run continues wh
 With ``--protocols`` every run is also evaluated under those protocols (``loce eval --protocol ...``: one
 inference with no per-image cap, AP-fixed / AP-pool next to AP) into ``<run>/eval_protocols``, and tabulated
 into the doc's protocol section. ``--protocols-only`` trains nothing and runs no standard evaluation: it
-evaluates the checkpoints that exist under the protocols and tabulates them.
+evaluates the checkpoints that exist under the protocols and tabulates them. ``--one-eval`` (with ``--protocols``)
+evaluates each run once, under the protocols, right after its fine-tune: that evaluation's AP rows are the standard
+evaluation's numbers (tested), so a second inference is saved.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTH = ROOT / "configs" / "synthetic"
@@ -88,6 +91,10 @@ def main(argv=None) -> None:
                     help="also evaluate each run under these protocols into <run>/eval_protocols")
     ap.add_argument("--protocols-only", action="store_true",
                     help="with --protocols: no training, no standard evaluation; only the checkpoints that exist")
+    ap.add_argument("--one-eval", action="store_true",
+                    help="with --protocols: evaluate each run once, under the protocols (its AP rows are the standard "
+                         "evaluation's numbers), instead of a standard evaluation and then a protocol one; the "
+                         "standard tables then read <run>/eval_protocols")
     ap.add_argument("--doc", type=Path, default=None,
                     help="write the tables into this markdown file between its reproduce.py markers")
     args = ap.parse_args(argv)
@@ -98,6 +105,9 @@ def main(argv=None) -> None:
 
     if args.protocols_only and not args.protocols:
         sys.exit("reproduce: --protocols-only needs --protocols")
+    if args.one_eval and not args.protocols:
+        sys.exit("reproduce: --one-eval needs --protocols")
+    sub = "eval_protocols" if args.one_eval else "eval"  # where each run's standard numbers are read
     if args.protocols_only:
         if not args.report_only:
             evaluate_protocols(loce, work, args, log)
@@ -115,7 +125,7 @@ def main(argv=None) -> None:
         if not base.is_file():
             run([loce, "train", "base", BASE_CONFIG, "--work-dir", root / "base", "--seed", 0, "--force",
                  *data_options(data, False, test=False)], log)
-        if not (root / "base" / "eval" / "metrics.json").is_file():
+        if not args.one_eval and not (root / "base" / "eval" / "metrics.json").is_file():
             run([loce, "eval", BASE_CONFIG, base, "--out", root / "base" / "eval", "--force",
                  *data_options(data, False)], log)
         # by default seeds outer, variants inner: a partial run still has every variant for the first seed
@@ -129,7 +139,9 @@ def main(argv=None) -> None:
             if not ckpt.is_file():
                 run([loce, "finetune", config, "--from", base, "--work-dir", run_dir, "--seed", s, "--force",
                      *data_options(data, wrapped, test=False)], log)
-            if not (run_dir / "eval" / "metrics.json").is_file():
+            if args.one_eval:
+                evaluate_protocols(loce, work, args, log, only=ckpt)
+            elif not (run_dir / "eval" / "metrics.json").is_file():
                 run([loce, "eval", config, ckpt, "--out", run_dir / "eval", "--force",
                      *data_options(data, wrapped)], log)
     if args.protocols and not args.report_only:
@@ -138,7 +150,7 @@ def main(argv=None) -> None:
     sections = []
     for d in args.data_seeds:
         root = work / f"data{d}"
-        runs = report_runs(root, args.variants, "eval")
+        runs = report_runs(root, args.variants, sub)
         if not runs:
             continue
         for fmt in ("md", "csv"):
@@ -149,7 +161,7 @@ def main(argv=None) -> None:
             print(f"wrote {out}")
         subprocess.call([loce, "report", *runs, "--metric", "bbox", "--plot", work / f"report_data{d}.png"],
                         stdout=subprocess.DEVNULL)
-        seeds = sorted({int(p.parent.parent.name.rsplit("seed", 1)[1]) for p in root.glob("*_seed*/eval/metrics.json")})
+        seeds = sorted({int(p.parent.parent.name.rsplit("seed", 1)[1]) for p in root.glob(f"*_seed*/{sub}/metrics.json")})
         sections.append(f"### Data seed {d} (fine-tune seeds {', '.join(map(str, seeds))}; mean ± sd over seeds)\n\n"
                         + (work / f"report_data{d}.md").read_text().strip() + "\n\n" + state_table(loce, root, args.variants)
                         + "\n\n" + timing_table(root, args.variants))
@@ -176,11 +188,14 @@ def _protocol_runs(work: Path, args):
                            root / f"{name}_seed{s}" / "eval_protocols", name.startswith("rfs"))
 
 
-def evaluate_protocols(loce: str, work: Path, args, log: Path) -> None:
-    """``loce eval --protocol ...`` of every finished checkpoint into ``<run>/eval_protocols`` (skipped when
-    done): one inference without the per-image cap serves AP, AP-fixed and AP-pool."""
+def evaluate_protocols(loce: str, work: Path, args, log: Path, only: Optional[Path] = None) -> None:
+    """``loce eval --protocol ...`` of every finished checkpoint (or of ``only``, and of its base model) into
+    ``<run>/eval_protocols`` (skipped when done): one inference without the per-image cap serves AP, AP-fixed and
+    AP-pool."""
     flags = [part for p in args.protocols for part in ("--protocol", p)]
     for d, _label, config, ckpt, out, wrapped in _protocol_runs(work, args):
+        if only is not None and ckpt != only and ckpt.parent.name != "base":
+            continue
         if not (out / "metrics.json").is_file():
             run([loce, "eval", config, ckpt, "--out", out, "--force", *flags,
                  *data_options(work / f"data{d}" / "data", wrapped)], log)

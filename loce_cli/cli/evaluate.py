@@ -34,7 +34,8 @@ def _say(msg: str) -> None:
 
 
 @engine_errors
-def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (with CHECKPOINT)."),
+def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config file or shipped name (with "
+                                                                       "CHECKPOINT)."),
              checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint to evaluate."),
              results: Optional[Path] = typer.Option(None, "--results", help="Evaluate this LVIS results JSON instead "
                                                                             "of a model (needs --ann)."),

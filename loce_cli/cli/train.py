@@ -106,8 +106,8 @@ def _report(result, json_out: bool) -> None:
 
 @app.command("base")
 @engine_errors
-def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/synthetic/"
-                                                 "mask_rcnn_r18_fpn_normed_synth.py"),
+def base(config: Path = typer.Argument(..., help="mmdet config file, or a shipped config's name (loce configs), "
+                                                 "e.g. synthetic/mask_rcnn_r18_fpn_normed_synth"),
          work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
@@ -125,8 +125,8 @@ def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/syn
 
 
 @engine_errors
-def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/synthetic/"
-                                                     "loce_mask_rcnn_r18_fpn_normed_synth.py"),
+def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shipped config's name (loce "
+                                                     "configs), e.g. synthetic/loce_mask_rcnn_r18_fpn_normed_synth"),
              base_checkpoint: Path = typer.Option(..., "--from", help="Checkpoint of the base run."),
              work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
              seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,

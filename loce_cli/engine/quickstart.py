@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import loce_cli
+from loce_cli.engine.config_names import configs_root
 
-CONFIG_DIR = Path(loce_cli.__file__).resolve().parent.parent / "configs" / "synthetic"
+CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
 BASE_CONFIG = CONFIG_DIR / "mask_rcnn_r18_fpn_normed_synth.py"
 LOCE_CONFIG = CONFIG_DIR / "loce_mask_rcnn_r18_fpn_normed_synth.py"
 

@@ -356,6 +356,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
+    from loce_cli.engine.config_names import config_file_name
     from loce_cli.mmdet_ext.training import run_training
 
     interval = None if req.no_validate else evaluation_interval(cfg)
@@ -367,7 +368,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
         if req.resume else []
     try:
         summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device,
-                               stage=req.stage, config_name=Path(req.config).name, seed=req.seed,
+                               stage=req.stage, config_name=config_file_name(req.config), seed=req.seed,
                                deterministic=req.deterministic, evaluation=evaluation,
                                checkpoint_every=req.checkpoint_every,
                                meta_extra=dict(cfg_options=tuple(started + list(req.cfg_options))),
