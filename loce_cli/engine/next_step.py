@@ -7,16 +7,24 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-def loce_config_for(base_config: str) -> Optional[Path]:
+def loce_config_for(base_config: str) -> Optional[str]:
     """The LOCE fine-tune config shipped next to a base config, if there is one: ``X.py`` -> ``loce_X.py``, the
-    LVIS configs' 2x base schedule -> the 6-epoch fine-tune (``..._2x_lvis_v1.py`` -> ``loce_..._6e_lvis_v1.py``)."""
-    path = Path(base_config)
+    LVIS configs' 2x base schedule -> the 6-epoch fine-tune (``..._2x_lvis_v1.py`` -> ``loce_..._6e_lvis_v1.py``).
+    A base config given by name (``lvis/mask_rcnn_...``) gets a name back, a path a path."""
+    from loce_cli.engine.config_names import resolve_config
+    from loce_cli.errors import DataError
+
+    try:
+        path = resolve_config(base_config)
+    except DataError:
+        return None
     if path.suffix != ".py":
         return None
+    by_name = not Path(base_config).expanduser().is_file()
     for name in (path.name, path.name.replace("_2x_", "_6e_")):
         candidate = path.with_name(f"loce_{name}")
         if candidate.is_file():
-            return candidate
+            return f"{candidate.parent.name}/{candidate.stem}" if by_name else str(candidate)
     return None
 
 
@@ -36,7 +44,7 @@ def next_command(stage: str, config: str, checkpoint: str, work_dir: str, cfg_op
     options = (" --cfg-options " + " ".join(shlex.quote(o) for o in kept)) if kept else ""
     if stage == "base":
         loce = loce_config_for(config)
-        target = shlex.quote(str(loce)) if loce is not None else "LOCE_CONFIG"
+        target = shlex.quote(loce) if loce is not None else "LOCE_CONFIG"
         return f"loce finetune {target} --from {shlex.quote(checkpoint)}{options}"
     out = shlex.quote(str(Path(work_dir) / "eval"))
     return f"loce eval {shlex.quote(config)} {shlex.quote(checkpoint)} --out {out}{options}"

@@ -82,6 +82,8 @@ def test_next_command_carries_the_data_options_only(tmp_path):
     lvis = ROOT / "configs" / "lvis"
     assert next_command("base", str(lvis / "mask_rcnn_r50_fpn_normed_2x_lvis_v0.5.py"), "b.pth", "w") == \
         f"loce finetune {lvis / 'loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py'} --from b.pth"
+    assert next_command("base", "lvis/mask_rcnn_r101_fpn_normed_2x_lvis_v1", "b.pth", "w") == \
+        "loce finetune lvis/loce_mask_rcnn_r101_fpn_normed_6e_lvis_v1 --from b.pth"  # a name gets a name
     other = tmp_path / "my_base.py"
     other.write_text("")
     assert next_command("base", str(other), "/w/e.pth", "/w").startswith("loce finetune LOCE_CONFIG --from /w/e.pth")
