@@ -63,5 +63,7 @@ def tiny_base_model(tiny_dataset, tmp_path_factory):
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
     work = tmp_path_factory.mktemp("tiny_base")
     options = tiny_train_options(tiny_dataset, epochs=2)
-    result = train(TrainRequest(config=str(config), work_dir=str(work), cfg_options=options))
+    # trained by the config's shipped name (tests/engine/test_config_names.py checks the run it leaves)
+    result = train(TrainRequest(config="synthetic/mask_rcnn_r18_fpn_normed_synth", work_dir=str(work),
+                                cfg_options=options))
     return config, Path(result.checkpoint), options

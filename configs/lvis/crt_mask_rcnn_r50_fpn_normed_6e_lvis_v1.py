@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v1 | R50-FPN | baseline: cRT, class-balanced classifier re-training
 # Baseline, stage 2: cRT (classifier re-training with class-balanced data, Kang et al. 2020) as a decoupled 6-epoch
 # fine-tune from the stage-1 checkpoint, with LOCE's trainable parts and schedule: plain softmax CE, images drawn
 # class-first (a class uniformly, then an image holding it).

@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v1 | R50-FPN | baseline: Equalization Loss v2 fine-tune
 # Baseline, stage 2: Equalization Loss v2 (Tan et al., CVPR 2021) as a decoupled 6-epoch fine-tune from the stage-1
 # checkpoint, with LOCE's trainable parts and schedule: sigmoid classifier (1203 classes + objectness), gamma 12,
 # mu 0.8, alpha 4, statistics all-reduced across GPUs every step. The paper trains EQLv2 end to end (1x: 23.7 mask

@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v1 | R50-FPN | baseline: federated loss fine-tune
 # Baseline, stage 2: federated loss (Zhou, Koltun, Kraehenbuehl 2021) as a decoupled 6-epoch fine-tune from the
 # stage-1 checkpoint, with LOCE's trainable parts and schedule: sigmoid BCE over the batch's classes plus negatives
 # drawn with probability ~ (training images per class) ** 0.5, 50 classes per step (detectron2's default).

@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v0.5 | R50-FPN | LOCE on LVIS v0.5
 # Stage 2 (LOCE) on LVIS v0.5 (1230 classes): the v1 LOCE recipe with v0.5's annotations and class count.
 # Images resolve from each image's coco_url (http://images.cocodataset.org/train2017/...) under data_root, as in
 # ../_base_/datasets/lvis_v0.5_instance.py: img_prefix is the data root itself (data_root + 'train2017/' would

@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v1 | R50-FPN | LOCE, the paper's recipe (EBL + feature memory)
 # Stage 2 (LOCE): 6-epoch fine-tune from the stage-1 checkpoint (loce finetune CONFIG --from BASE_CKPT):
 # equilibrium loss + memory-augmented feature sampling; only fc_cls, fc_reg, the RPN and the mask head train.
 _base_ = './mask_rcnn_r50_fpn_normed_2x_lvis_v1.py'

@@ -1,3 +1,4 @@
+# Stage 1 | LVIS v1 | R50-FPN | baseline: base trained with Seesaw loss
 # Baseline, stage 1 with Seesaw loss (Wang et al., CVPR 2021): the base recipe (R50-FPN, normed mask head,
 # multi-scale, 2x, random sampling) with mmdet 2.28's SeesawLoss (p = 0.8, q = 2.0) and its normalised-linear
 # classifier (temperature 20). mmdet's model zoo reports 27.6 box / 26.8 mask AP for this with RFS

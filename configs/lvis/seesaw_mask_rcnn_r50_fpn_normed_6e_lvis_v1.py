@@ -1,3 +1,4 @@
+# Stage 2 | LVIS v1 | R50-FPN | baseline: Seesaw loss fine-tune
 # Baseline, stage 2: Seesaw loss as a decoupled 6-epoch fine-tune from the stage-1 checkpoint, with LOCE's trainable
 # parts and schedule (configs/lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py; a test keeps them equal).
 # fc_cls starts fresh: Seesaw's classifier has C + 2 outputs, the base's C + 1.

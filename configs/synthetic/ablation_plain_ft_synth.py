@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | ablation 1: plain fine-tune, no memory
 # Ablation 1 (the paper's baseline): plain fine-tune from the same base checkpoint with the same schedule, seed
 # and trainable parts as LOCE, but softmax cross-entropy and random RoI sampling only (no feature memory).
 # The RoI head stays a LoceRoIHead with the memory off, so the mean-score tracker still records the scores a

@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | baseline: cRT, class-balanced re-training
 # Baseline: cRT, classifier re-training with class-balanced data (Kang et al., ICLR 2020), as a decoupled fine-tune
 # from the shared base checkpoint, with the LOCE fine-tune's trainable parts and schedule: plain softmax CE, each
 # training image drawn by first drawing a class uniformly, then an image holding it (loce's class-aware sampler,

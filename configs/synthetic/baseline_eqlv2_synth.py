@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | baseline: Equalization Loss v2
 # Baseline: Equalization Loss v2 (Tan et al., CVPR 2021) as a decoupled fine-tune from the shared base checkpoint,
 # with the LOCE fine-tune's trainable parts and schedule: a sigmoid classifier (C classes + objectness, the base's
 # C + 1 softmax rows as its start), gamma 12, mu 0.8, alpha 4; inference scores sigmoid(z_c) * (1 - sigmoid(z_bg)).

@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | baseline: federated loss
 # Baseline: federated loss (Zhou, Koltun, Kraehenbuehl 2021; detectron2's use_fed_loss) as a decoupled fine-tune from
 # the shared base checkpoint, with the LOCE fine-tune's trainable parts and schedule: sigmoid BCE over the classes
 # present in the batch plus negatives drawn in proportion to (training images per class) ** 0.5. LVIS uses 50

@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | baseline: Seesaw loss
 # Baseline: Seesaw loss (Wang et al., CVPR 2021) as a decoupled fine-tune from the shared base checkpoint, with the
 # LOCE fine-tune's trainable parts and schedule (tests/engine/test_baseline_configs.py keeps them equal):
 # mmdet 2.28's SeesawLoss (p = 0.8, q = 2.0) with its normalised-linear classifier (temperature 20). Seesaw's

@@ -1,3 +1,4 @@
+# Stage 2 | synthetic | R18-FPN, 1/4 width | the quickstart's LOCE fine-tune
 # Stage 2 (LOCE) on the synthetic data: the paper's fine-tune recipe (EBL + memory-augmented feature
 # sampling, freeze all but fc_cls / fc_reg / RPN / mask head, steps at 1/2 and 5/6 of the schedule, warm-up),
 # sized for a CPU: 2 epochs (step after the first), 100 warm-up iterations, queue 80, 8 classes x 4 features.

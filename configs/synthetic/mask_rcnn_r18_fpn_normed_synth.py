@@ -1,3 +1,4 @@
+# Stage 1 | synthetic | R18-FPN, 1/4 width | the quickstart's base, sized for CPUs
 # Stage 1 (base) on the built-in synthetic long-tailed data (`loce data synth`), sized for a CPU:
 # ResNet-18 at 1/4 width (base_channels=16), 64-channel FPN, 128 px images, 4 images per batch,
 # plain softmax CE, normed mask head (7x7 RoIs upsampled to 14x14 masks: objects are 15-45 px here),

@@ -10,6 +10,7 @@ import typer
 from loce_cli import __version__
 from loce_cli.cli import data, doctor, evaluate, inspect, predict, report, train
 from loce_cli.cli._common import STATE
+from loce_cli.cli.configs import configs as configs_command
 from loce_cli.cli.help_format import LoceGroup
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("report")(report.report)
 app.add_typer(inspect.app, name="inspect")
 app.command("predict")(predict.predict)
+app.command("configs")(configs_command)
 
 
 def expand_cfg_options(argv: List[str]) -> List[str]:

@@ -34,7 +34,8 @@ def _say(msg: str) -> None:
 
 
 @engine_errors
-def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (with CHECKPOINT)."),
+def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config file or shipped name (with "
+                                                                       "CHECKPOINT)."),
              checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint to evaluate."),
              results: Optional[Path] = typer.Option(None, "--results", help="Evaluate this LVIS results JSON instead "
                                                                             "of a model (needs --ann)."),
@@ -65,7 +66,9 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
              force: bool = typer.Option(False, "--force", help="Overwrite an existing metrics.json in --out."),
              amp: Optional[Amp] = typer.Option(None, "--amp", help="Inference under autocast: bf16 (CPUs and GPUs) "
                                                                    "or fp16 (CUDA); docs/MIXED_PRECISION.md."),
-             json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+             json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+             verbose: bool = typer.Option(False, "--verbose", help="Also print mmcv's and mmdet's log records "
+                                                                   "(model building, checkpoint loading).")) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
     from loce_cli.engine import evaluate as ev
 
@@ -81,13 +84,16 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
     else:
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
+        from loce_cli.core.checkpoint_io import checkpoint_file
         from loce_cli.engine.launch import LaunchOptions
 
+        checkpoint = checkpoint_file(checkpoint)  # a work dir: its latest.pth (the default --out: beside it)
         launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                                master_port=master_port, launcher=launcher, device=device)
         req = ev.EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics,
                              split, max_dets, list(cfg_options or []), force, evaluator, workers, launch,
-                             list(protocol or ["standard"]), dets_per_class, amp=amp)
+                             list(protocol or ["standard"]), dets_per_class, verbose=verbose,
+                             amp=amp)
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
@@ -110,12 +116,12 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config (w
     for k in ev.SUMMARY_KEYS:
         table.add_column(k, justify="right")
     for m, r in report.metrics.items():
-        table.add_row(m, *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
+        table.add_row(m, *(ev.ap_text(r.summary[k]) for k in ev.SUMMARY_KEYS))
     titles = {"fixed": "AP-fixed", "pooled": "AP-pool"}
     for name, p in report.protocols.items():  # no per-image cap, top --dets-per-class per class
         for m, r in p.metrics.items():
             table.add_row(f"{m} {titles.get(name, name)}",
-                          *(f"{100 * r.summary[k]:.1f}" if r.summary[k] >= 0 else "-" for k in ev.SUMMARY_KEYS))
+                          *(ev.ap_text(r.summary[k]) for k in ev.SUMMARY_KEYS))
     out.print(table)
     if split != "all":
         for m in report.metrics:

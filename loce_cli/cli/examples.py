@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-SYNTH_BASE = "configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py"
-SYNTH_LOCE = "configs/synthetic/loce_mask_rcnn_r18_fpn_normed_synth.py"
-LVIS_BASE = "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
-LVIS_LOCE = "configs/lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
+SYNTH_BASE = "synthetic/mask_rcnn_r18_fpn_normed_synth"
+SYNTH_LOCE = "synthetic/loce_mask_rcnn_r18_fpn_normed_synth"
+LVIS_BASE = "lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1"
+LVIS_LOCE = "lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1"
 
 EXAMPLES = {
     "": ["loce quickstart", "loce data synth --out data/synth"],
@@ -15,6 +15,7 @@ EXAMPLES = {
     "data stats": ["loce data stats data/synth/annotations/lvis_v1_train.json --plot train_stats.png"],
     "data prep": ["loce data prep --root data/lvis_v1",
                   "loce data prep --root data/lvis_v1 --subset 0.1 --out data/lvis_v1_10pct"],
+    "configs": ["loce configs", "loce configs --json"],
     "train": [f"loce train base {SYNTH_BASE} --work-dir runs/base"],
     "train base": [f"loce train base {SYNTH_BASE} --work-dir runs/base",
                    f"loce train base {LVIS_BASE} --gpus 8 --work-dir runs/r50_base"],

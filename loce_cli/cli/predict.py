@@ -14,7 +14,8 @@ from loce_cli.cli._common import engine_errors, fail, out, print_json
 
 
 @engine_errors
-def predict(config: Path = typer.Argument(..., help="mmdet config the checkpoint was trained with."),
+def predict(config: Path = typer.Argument(..., help="mmdet config (file or shipped name) the checkpoint was "
+                                                       "trained with."),
             checkpoint: Path = typer.Argument(..., help="A loce checkpoint (loce train base / loce finetune)."),
             inputs: List[str] = typer.Argument(..., help="Image files, folders or quoted globs."),
             out_dir: Path = typer.Option(..., "--out", help="Folder for the pictures and predictions.json."),

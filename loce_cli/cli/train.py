@@ -39,6 +39,9 @@ LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the proces
                                                     "slurm (inside srun).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
 JSON = typer.Option(False, "--json", help="Machine-readable result.")
+VERBOSE = typer.Option(False, "--verbose", help="Also print mmcv's log records (hook table, init messages, a line "
+                                                "per logged iteration) on the terminal; they, and the "
+                                                "per-parameter init table, are always in WORK_DIR/*.log.")
 TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
 AMP = typer.Option(None, "--amp", help="Mixed precision: bf16 (autocast; CPUs and GPUs) or fp16 (autocast + "
                                           "GradScaler; CUDA). Same as the config key fp16 = dict(loss_scale=...); "
@@ -50,7 +53,7 @@ NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evalu
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
-             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, amp=None):
+             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, verbose=False, amp=None):
     from loce_cli.engine.resume import AUTO, IF_ANY
     from loce_cli.engine.train import LaunchOptions, TrainRequest
     from loce_cli.errors import LoceUsageError
@@ -68,7 +71,7 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
         resume=resume_arg, seed=seed, checkpoint_every=checkpoint_every, requeue=requeue,
         deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
-        no_validate=no_validate, amp=amp,
+        no_validate=no_validate, verbose=verbose, amp=amp,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                              master_port=master_port, launcher=launcher, device=device))
 
@@ -88,6 +91,11 @@ def _report(result, json_out: bool) -> None:
     out.print(f"[green]done[/]: {result.epochs} epochs, {result.iterations} iterations in {result.seconds:.0f} s "
               f"on {result.world_size} process(es) ({result.device})")
     out.print(f"checkpoint: {result.checkpoint}")
+    if result.final_loss is not None:
+        from loce_cli.core.progress import LOSS_WINDOW
+
+        out.print(f"final loss: {result.final_loss:.4f} (mean of the last {min(LOSS_WINDOW, result.iterations)} "
+                  f"iterations; per-iteration values in {result.work_dir}/*.log.json)", soft_wrap=True)
     for epoch, metrics in (result.evaluations or {}).items():
         line = ", ".join(f"{metric} AP {100 * s['AP']:.1f}" for metric, s in metrics.items())
         out.print(f"evaluation after epoch {epoch}: {line} ({result.work_dir}/eval_epoch_{epoch}/metrics.json)")
@@ -95,31 +103,33 @@ def _report(result, json_out: bool) -> None:
         m = result.memory_init
         out.print(f"memory filled from {m['images']} images: queues full {m['full']}, partial {m['partial']}, "
                   f"empty {m['empty']}")
+    if result.next_command:
+        out.print(f"next: {result.next_command}", markup=False, soft_wrap=True)  # one line: copy-paste
 
 
 @app.command("base")
 @engine_errors
-def base(config: Path = typer.Argument(..., help="mmdet config, e.g. configs/synthetic/"
-                                                 "mask_rcnn_r18_fpn_normed_synth.py"),
+def base(config: Path = typer.Argument(..., help="mmdet config file, or a shipped config's name (loce configs), "
+                                                 "e.g. synthetic/mask_rcnn_r18_fpn_normed_synth"),
          work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
          force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
          master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER,
          device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
          checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, amp: Optional[Amp] = AMP,
-         json_out: bool = JSON) -> None:
+         json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.train import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            tensorboard=tensorboard, no_validate=no_validate, checkpoint_every=checkpoint_every,
-                           requeue=requeue, amp=amp)), json_out)
+                           requeue=requeue, verbose=verbose, amp=amp)), json_out)
 
 
 @engine_errors
-def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/synthetic/"
-                                                     "loce_mask_rcnn_r18_fpn_normed_synth.py"),
+def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shipped config's name (loce "
+                                                     "configs), e.g. synthetic/loce_mask_rcnn_r18_fpn_normed_synth"),
              base_checkpoint: Path = typer.Option(..., "--from", help="Checkpoint of the base run."),
              work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
              seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
@@ -127,7 +137,7 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
-             amp: Optional[Amp] = AMP, json_out: bool = JSON) -> None:
+             amp: Optional[Amp] = AMP, json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.train import train
 
@@ -135,18 +145,18 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config, e.g. configs/
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            base_checkpoint=base_checkpoint, tensorboard=tensorboard,
                            no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue,
-                           amp=amp)), json_out)
+                           verbose=verbose, amp=amp)), json_out)
 
 
 @engine_errors
 def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",
                                              help="Where data, runs and results go."),
-               json_out: bool = JSON) -> None:
+               json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
     """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune -> eval of both -> report
     (steps already done are skipped)."""
     from loce_cli.engine.quickstart import run_quickstart
 
-    result = run_quickstart(work_dir, echo=None if json_out else out.print)
+    result = run_quickstart(work_dir, echo=None if json_out else out.print, verbose=verbose)
     if json_out:
         print_json(result.to_dict())
         return

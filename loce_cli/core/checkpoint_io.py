@@ -52,15 +52,34 @@ def _pickle_reason(e: BaseException) -> str:
     return "it holds Python objects other than tensors, containers, numbers and strings"
 
 
+def checkpoint_file(path: Union[str, Path]) -> Path:
+    """The checkpoint a path names, for every command that reads one: a file as given; a directory (a work dir)
+    its ``latest.pth``, the file that link points at (``epoch_N.pth``). A directory without one is refused in one
+    line naming the ``.pth`` files it holds."""
+    path = Path(os.path.expanduser(str(path)))
+    if not path.is_dir():
+        return path
+    latest = path / "latest.pth"
+    if latest.is_file():
+        return latest.resolve() if latest.is_symlink() else latest
+    held = sorted(p.name for p in path.iterdir() if p.suffix == ".pth" and p.is_file())
+    if not held:
+        raise DataError(f"checkpoint {path} is a directory with no .pth file in it",
+                        "pass a checkpoint file, e.g. WORK_DIR/latest.pth of a finished run")
+    shown = ", ".join(held[:6]) + (f", ... ({len(held)} in all)" if len(held) > 6 else "")
+    raise DataError(f"checkpoint {path} is a directory without latest.pth; it holds {shown}",
+                    f"pass one of them, e.g. {path / held[-1]}")
+
+
 def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu", mmap: bool = False) -> Any:
     """Load the checkpoint at ``path`` with ``weights_only=True`` (whatever the environment says).
 
     ``mmap=True`` maps the tensors of a zip-format file instead of reading them (only what is touched is paged
-    in); a legacy file is read normally. Raises :class:`UnsafeCheckpointError` for a file that needs pickle and
+    in); a legacy file is read normally. A directory reads its ``latest.pth`` (:func:`checkpoint_file`). Raises :class:`UnsafeCheckpointError` for a file that needs pickle and
     :class:`~loce_cli.errors.DataError` for a missing, empty, truncated or foreign file, each one line."""
     import torch
 
-    path = Path(os.path.expanduser(str(path)))
+    path = checkpoint_file(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:

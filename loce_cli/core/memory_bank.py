@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import math
-import sys
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -43,12 +40,10 @@ class FeatureMemory(OptionalState):
         self.reg_dim = int(reg_dim)
         slots = self.num_classes * self.queue_size + 1
         self.register_buffer("flat_feats", torch.empty((slots, *self.feat_shape), dtype=dtype, device=device))
-        advise_huge_pages(self.flat_feats)  # before any page is touched
         self.register_buffer("flat_labels", torch.full((slots,), -1, dtype=torch.long, device=device))
         self.register_buffer("flat_reg", torch.zeros((slots, self.reg_dim), dtype=torch.float32, device=device))
         self.register_buffer("counts", torch.zeros(self.num_classes, dtype=torch.long, device=device))
         self.register_buffer("ptrs", torch.zeros(self.num_classes, dtype=torch.long, device=device))
-        self._staging: Optional[torch.Tensor] = None
         # Host-side knowledge of whether anything was stored: lets `sample` skip an empty memory without
         # reading `counts` back from the device.
         self._has_data: Optional[bool] = False
@@ -116,23 +111,9 @@ class FeatureMemory(OptionalState):
             slot[:-q].masked_fill_(sorted_labels[q:] == sorted_labels[:-q], c * q)
         index = torch.empty_like(slot).index_copy_(0, order, slot)  # back to batch order
 
-        src = feats.detach().to(device).reshape(p, *self.feat_shape)
-        if device.type == "cpu" and src.dtype != self.flat_feats.dtype:
-            self._copy_runs_cpu(src, index)  # converts while copying: no staging pass
-        else:
-            if src.dtype != self.flat_feats.dtype:
-                # convert into a reused staging buffer: no fresh allocation per step
-                if (self._staging is None or self._staging.shape[0] < p or self._staging.device != device
-                        or self._staging.dtype != self.flat_feats.dtype):
-                    self._staging = torch.empty((max(p, 1024), *self.feat_shape), dtype=self.flat_feats.dtype,
-                                                device=device)
-                staged = self._staging[:p]
-                staged.copy_(src)
-                src = staged
-            dst, wide = self._rows(self.flat_feats), self._rows(src)
-            if dst is self.flat_feats or wide is src:  # either side not viewable as 16-byte rows: as they are
-                dst, wide = self.flat_feats, src
-            dst.index_copy_(0, index, wide)
+        # converted to the storage dtype (fp16/bf16 memory) on the way; fp32 features into fp32 storage: as they are
+        src = feats.detach().to(device=device, dtype=self.flat_feats.dtype).reshape(p, *self.feat_shape)
+        self.flat_feats.index_copy_(0, index, src)
         self.flat_labels.index_copy_(0, index, labels)
         if reg_targets is None:
             reg = torch.zeros((p, self.reg_dim), dtype=torch.float32, device=device)
@@ -143,44 +124,6 @@ class FeatureMemory(OptionalState):
         self.ptrs.index_add_(0, labels, ones).remainder_(q)
         self.counts.index_add_(0, labels, ones).clamp_(max=q)
         self._has_data = True
-
-    def _copy_runs_cpu(self, src: torch.Tensor, index: torch.Tensor) -> None:
-        """CPU write path for a storage dtype that differs from the features' (fp16/bf16 memory): one ``copy_``
-        per run of consecutive destination rows (the 16 jitters of a ground truth land in consecutive ring
-        slots); ``copy_`` converts on the fly, so there is no separate conversion pass. Measured here: ~1.3x a
-        plain converting copy for the write, against ~2x for conversion into a staging buffer + ``index_copy_``
-        (which only takes one dtype). Runs are found with tensor ops, so a batch with thousands of features
-        costs a few list items per ground truth, not a Python step per feature; reading the indices costs
-        nothing on the CPU (no device to wait for)."""
-        spare = self.num_classes * self.queue_size
-        p = index.shape[0]
-        starts = torch.ones(p, dtype=torch.bool)
-        torch.ne(index[1:] - index[:-1], 1, out=starts[1:])
-        starts |= index == spare  # each dropped item (more than Q of its class in this batch) is a run, skipped
-        first = starts.nonzero().squeeze(1)
-        bounds = first.tolist() + [p]
-        dsts, srcs = [], []
-        for k, row in enumerate(index[first].tolist()):
-            if row != spare:
-                dsts.append(self.flat_feats[row: row + bounds[k + 1] - bounds[k]])
-                srcs.append(src[bounds[k]: bounds[k + 1]])
-        if hasattr(torch, "_foreach_copy_"):
-            torch._foreach_copy_(dsts, srcs)  # one call for all runs
-        else:  # pragma: no cover - torch < 2.1
-            for d, s in zip(dsts, srcs):
-                d.copy_(s)
-
-    def _rows(self, t: torch.Tensor) -> torch.Tensor:
-        """``[n, *feat_shape]`` -> a ``[n, k]`` view of its rows in 16-byte elements when it is contiguous, its
-        address is 16-byte aligned and its rows are a multiple of 16 bytes; else ``t`` itself. ``index_copy_`` /
-        ``index_select`` move one element at a time, so fewer, wider elements move the same bytes faster
-        (measured on the CPU: the fp32 feature write of a push ~15% faster than with 4-byte elements). Bits are
-        moved, never interpreted."""
-        row = math.prod(self.feat_shape)
-        if (t.is_contiguous() and not t.is_complex() and (row * t.element_size()) % 16 == 0
-                and t.data_ptr() % 16 == 0):
-            return t.view(t.shape[0], row).view(torch.complex128)
-        return t
 
     # -- reading ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -222,12 +165,9 @@ class FeatureMemory(OptionalState):
         # uniform in 0..n-1: a 62-bit random integer mod n (bias below n / 2^62)
         pos = torch.randint(0, 1 << 62, (num_classes, num_features), device=device, generator=generator)
         index = pos.remainder_(filled).add_(drawn.unsqueeze(1), alpha=self.queue_size).reshape(-1)
-        rows = self._rows(self.flat_feats)
-        feats = rows.index_select(0, index)
-        if rows is not self.flat_feats:
-            feats = feats.view(self.dtype).view(-1, *self.feat_shape)
-        if out_dtype is not None and feats.dtype != out_dtype:
-            feats = feats.to(out_dtype)
+        feats = self.flat_feats.index_select(0, index)
+        if out_dtype is not None:
+            feats = feats.to(out_dtype)  # no copy when it already is
         return feats, self.flat_labels.index_select(0, index), self.flat_reg.index_select(0, index)
 
     def fill_summary(self) -> dict:
@@ -240,33 +180,3 @@ class FeatureMemory(OptionalState):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, queue_size={self.queue_size}, feat_shape={self.feat_shape}, "
                 f"dtype={self.dtype}")
-
-
-_MADV_HUGEPAGE = 14  # <sys/mman.h> on Linux
-# glibc serves every allocation above 32 MB from its own mapping, which dies with the tensor; smaller ones may come
-# from the heap, where advice would outlive the tensor and apply to whatever is allocated there next
-_MIN_ADVISED = 64 << 20
-
-
-def advise_huge_pages(t: torch.Tensor) -> bool:
-    """Ask Linux to back a large host tensor with 2 MB pages (``madvise(MADV_HUGEPAGE)``; effective when
-    ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``). Pushes write 640 rows of
-    50 KB to random places of a 4.8 GB store, so with 4 KB pages nearly every page they touch misses the TLB;
-    measured here, push + sample took 3-5% less time. Only advice (it changes no data): returns whether it was
-    given. Tensors under 64 MB, other devices and other platforms are left alone. With the default allocator
-    (glibc) such a tensor has its own mapping, so the advice ends with it; an allocator that keeps and reuses
-    large mappings (jemalloc, tcmalloc) may hand the advised range to a later tensor, which then also gets 2 MB
-    pages: a change of speed and memory granularity, never of contents."""
-    if t.device.type != "cpu" or not sys.platform.startswith("linux"):
-        return False
-    huge = 1 << 21
-    start = (t.data_ptr() + huge - 1) & ~(huge - 1)  # whole 2 MB pages inside the tensor only
-    end = (t.data_ptr() + t.numel() * t.element_size()) & ~(huge - 1)
-    if end - start < _MIN_ADVISED:
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return libc.madvise(start, end - start, _MADV_HUGEPAGE) == 0
-    except (OSError, AttributeError):
-        return False

@@ -7,8 +7,12 @@ from typing import List, Sequence
 
 
 def load_config(path: Path, cfg_options: Sequence[str] = ()):
-    """An ``mmcv.Config`` from ``path`` with ``cfg_options`` merged; every option must name an existing key.
+    """An ``mmcv.Config`` from ``path`` (a file, or a shipped config's name: :mod:`loce_cli.engine.config_names`)
+    with ``cfg_options`` merged; every option must name an existing key.
     (The mmcv part lives in ``loce_cli.mmdet_ext.config``.)"""
+    from loce_cli.engine.config_names import resolve_config
+
+    path = resolve_config(path)  # before importing mmcv: a wrong name fails fast
     from loce_cli.mmdet_ext.config import load_config as _load
 
     return _load(path, cfg_options)

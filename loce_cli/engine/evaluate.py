@@ -298,6 +298,12 @@ def _run_fast(gt_data: dict, results: list, metrics: Sequence[str], max_dets: in
     return out
 
 
+def ap_text(value: float) -> str:
+    """An AP summary value as the table and metrics.txt show it: percent with one decimal; ``-`` where LVIS has
+    no value (its -1: no ground truth of that size or group)."""
+    return f"{100 * value:.1f}" if value >= 0 else "-"
+
+
 def write_report(report: EvalReport, out: Path) -> Path:
     """metrics.json and a plain-text table in ``out``, written as a set: both or neither (metrics.json, the file
     the next eval tests for, is renamed last)."""
@@ -306,10 +312,11 @@ def write_report(report: EvalReport, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"{'metric':<6} " + " ".join(f"{k:>6}" for k in SUMMARY_KEYS)]
     for metric, r in report.metrics.items():
-        lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS))
+        lines.append(f"{metric:<6} " + " ".join(f"{ap_text(r.summary[k]):>6}" for k in SUMMARY_KEYS))
     for name, p in report.protocols.items():  # AP-fixed / AP-pool rows
         for metric, r in p.metrics.items():
-            lines.append(f"{metric:<6} " + " ".join(f"{100 * r.summary[k]:6.1f}" for k in SUMMARY_KEYS) + f"  {name}")
+            lines.append(f"{metric:<6} " + " ".join(f"{ap_text(r.summary[k]):>6}" for k in SUMMARY_KEYS)
+                         + f"  {name}")
     payloads = [("\n".join(lines) + "\n").encode(), (json.dumps(report.to_dict(), indent=2) + "\n").encode()]
     with atomic_paths([out / "metrics.txt", out / "metrics.json"], sum(map(len, payloads))) as temps:
         for tmp, payload in zip(temps, payloads):
@@ -335,6 +342,7 @@ class EvalRequest:
     protocols: List[str] = field(default_factory=lambda: ["standard"])
     dets_per_class: int = DEFAULT_DETS_PER_CLASS
     amp: Optional[str] = None  # inference under autocast: bf16 / fp16 (CUDA); engine/amp.py
+    verbose: bool = False  # mmcv's / mmdet's log records on the terminal (else only their warnings)
 
     def per_class_inference(self) -> Optional[int]:
         """The per-class cap per image of the inference (fixed / pooled asked for), else None (300 per image)."""
@@ -415,8 +423,12 @@ def run_eval_worker(req: EvalRequest, progress=None, say=None) -> Optional[EvalR
     if world > 1 and rank == 0 and progress is None:
         progress = _text_progress(f"inference ({world} processes, rank 0's share)")
     out = Path(req.out)
-    results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress, rank,
-                                            world, say, per_class=req.per_class_inference(), amp=req.amp)
+    from loce_cli.mmdet_ext.run_output import Terminal, routed_logs
+
+    with routed_logs(None, rank, Terminal(), req.verbose):  # as training: mmcv's records only with --verbose
+        results_file, has_masks = write_results(cfg, Path(req.checkpoint), device, req.max_dets, out, progress,
+                                                rank, world, say, per_class=req.per_class_inference(),
+                                                amp=req.amp)
     report = None
     if rank == 0:
         metrics = req.metrics if has_masks else [m for m in req.metrics if m != "segm"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,32 @@ def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresRe
     return ScoresReport(str(path), num, scores[-1], groups, weakest, classes)
 
 
+def path_title(path: str, width: int = 60) -> str:
+    """A checkpoint path for a plot title that names the run: the file (``latest.pth`` with the file it points at)
+    with at least its two parent folders and as many more as fit in ``width`` characters (``.../`` for the rest),
+    broken across lines only at path separators, never inside a name."""
+    p = Path(os.path.abspath(os.path.expanduser(str(path))))  # a bare latest.pth still names its folder
+    name = f"{p.name} ({Path(os.readlink(p)).name})" if p.is_symlink() else p.name
+    parts = [q for q in p.parent.parts if q != p.anchor]
+    kept = [name]
+    for part in reversed(parts):
+        if len(kept) >= 3 and len("/".join([part] + kept)) + 4 > width:
+            break
+        kept.insert(0, part)
+    shown = ("/" if len(kept) - 1 == len(parts) else ".../") + "/".join(kept)
+    pieces = shown.split("/")
+    lines, line = [], pieces[0]
+    for piece in pieces[1:]:
+        add = f"{line}/{piece}"
+        if len(add) > width and line not in ("", "..."):
+            lines.append(line + "/")
+            line = piece
+        else:
+            line = add
+    lines.append(line)
+    return "\n".join(lines)
+
+
 def _class_scatter(report, out: Path, value, ylabel: str, title: str, decorate=None,
                    legend_loc: str = "best") -> Path:
     """One point per class of ``report.classes``: ``value(class)`` against its training instances (or images), log
@@ -132,7 +159,7 @@ def _class_scatter(report, out: Path, value, ylabel: str, title: str, decorate=N
     ax.set_xscale("log")
     ax.set_xlabel("training instances per class (log)" if use_instances else "training images per class (log)")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{Path(report.checkpoint).name}: {title}")
+    ax.set_title(f"{path_title(report.checkpoint)}\n{title}", fontsize=10)
     ax.legend(frameon=False, loc=legend_loc)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import loce_cli
+from loce_cli.engine.config_names import configs_root
 
-CONFIG_DIR = Path(loce_cli.__file__).resolve().parent.parent / "configs" / "synthetic"
+CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
 BASE_CONFIG = CONFIG_DIR / "mask_rcnn_r18_fpn_normed_synth.py"
 LOCE_CONFIG = CONFIG_DIR / "loce_mask_rcnn_r18_fpn_normed_synth.py"
 
@@ -67,21 +67,24 @@ def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], 
 
 
 def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
-                   cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+                   cfg_options: Dict[str, List[str]] | None = None, synth_options=None,
+                   verbose: bool = False) -> QuickstartResult:
     """:func:`_run_quickstart` holding ``work_dir``'s lock (two quickstarts in one folder: the second is refused)."""
     from loce_cli.engine.locks import locked
 
     with locked(Path(work_dir), "--work-dir"):
-        return _run_quickstart(work_dir, echo, cfg_options, synth_options)
+        return _run_quickstart(work_dir, echo, cfg_options, synth_options, verbose)
 
 
 def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
-                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None) -> QuickstartResult:
+                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None,
+                    verbose: bool = False) -> QuickstartResult:
     """synthetic data -> base training -> LOCE fine-tune -> evaluation of both -> pictures of both models'
     predictions (``predictions/``) under ``work_dir``.
 
     ``cfg_options`` may add ``--cfg-options`` per stage (``{"base": [...], "finetune": [...], "eval": [...]}``)
-    and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small.
+    and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small. ``verbose``:
+    mmcv's log records on the terminal too (they are always in each run's log file).
     """
     from loce_cli.engine.config import load_config
     from loce_cli.engine.synth import SynthOptions, synthesize
@@ -121,12 +124,14 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         resume = "auto" if latest_checkpoint(str(run)) else None
         say(f"[{n}/5] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
-                           base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None)
+                           base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None,
+                           verbose=verbose)
         out = train(req)
         checkpoints[stage] = Path(out.checkpoint)
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
-        say(f"      {out.iterations} iterations in {out.seconds:.0f} s -> {out.checkpoint}")
+        loss = f", final loss {out.final_loss:.3f}" if out.final_loss is not None else ""
+        say(f"      {out.iterations} iterations in {out.seconds:.0f} s{loss} -> {out.checkpoint}")
     from loce_cli.engine.evaluate import EvalRequest, evaluate_model
 
     t = time.perf_counter()
@@ -143,7 +148,8 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         say(f"[4/5] eval: {run_name} ({checkpoints[stage].name}) on the val split")
         options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))
         report = evaluate_model(EvalRequest(str(config), str(checkpoints[stage]), str(out), force=True,
-                                            cfg_options=options, protocols=["standard", "fixed"]))
+                                            cfg_options=options, protocols=["standard", "fixed"],
+                                            verbose=verbose))
         result.metrics[run_name] = {m: r.summary for m, r in report.metrics.items()}
         result.metrics[run_name].update({f"{m} AP-fixed": r.summary for m, r in report.protocols["fixed"].metrics.items()})
         done.append(run_name)

@@ -282,8 +282,10 @@ GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
 
 
 def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> List[Path]:
-    """Two PNGs: ``path`` with per-class AP against training instances (log x), one panel per run, coloured by
-    frequency group; ``<stem>_groups<suffix>`` with AP / APr / APc / APf bars per run (error bars: sd over seeds)."""
+    """Two PNGs: ``path`` with per-class AP against training instances (log x), one panel per run and metric (a
+    row of panels per metric: bbox and segm when the table has both), coloured by frequency group;
+    ``<stem>_groups<suffix>`` with AP / APr / APc / APf bars per run, one panel per metric (error bars: sd over
+    seeds). ``metric``: draw that one only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,11 +293,41 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
 
     from loce_cli.engine._io import atomic_path
 
-    metric = metric or report.metrics[0]
-    per_run = _per_class_by_run(report, metric)
+    metrics = [metric] if metric else list(report.metrics)
     n = len(report.runs)
     cols = min(n, 3)
-    rows = math.ceil(n / cols)
+    run_rows = math.ceil(n / cols)
+    rows = run_rows * len(metrics)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False, sharey=True)
+    x_labels = []
+    for m, name in enumerate(metrics):
+        x_labels.append(_scatter_panels(report, name, [axes[m * run_rows + r] for r in range(run_rows)], cols))
+    x_label = x_labels[0]
+    fig.suptitle(f"per-class {' and '.join(metrics)} AP vs {x_label.split(' (')[0]}", fontsize=11)
+    fig.tight_layout()
+    written = []
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=140, format=Path(path).suffix.lstrip(".") or "png")
+    written.append(Path(path))
+    plt.close(fig)
+
+    width_one = max(6.0, 1.6 * n + 3)
+    fig, group_axes = plt.subplots(1, len(metrics), figsize=(width_one * len(metrics), 4.0), squeeze=False)
+    for ax, name in zip(group_axes[0], metrics):
+        _group_bars(report, name, ax)
+    fig.tight_layout()
+    groups_path = Path(path).with_name(f"{Path(path).stem}_groups{Path(path).suffix}")
+    with atomic_path(groups_path) as tmp:
+        fig.savefig(tmp, dpi=140, format=groups_path.suffix.lstrip(".") or "png")
+    written.append(groups_path)
+    plt.close(fig)
+    return written
+
+
+def _scatter_panels(report: Report, metric: str, axes_rows, cols: int) -> str:
+    """One metric's per-class scatter, a panel per run over ``axes_rows``; returns the x axis label."""
+    per_run = _per_class_by_run(report, metric)
+    n = len(report.runs)
     # metrics.json files of older loce versions have no instance counts. The runs share one class list
     # (checked), so counts from any run serve all; with none anywhere fall back to image counts and say so.
     count = "instance_count" if any(c["instance_count"] for run_rows in per_run for c in run_rows) else "image_count"
@@ -308,9 +340,8 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
     for run_rows in per_run:
         for k, c in enumerate(run_rows):
             c[count] = c[count] or known.get(k)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False, sharey=True)
     for i, run in enumerate(report.runs):
-        ax = axes[i // cols][i % cols]
+        ax = axes_rows[i // cols][i % cols]
         for g in ("f", "c", "r"):
             pts = [(c[count], 100 * c["ap"]) for c in per_run[i]
                    if c["frequency"] == g and c["ap"] is not None and c[count]]
@@ -325,20 +356,17 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
         ax.set_title(f"{run.label}: {metric} AP {_fmt(run.metrics[metric]['AP'].mean)}", fontsize=10)
         ax.set_xlabel(x_label)
         if i % cols == 0:
-            ax.set_ylabel("class AP")
+            ax.set_ylabel(f"class {metric} AP")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
-    for j in range(n, rows * cols):
-        axes[j // cols][j % cols].axis("off")
-    fig.suptitle(f"per-class {metric} AP vs {x_label.split(' (')[0]}", fontsize=11)
-    fig.tight_layout()
-    written = []
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=140, format=Path(path).suffix.lstrip(".") or "png")
-    written.append(Path(path))
-    plt.close(fig)
+    for j in range(n, len(axes_rows) * cols):
+        axes_rows[j // cols][j % cols].axis("off")
+    return x_label
 
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * n + 3), 4.0))
+
+def _group_bars(report: Report, metric: str, ax) -> None:
+    """AP / APr / APc / APf bars of each run for one metric."""
+    n = len(report.runs)
     width = 0.8 / n
     for i, run in enumerate(report.runs):
         stats = run.metrics[metric]
@@ -356,13 +384,6 @@ def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> Lis
     ax.legend(fontsize=8, ncol=min(n, 3))
     ax.set_title(f"{metric} AP by frequency group" + (" (error bars: sd over seeds)" if any(
         len(r.sources) > 1 for r in report.runs) else ""), fontsize=10)
-    fig.tight_layout()
-    groups_path = Path(path).with_name(f"{Path(path).stem}_groups{Path(path).suffix}")
-    with atomic_path(groups_path) as tmp:
-        fig.savefig(tmp, dpi=140, format=groups_path.suffix.lstrip(".") or "png")
-    written.append(groups_path)
-    plt.close(fig)
-    return written
 
 
 def _per_class_by_run(report: Report, metric: str) -> List[List[dict]]:

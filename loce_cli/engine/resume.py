@@ -180,10 +180,10 @@ def plan_resume(req, work_dir: Path) -> Optional[ResumePlan]:
         raise LoceUsageError(f"runner.max_epochs={max_epochs} is below the {done} epochs the run has done",
                              f"pass runner.max_epochs >= {done}, or nothing to keep the run's own")
     started_with = meta.get("cfg_options")
-    if started_with is not None and Path(req.config).is_file():  # the config file edited since the run started?
+    if started_with is not None:  # the config file edited since the run started?
         try:
             now = load_config(Path(req.config), list(started_with))
-        except LoceError:
+        except LoceError:  # gone or broken: the run's own config is what resumes
             now = None
         if now is not None:
             a, b = _norm(saved_config(dict(meta=dict(config=now.pretty_text)))._cfg_dict), _norm(saved._cfg_dict)

@@ -87,11 +87,14 @@ class SynthOptions:
             bad(f"{self.num_classes} classes need {need} class-in-image slots but {self.train_images} images x "
                 f"{self.max_objects} objects hold only {self.train_images * self.max_objects}",
                 "raise --train-images or --max-objects, or lower --num-classes")
-        val_need = int(sum(val_image_counts(self, train_image_counts(self))))
-        if val_need > self.val_images * self.max_objects:
-            bad(f"the val split needs {val_need} class-in-image slots (every class at least {MIN_VAL_IMAGES} "
-                f"times) but {self.val_images} images x {self.max_objects} objects hold only "
-                f"{self.val_images * self.max_objects}", "raise --val-images")
+        least = min_val_images(self.num_classes, self.max_objects)
+        if self.val_images < least:
+            bad(f"the val split needs every class in at least {MIN_VAL_IMAGES} images: {self.num_classes} classes x "
+                f"{MIN_VAL_IMAGES} = {MIN_VAL_IMAGES * self.num_classes} class-in-image slots, but "
+                f"{self.val_images} images x {self.max_objects} objects hold only "
+                f"{self.val_images * self.max_objects}",
+                f"--val-images {least} or more (at least {MIN_VAL_IMAGES} x classes / --max-objects), or raise "
+                f"--max-objects")
 
 
 @dataclass
@@ -127,10 +130,33 @@ def train_image_counts(opts: SynthOptions) -> np.ndarray:
     return np.clip(counts, 1, opts.train_images).astype(np.int64)
 
 
+def min_val_images(num_classes: int, max_objects: int) -> int:
+    """The fewest val images that hold every class :data:`MIN_VAL_IMAGES` times (any count above works too:
+    the rule is monotonic). Up to ``max_objects`` classes fit any split (a class per image slot)."""
+    if num_classes <= max_objects:
+        return 1
+    return math.ceil(MIN_VAL_IMAGES * num_classes / max_objects)
+
+
 def val_image_counts(opts: SynthOptions, train_counts: np.ndarray) -> np.ndarray:
-    """Val images per class: proportional to train, at least MIN_VAL_IMAGES (capped by the split size)."""
+    """Val images per class: proportional to train, at least MIN_VAL_IMAGES (capped by the split size). Where that
+    overfills the split (more than ``val_images x max_objects`` class-in-image slots: proportional counts round
+    up), the largest counts give back one image each, largest first, never below the minimum, until it fits."""
+    floor = min(MIN_VAL_IMAGES, opts.val_images)
     scaled = np.rint(train_counts * (opts.val_images / opts.train_images))
-    return np.clip(scaled, min(MIN_VAL_IMAGES, opts.val_images), opts.val_images).astype(np.int64)
+    counts = np.clip(scaled, floor, opts.val_images).astype(np.int64)
+    excess = int(counts.sum()) - opts.val_images * opts.max_objects
+    while excess > 0:
+        k = int(np.argmax(counts))
+        if counts[k] <= floor:
+            break  # validate() refuses such a split (min_val_images)
+        top = counts[k]
+        for j in np.flatnonzero(counts == top):  # one each from the classes at the top
+            if excess == 0:
+                break
+            counts[j] -= 1
+            excess -= 1
+    return counts
 
 
 def class_table(num_classes: int, rng: np.random.Generator) -> List[Tuple[str, str, str]]:
@@ -184,15 +210,26 @@ def allocate(counts: np.ndarray, num_images: int, capacity: int, rng: np.random.
     """Assign class ``k`` to exactly ``counts[k]`` distinct images, at most ``capacity`` classes per image.
 
     Classes are placed from the most to the least frequent; each picks the images with the lowest load plus a
-    random jitter, which spreads objects evenly without making every image alike.
+    random jitter, which spreads objects evenly without making every image alike. Where the jitter leaves too few
+    images with room for a class, the placement is redone least-loaded first (loads stay within one of each
+    other, so whatever fits in ``num_images x capacity`` with each count at most ``num_images`` is placed).
     """
+    placed = _allocate(counts, num_images, capacity, rng, jitter=2.0)
+    if placed is None:  # the jitter left too few images with room: least-loaded first always fits
+        placed = _allocate(counts, num_images, capacity, rng, jitter=0.0)
+    if placed is None:
+        raise LoceUsageError("not enough room to place every class", "raise the number of images or --max-objects")
+    return placed
+
+
+def _allocate(counts, num_images: int, capacity: int, rng, jitter: float):
     load = np.zeros(num_images, dtype=np.int64)
     per_image: List[List[int]] = [[] for _ in range(num_images)]
     for k in np.argsort(-counts, kind="stable"):
         free = np.flatnonzero(load < capacity)
         if len(free) < counts[k]:
-            raise LoceUsageError("not enough room to place every class", "raise the number of images or --max-objects")
-        key = load[free] + 2.0 * rng.random(len(free))
+            return None
+        key = load[free] + jitter * rng.random(len(free))
         chosen = free[np.argsort(key, kind="stable")[: counts[k]]]
         for i in chosen:
             per_image[i].append(int(k))

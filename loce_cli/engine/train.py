@@ -33,6 +33,7 @@ class TrainRequest:
     checkpoint_every: int = 0  # a mid-epoch checkpoint every N iterations (0: epoch ends only)
     requeue: bool = False  # stopped by a signal inside a Slurm job: `scontrol requeue $SLURM_JOB_ID` (rank 0)
     amp: Optional[str] = None  # --amp fp16|bf16 (None: the config's fp16/amp key, else fp32); engine/amp.py
+    verbose: bool = False  # mmcv's log records on the terminal too (always in WORK_DIR/<timestamp>.log)
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TrainResult:
     note: str = ""
     rank: int = 0  # the global rank of the process that returns it; only rank 0's is the run's result
     evaluations: Optional[dict] = None  # epoch -> {metric: summary} of the evaluations during training (rank 0)
+    final_loss: Optional[float] = None  # mean loss of the last iterations (core.progress.LOSS_WINDOW)
+    next_command: str = ""  # what to run next (engine.next_step)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -358,6 +361,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
+    from loce_cli.engine.config_names import config_file_name
     from loce_cli.mmdet_ext.training import run_training
 
     interval = None if req.no_validate else evaluation_interval(cfg)
@@ -369,10 +373,11 @@ def run_worker(req: TrainRequest) -> TrainResult:
         if req.resume else []
     try:
         summary = run_training(cfg, distributed=distributed, rank=rank, world=world, device=device,
-                               stage=req.stage, config_name=Path(req.config).name, seed=req.seed,
+                               stage=req.stage, config_name=config_file_name(req.config), seed=req.seed,
                                deterministic=req.deterministic, evaluation=evaluation,
                                checkpoint_every=req.checkpoint_every,
-                               meta_extra=dict(cfg_options=tuple(started + list(req.cfg_options))))
+                               meta_extra=dict(cfg_options=tuple(started + list(req.cfg_options))),
+                               verbose=req.verbose)
     except Preempted as stop:
         requeued = requeue_slurm_job() if req.requeue and rank == 0 else ""
         error = stopped_by_signal(req, stop, requeued)
@@ -388,8 +393,12 @@ def run_worker(req: TrainRequest) -> TrainResult:
     result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
                          epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
                          world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank,
-                         evaluations=summary.get("evaluations"))
+                         evaluations=summary.get("evaluations"), final_loss=summary.get("final_loss"))
     if rank == 0:
+        from loce_cli.engine.next_step import next_command
+
+        result.next_command = next_command(req.stage, req.config, result.checkpoint, req.work_dir,
+                                           started + list(req.cfg_options))
         from loce_cli.engine._io import write_json_atomic
 
         write_json_atomic(Path(req.work_dir) / RESULT_FILE, result.to_dict(), indent=2)

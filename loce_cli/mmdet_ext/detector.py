@@ -8,7 +8,6 @@ from torch import nn
 
 from mmdet.models.builder import DETECTORS
 from mmdet.models.detectors import MaskRCNN
-from mmdet.utils import get_root_logger
 
 DEFAULT_TRAINABLE = ("fc_cls", "fc_reg", "rpn", "mask_head")
 
@@ -62,11 +61,15 @@ class LoceMaskRCNN(MaskRCNN):
             if not self.trainable:
                 raise ValueError("LoceMaskRCNN trainable must name at least one parameter group")
             self.frozen_params = freeze_except(self, self.trainable)
-            n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
-            n_all = sum(p.numel() for p in self.parameters())
-            get_root_logger().info(
-                "LOCE fine-tune: %d of %d weights train (names containing %s); frozen: %s",
-                n_train, n_all, ", ".join(self.trainable), summarize_names(self.frozen_params))
+
+    def freeze_summary(self) -> str:
+        """One line for the training log: what trains, what stays frozen (logged by the training, not here: a model
+        built for evaluation or inference says nothing)."""
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        n_all = sum(p.numel() for p in self.parameters())
+        return (f"LOCE fine-tune: {n_train:,} of {n_all:,} weights train (names containing "
+                f"{', '.join(self.trainable)}); the others keep the loaded checkpoint's values, frozen: "
+                f"{summarize_names(self.frozen_params)}")
 
     def init_weights(self):
         super().init_weights()

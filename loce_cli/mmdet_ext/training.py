@@ -1,5 +1,5 @@
-"""Training plumbing over mmcv 1.x runners: atomic checkpoints with loce metadata, a non-finite-loss stop, a
-rich progress bar, and the model wrapper: torch DDP on CPUs (gloo) and GPUs (NCCL) through one code path
+"""Training plumbing over mmcv 1.x runners: atomic checkpoints with loce metadata, a non-finite-loss stop,
+the run's terminal output (:mod:`loce_cli.mmdet_ext.run_output`), and the model wrapper: torch DDP on CPUs (gloo) and GPUs (NCCL) through one code path
 (mmdet 2.28's ``build_ddp`` asserts a GPU device; :mod:`loce_cli.mmdet_ext.parallel_compat` adds what mmcv's DDP
 wrapper lacks on the CPU and on torch 2.x).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import os.path as osp
-import sys
 from typing import Optional
 
 import torch
@@ -253,41 +252,6 @@ class NonFiniteLossHook(Hook):
             raise NonFiniteLossError(runner.iter + 1, runner.epoch + 1, values)
 
 
-@HOOKS.register_module()
-class RichProgressHook(Hook):
-    """A rich progress bar per epoch (iteration, ETA, loss, lr) on rank 0 when stderr is a terminal."""
-
-    def __init__(self, console=None):
-        self.progress = None
-        self.task = None
-        self.console = console  # tests pass one; default: rich's stderr console
-
-    def before_train_epoch(self, runner) -> None:
-        if runner.rank != 0 or not sys.stderr.isatty():
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn(f"epoch {runner.epoch + 1}/{runner.max_epochs}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=False, **({"console": self.console} if self.console else {}))
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=len(runner.data_loader), info="")
-
-    def after_train_iter(self, runner) -> None:
-        if self.progress is None:
-            return
-        log_vars = (runner.outputs or {}).get("log_vars", {})
-        lr = runner.current_lr()
-        lr = lr[0] if isinstance(lr, list) else next(iter(lr.values()))[0] if isinstance(lr, dict) else lr
-        info = f"loss {log_vars.get('loss', float('nan')):.3f}  lr {lr:.2e}"
-        self.progress.update(self.task, advance=1, info=info)
-
-    def after_train_epoch(self, runner) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
 def wrap_model(model: torch.nn.Module, *, distributed: bool, device: str, find_unused_parameters: bool = False):
     """The one wrapper every run trains through. Several processes: torch DDP
     (:class:`~loce_cli.mmdet_ext.parallel_compat.LoceDistributedDataParallel`) on CPUs (gloo) and GPUs (NCCL) alike,
@@ -336,30 +300,41 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
 
 def run_training(cfg, *, distributed: bool, rank: int, world: int, device: str, stage: str, config_name: str,
                  seed: int, deterministic: bool, evaluation: Optional[tuple] = None, checkpoint_every: int = 0,
-                 meta_extra: Optional[dict] = None) -> dict:
+                 meta_extra: Optional[dict] = None, verbose: bool = False) -> dict:
     """Build the dataset, model, data loader, wrapper, optimizer, runner and hooks from ``cfg``, load or resume
     (``cfg.load_from`` / ``cfg.resume_from``) and train. ``evaluation``: ``(interval, evaluate)`` to evaluate every
     ``interval`` epochs on rank 0 (:class:`~loce_cli.mmdet_ext.eval_hook.LoceEvalHook`; ``evaluate(checkpoint,
     epoch)`` comes from the engine), None for none. Returns epochs, iterations, the memory-init summary and the
     evaluations' summaries by epoch. ``checkpoint_every``: a mid-epoch checkpoint every N iterations (0: none);
     SIGTERM / SIGUSR1 stop the run at the next iteration boundary with a mid-epoch checkpoint
-    (:class:`~loce_cli.mmdet_ext.preemption.Preempted` is raised). ``meta_extra``: more checkpoint metadata."""
-    from loce_cli.mmdet_ext.preemption import StopPolicy
+    (:class:`~loce_cli.mmdet_ext.preemption.Preempted` is raised). ``meta_extra``: more checkpoint metadata.
+    The log records go to ``WORK_DIR/<timestamp>.log``, and to the terminal only with ``verbose``
+    (:func:`~loce_cli.mmdet_ext.run_output.routed_logs`)."""
+    import time
 
+    from loce_cli.mmdet_ext.preemption import StopPolicy
+    from loce_cli.mmdet_ext.run_output import Terminal, routed_logs
+
+    timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+    log_file = os.path.join(cfg.work_dir, f"{timestamp}.log")
+    terminal = Terminal()
     policy = StopPolicy(checkpoint_every, distributed=distributed, device=device)
     policy.install()  # from the start: a signal during start-up stops the run at its first iteration boundary
     try:
-        return _run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=stage,
-                             config_name=config_name, seed=seed, deterministic=deterministic, evaluation=evaluation,
-                             policy=policy, meta_extra=meta_extra)
+        with routed_logs(log_file, rank, terminal, verbose):
+            if rank == 0:
+                terminal.line(f"training ({stage}): {cfg.filename} on {world} process(es) ({device}); writes "
+                              f"{cfg.work_dir} (log: {log_file})")
+            return _run_training(cfg, distributed=distributed, rank=rank, world=world, device=device, stage=stage,
+                                 config_name=config_name, seed=seed, deterministic=deterministic,
+                                 evaluation=evaluation, policy=policy, meta_extra=meta_extra, timestamp=timestamp,
+                                 terminal=terminal)
     finally:
         policy.restore()
 
 
 def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, seed, deterministic, evaluation,
-                  policy, meta_extra) -> dict:
-    import time
-
+                  policy, meta_extra, timestamp, terminal) -> dict:
     from loce_cli.errors import LoceError
     from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
     from mmcv.runner import DistSamplerSeedHook, build_optimizer, build_runner
@@ -368,7 +343,6 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     from mmdet.models import build_detector
     from mmdet.utils import get_root_logger
 
-    timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
     logger = get_root_logger(log_file=os.path.join(cfg.work_dir, f"{timestamp}.log"), log_level=cfg.log_level)
     logger.propagate = False  # mmdet's handlers print once; no second copy through the root logger
     if rank == 0:
@@ -381,6 +355,8 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
     model.init_weights()
     model.CLASSES = dataset.CLASSES
+    if rank == 0 and getattr(model, "trainable", None) is not None:  # the fine-tune's freeze (not at eval)
+        logger.info(model.freeze_summary())
     if cfg.get("amp"):
         from loce_cli.mmdet_ext.amp import fp32_head_outputs
 
@@ -433,7 +409,10 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
     if distributed or class_aware is not None:
         runner.register_hook(DistSamplerSeedHook())
     runner.register_hook(NonFiniteLossHook(), priority="VERY_HIGH")
-    runner.register_hook(RichProgressHook(), priority="VERY_LOW")
+    from loce_cli.mmdet_ext.run_output import TrainProgressHook
+
+    progress = TrainProgressHook(terminal, log_interval=int((cfg.get("log_config") or {}).get("interval", 0) or 0))
+    runner.register_hook(progress, priority="VERY_LOW")
     eval_hook = None
     if evaluation is not None:
         from loce_cli.mmdet_ext.eval_hook import LoceEvalHook
@@ -459,4 +438,4 @@ def _run_training(cfg, *, distributed, rank, world, device, stage, config_name, 
             memory_init = hook.summary
     evaluations = {str(e): r for e, r in sorted(eval_hook.results.items())} if eval_hook is not None else None
     return dict(epochs=runner.epoch, iterations=runner.iter, memory_init=memory_init,
-                evaluations=evaluations or None)
+                evaluations=evaluations or None, final_loss=progress.final_loss)

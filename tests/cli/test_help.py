@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from loce_cli.cli import app, choices
 from loce_cli.cli.examples import EXAMPLES
 from loce_cli.cli.help_format import ROOT_ORDER, readable_type, walk
+from loce_cli.engine.config_names import shipped_file
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
@@ -100,6 +101,8 @@ def test_every_command_ends_with_examples_that_parse():
             for w in words[n + 1:]:
                 if w.startswith("--"):
                     assert w.split("=")[0] in opts, (line, w)
+                elif re.match(r"^(synthetic|lvis)/", w):  # a config by name: one the package ships
+                    assert shipped_file(w) is not None, (line, w)
     for path, _ in LEAVES:
         text = _help(path)
         tail = text[text.rindex("Examples:"):]

@@ -108,5 +108,5 @@ def test_broken_files_are_one_line(tmp_path):
         with pytest.raises(DataError, match=text) as e:
             load_checkpoint_file(tmp_path / name)
         assert not isinstance(e.value, UnsafeCheckpointError) and "\n" not in e.value.one_line()
-    with pytest.raises(DataError, match="not a regular file"):
-        load_checkpoint_file(tmp_path)
+    with pytest.raises(DataError, match="is a directory without latest.pth; it holds empty.pth, good.pth"):
+        load_checkpoint_file(tmp_path)  # a directory: its latest.pth, else the .pth files it holds

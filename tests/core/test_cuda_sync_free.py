@@ -87,7 +87,7 @@ def test_tracker_memory_and_jitter_do_not_sync(dtype):
     gts = torch.tensor([[4.0, 4.0, 40.0, 30.0], [10.0, 12.0, 60.0, 62.0]], device=dev)
     feats = torch.randn(32, 8, 7, 7, device=dev)
     labels = torch.randint(0, 50, (32,), device=dev)
-    memory.push(feats, labels)  # first push (allocates the staging buffer) outside the check
+    memory.push(feats, labels)  # first push (warms the caching allocator) outside the check
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -1,5 +1,4 @@
 import math
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ def _feats(values, shape=(2, 1, 1)):
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, *shape).contiguous()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting push
 def test_push_wraps_around_per_class(dtype):
     m = FeatureMemory(3, queue_size=4, feat_shape=(2, 1, 1), dtype=dtype)
     m.push(_feats([1, 2, 3]), torch.tensor([0, 0, 0]))
@@ -23,7 +22,7 @@ def test_push_wraps_around_per_class(dtype):
     assert (m.labels[0] == 0).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting push
 def test_classes_are_isolated_and_regression_targets_kept(dtype):
     m = FeatureMemory(3, queue_size=3, feat_shape=(2, 1, 1), dtype=dtype)
     reg = torch.arange(12, dtype=torch.float32).view(3, 4)
@@ -35,7 +34,7 @@ def test_classes_are_isolated_and_regression_targets_kept(dtype):
     assert torch.equal(m.reg_targets[2, 0], reg[1])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting runs
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])  # fp16/bf16: converting push
 def test_more_items_than_queue_in_one_batch_keeps_the_last(dtype):
     m = FeatureMemory(2, queue_size=3, feat_shape=(2, 1, 1), dtype=dtype)
     m.push(_feats([1, 2, 3, 4, 5]), torch.tensor([1, 1, 1, 1, 1]))
@@ -97,7 +96,7 @@ def test_dtype_honoured_and_bytes(dtype):
     assert feat_bytes(m16) * 2 == feat_bytes(m32)
     x = torch.randn(3, 4, 7, 7)
     m16.push(x, torch.tensor([0, 0, 1]))
-    m16.push(torch.randn(2, 4, 7, 7), torch.tensor([2, 2]))  # reuses the staging buffer
+    m16.push(torch.randn(2, 4, 7, 7), torch.tensor([2, 2]))
     assert torch.allclose(m16.feats[0, :2].float(), x[:2], atol=1e-2, rtol=1e-2)
     f, _, _ = m16.sample(torch.full((11,), 0.5))
     assert f.dtype == torch.float32
@@ -147,10 +146,10 @@ def test_keep_on_host_ignores_module_moves():
 
 
 @pytest.mark.parametrize("dtype, bits, shape", [
-    (torch.float32, torch.int32, (4, 2, 2)),   # 64-byte rows: written and read as 16-byte elements
-    (torch.float32, torch.int32, (3, 1, 1)),   # 12-byte rows: element by element
-    (torch.float16, torch.int16, (8, 1, 1)),   # same-dtype fp16 push: 16-byte rows
-    (torch.bfloat16, torch.int16, (4, 3, 1)),  # 24-byte rows
+    (torch.float32, torch.int32, (4, 2, 2)),
+    (torch.float32, torch.int32, (3, 1, 1)),
+    (torch.float16, torch.int16, (8, 1, 1)),   # same-dtype fp16 push
+    (torch.bfloat16, torch.int16, (4, 3, 1)),
 ])
 # source placement: "aligned"; "offset": one element into its storage; "base": a storage that itself starts off a
 # 16-byte boundary (storage offset 0, unaligned address: as DLPack imports or frombuffer can give)
@@ -186,40 +185,6 @@ def test_push_and_sample_move_feature_bits_exactly(dtype, bits, shape, offset, d
     stored = m.flat_feats.view(bits).view(m.flat_feats.shape[0], -1)
     for row_bits, c in zip(f.view(bits).view(32, -1), lab.tolist()):
         assert (stored[c * 16:(c + 1) * 16] == row_bits).all(1).any()  # an exact copy of a row of its queue
-
-
-def _mapping_flags(address: int) -> list:
-    """VmFlags of the mapping of this process that holds ``address`` (from /proc/self/smaps)."""
-    inside = False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                inside = lo <= address < hi
-            elif inside and head == "VmFlags:":
-                return line.split()[1:]
-    return []
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux transparent huge pages")
-def test_large_host_memory_is_advised_to_use_huge_pages():
-    from loce_cli.core.memory_bank import advise_huge_pages
-
-    assert not advise_huge_pages(torch.empty(8 << 20))  # 32 MB: may come from the heap, left alone
-    assert not advise_huge_pages(torch.empty(32 << 20, device="meta"))
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            thp = f.read()
-        open("/proc/self/smaps").close()
-    except OSError:
-        pytest.skip("no transparent huge pages or no /proc/self/smaps here")
-    if "[never]" in thp:
-        pytest.skip("transparent huge pages are disabled here")
-    m = FeatureMemory(100, 16, (256, 7, 7))  # 80 MB of features: advised when allocated
-    assert "hg" in _mapping_flags(m.flat_feats.data_ptr() + (4 << 20))  # the kernel recorded MADV_HUGEPAGE
-    small = FeatureMemory(3, 4, (256, 7, 7))
-    assert "hg" not in _mapping_flags(small.flat_feats.data_ptr())
 
 
 def test_memory_in_channels_last_layout_still_pushes_and_samples():

@@ -33,8 +33,8 @@ def test_quickstart_runs_all_steps_then_skips_them(tmp_path, monkeypatch):
     from loce_cli.cli import app
     from loce_cli.engine import quickstart as qs
 
-    monkeypatch.setattr(qs, "run_quickstart", lambda work_dir, echo=None: run_quickstart(
-        work_dir, echo, cfg_options={"base": SMALL, "finetune": SMALL}, synth_options=synth))
+    monkeypatch.setattr(qs, "run_quickstart", lambda work_dir, echo=None, verbose=False: run_quickstart(
+        work_dir, echo, cfg_options={"base": SMALL, "finetune": SMALL}, synth_options=synth, verbose=verbose))
     r = CliRunner().invoke(app, ["quickstart", "--work-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "ΔAPr" in r.stdout and "loce report" in r.stdout

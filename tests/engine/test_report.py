@@ -143,3 +143,35 @@ def test_plot_uses_instance_counts_of_any_run(runs, tmp_path):
         plot_report(report, tmp_path / "p.png")
     panels = created[0][0]
     assert all(len(ax.collections) > 0 for ax in panels)  # both runs have points
+
+
+def test_plot_draws_every_metric_of_the_table(runs, tmp_path):
+    """A table with bbox and segm gets both in the figures: a row of run panels per metric, a bar panel each."""
+    import unittest.mock as mock
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from loce_cli.engine.report import plot_report
+
+    root, dirs = runs
+    report = build_report([f"base={dirs['base']}", f"loce={root}/loce_seed*/eval"])
+    assert report.metrics == ["bbox", "segm"]
+    created = []
+    real = plt.subplots
+
+    def spy(*a, **k):
+        fig, axes = real(*a, **k)
+        created.append(axes)
+        return fig, axes
+
+    with mock.patch.object(plt, "subplots", spy):
+        written = plot_report(report, tmp_path / "p.png")
+    scatter, bars = created
+    assert scatter.shape == (2, 2) and bars.shape == (1, 2)
+    assert [ax.get_title().split(": ")[1].split(" AP")[0] for ax in scatter[:, 0]] == ["bbox", "segm"]
+    assert all(len(ax.collections) > 0 for ax in scatter.ravel())  # points in every panel
+    assert [ax.get_title().split(" AP")[0] for ax in bars[0]] == ["bbox", "segm"]
+    assert [p.name for p in written] == ["p.png", "p_groups.png"]
