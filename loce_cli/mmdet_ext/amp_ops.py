@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from loce_cli.mmdet_ext.cuda_ops import _ExtProxy
+from loce_cli.mmdet_ext.cuda_ops import wrap_ext_ops
 
 _HALF = (torch.float16, torch.bfloat16)
 _INSTALLED = False
@@ -62,13 +62,5 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    import importlib
-
-    roi_align_module = importlib.import_module("mmcv.ops.roi_align")
-    nms_module = importlib.import_module("mmcv.ops.nms")
-    ext = roi_align_module.ext_module
-    roi_align_module.ext_module = _ExtProxy(ext, roi_align_forward=_roi_align_forward(ext.roi_align_forward),
-                                           roi_align_backward=_roi_align_backward(ext.roi_align_backward))
-    ext = nms_module.ext_module
-    nms_module.ext_module = _ExtProxy(ext, nms=_nms(ext.nms))
+    wrap_ext_ops(_roi_align_forward, _roi_align_backward, _nms)
     _INSTALLED = True

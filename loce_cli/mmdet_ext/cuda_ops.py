@@ -90,22 +90,27 @@ def _nms(original):
     return nms
 
 
+def wrap_ext_ops(roi_align_forward, roi_align_backward, nms) -> None:
+    """Put wrappers around mmcv's compiled RoIAlign forward / backward and NMS, under mmcv's own functions: each
+    argument makes the wrapper from the current kernel (a wrapper installed earlier stays underneath)."""
+    import importlib
+
+    # the modules (mmcv.ops re-exports functions of the same names)
+    roi_align_module = importlib.import_module("mmcv.ops.roi_align")
+    nms_module = importlib.import_module("mmcv.ops.nms")
+    ext = roi_align_module.ext_module
+    roi_align_module.ext_module = _ExtProxy(ext, roi_align_forward=roi_align_forward(ext.roi_align_forward),
+                                           roi_align_backward=roi_align_backward(ext.roi_align_backward))
+    ext = nms_module.ext_module
+    nms_module.ext_module = _ExtProxy(ext, nms=nms(ext.nms))
+
+
 def install() -> None:
     """Route RoIAlign / NMS on CUDA tensors to torchvision when mmcv has no CUDA ops (idempotent)."""
     global _INSTALLED
     if _INSTALLED:
         return
-    import importlib
-
     import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 
-    # the modules (mmcv.ops re-exports functions of the same names)
-    roi_align_module = importlib.import_module("mmcv.ops.roi_align")
-    nms_module = importlib.import_module("mmcv.ops.nms")
-
-    ext = roi_align_module.ext_module
-    roi_align_module.ext_module = _ExtProxy(ext, roi_align_forward=_roi_align_forward(ext.roi_align_forward),
-                                           roi_align_backward=_roi_align_backward(ext.roi_align_backward))
-    ext = nms_module.ext_module
-    nms_module.ext_module = _ExtProxy(ext, nms=_nms(ext.nms))
+    wrap_ext_ops(_roi_align_forward, _roi_align_backward, _nms)
     _INSTALLED = True

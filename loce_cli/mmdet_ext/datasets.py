@@ -14,22 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import urlparse
 
 from mmdet.datasets.builder import DATASETS
 from mmdet.datasets.lvis import LVISV1Dataset
 
-
-def image_relpath(info: dict) -> str:
-    """Path of an image relative to the dataset's image prefix."""
-    url = info.get("coco_url")
-    if url:
-        parsed = urlparse(url)
-        return parsed.path.lstrip("/") if parsed.scheme else url
-    name = info.get("file_name")
-    if not name:
-        raise ValueError(f"image {info.get('id')} has neither coco_url nor file_name")
-    return name
+from loce_cli.core.annotations import image_relpath  # the rule loce data prep checks images with
 
 
 @DATASETS.register_module()

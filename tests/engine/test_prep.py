@@ -387,15 +387,20 @@ def test_check_prepared_names_the_prep_command(root):
         check_prepared(cfg, "configs/lvis/x.py")
 
 
-def test_image_path_rule_matches_the_dataset():
+def test_image_path_rule_is_the_datasets_and_strips_the_host():
     from loce_cli.engine.prep import image_relpath
-    from loce_cli.mmdet_ext.datasets import image_relpath as dataset_rule
+    from loce_cli.mmdet_ext import datasets
 
-    for info in ({"coco_url": "http://images.cocodataset.org/train2017/000000391895.jpg"},
-                 {"coco_url": "https://host/val2017/1.jpg", "file_name": "x.jpg"},
-                 {"coco_url": "train2017/000000000001.jpg"}, {"file_name": "COCO_val2014_000000000001.jpg"},
-                 {"coco_url": "http://h/a/b.jpg?x=1"}):
-        assert image_relpath(info) == dataset_rule(info)
+    assert datasets.image_relpath is image_relpath  # prep checks the files the dataset will open
+    cases = [({"coco_url": "http://images.cocodataset.org/train2017/000000391895.jpg"}, "train2017/000000391895.jpg"),
+             ({"coco_url": "https://host/val2017/1.jpg", "file_name": "x.jpg"}, "val2017/1.jpg"),
+             ({"coco_url": "train2017/000000000001.jpg"}, "train2017/000000000001.jpg"),
+             ({"file_name": "COCO_val2014_000000000001.jpg"}, "COCO_val2014_000000000001.jpg"),
+             ({"coco_url": "http://h/a/b.jpg?x=1"}, "a/b.jpg")]
+    for info, expected in cases:
+        assert image_relpath(info) == expected, info
+    with pytest.raises(ValueError, match="neither coco_url nor file_name"):
+        image_relpath({"id": 7})
 
 
 # ------------------------------------------------------------------------------- consumed by training

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlparse
 
 import numpy as np
 
-from loce_cli.core.annotations import BOX_TOLERANCE, boxes_outside  # shared with the dataset
+from loce_cli.core.annotations import BOX_TOLERANCE, boxes_outside, image_relpath  # shared with the dataset
 from loce_cli.core.frequency import GROUPS
 from loce_cli.engine._io import gc_paused
 from loce_cli.engine.prep.formats import OFFICIAL, VERSIONS
@@ -24,24 +23,6 @@ from loce_cli.engine.prep.reading import read_json_file
 from loce_cli.engine.prep.reports import FileReport
 
 SAMPLE_IMAGES = 200  # per annotation file with --check-images sample
-
-
-def image_relpath(info: dict) -> str:
-    """Path of an image under the image root: ``coco_url`` without its host, else ``file_name``.
-
-    The same rule as ``loce_cli.mmdet_ext.datasets.image_relpath`` (which lives with mmdet; a test keeps the
-    two equal)."""
-    url = info.get("coco_url")
-    if url:
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme.isalpha() and "?" not in rest and "#" not in rest:  # fast path, same result
-            return rest.partition("/")[2].lstrip("/")
-        parsed = urlparse(url)
-        return parsed.path.lstrip("/") if parsed.scheme else url
-    name = info.get("file_name")
-    if not name:
-        raise ValueError(f"image {info.get('id')} has neither coco_url nor file_name")
-    return name
 
 
 def detect_version(data: dict, path: Path) -> Tuple[Optional[str], str]:
