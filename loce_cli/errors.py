@@ -14,10 +14,15 @@ class LoceError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        text = self.message.rstrip(".")
+        text = _no_full_stop(self.message)
         if self.hint:
-            text += f" (hint: {self.hint.rstrip('.')})"
+            text += f" (hint: {_no_full_stop(self.hint)})"
         return text
+
+
+def _no_full_stop(text: str) -> str:
+    """The text without its closing full stop; an ellipsis (``KEY=...``) stays."""
+    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
 
 
 class LoceUsageError(LoceError):
