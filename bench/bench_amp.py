@@ -27,6 +27,7 @@ scripts/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -122,11 +123,7 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
     wrapped.train()
     optimizer = build_optimizer(wrapped, cfg.optimizer)
     loader = build_dataloader(dataset, cfg.data.samples_per_gpu, 0, num_gpus=1, dist=False, seed=0, shuffle=True)
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == batches_n:
-            break
+    batches = list(itertools.islice(loader, batches_n))
     amps = {m: (None if m == "fp32" else AmpState(m, device)) for m in modes}
 
     def step(mode: str, batch) -> tuple:

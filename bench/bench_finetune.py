@@ -18,6 +18,7 @@ exists, else a fresh initialisation).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -108,11 +109,7 @@ def main() -> None:
         models[name] = MMDataParallel(model, device_ids=None)
         optims[name] = build_optimizer(models[name], cfg.optimizer)
     loader = build_dataloader(dataset, 4, 0, num_gpus=1, dist=False, seed=0, shuffle=True)
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == args.iters + 3:
-            break
+    batches = list(itertools.islice(loader, args.iters + 3))
 
     def step(name, batch):
         model, opt = models[name], optims[name]

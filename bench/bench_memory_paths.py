@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import json
 import math
 import statistics
@@ -260,11 +261,7 @@ def build(data: Path, scale, batches: int):
     model.init_weights()
     model.train()
     loader = build_dataloader(dataset, cfg.data.samples_per_gpu, 0, num_gpus=1, dist=False, seed=0, shuffle=True)
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == batches:
-            break
+    out = list(itertools.islice(loader, batches))
     return MMDataParallel(model, device_ids=None), cfg, out
 
 

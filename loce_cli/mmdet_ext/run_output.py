@@ -97,6 +97,16 @@ def _mmcv_loggers() -> list:
     return [logging.getLogger(name) for name in list(logger_initialized)]
 
 
+def _set_handlers(logger: logging.Logger, handlers, level: int, propagate: bool) -> None:
+    """Give ``logger`` exactly ``handlers``, ``level`` and ``propagate``."""
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    for h in handlers:
+        logger.addHandler(h)
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
 @contextmanager
 def routed_logs(log_file: Optional[str], rank: int, terminal: Terminal, verbose: bool = False,
                 level: int = logging.INFO) -> Iterator[None]:
@@ -113,24 +123,14 @@ def routed_logs(log_file: Optional[str], rank: int, terminal: Terminal, verbose:
             file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
             handlers.append(file_handler)
         for lg in loggers:
-            for h in list(lg.handlers):
-                lg.removeHandler(h)
-            for h in handlers:
-                lg.addHandler(h)
-            lg.setLevel(level)
-            lg.propagate = False
+            _set_handlers(lg, handlers, level, False)
     try:
         yield
     finally:
         terminal.stop_bar()
         if rank == 0:
             for lg, handlers, lvl, propagate in saved:
-                for h in list(lg.handlers):
-                    lg.removeHandler(h)
-                for h in handlers:
-                    lg.addHandler(h)
-                lg.setLevel(lvl)
-                lg.propagate = propagate
+                _set_handlers(lg, handlers, lvl, propagate)
         if file_handler is not None:
             file_handler.close()
 
