@@ -49,7 +49,7 @@ REPRO = Path("/work/main/work/reproduce/data0")  # the reproduction's data and b
 def _synth_data() -> Path:
     if (REPRO / "data" / "annotations" / "lvis_v1_train.json").is_file():
         return REPRO / "data"
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     out = Path("/tmp/loce_bench_amp_synth")
     if not (out / "annotations" / "lvis_v1_train.json").is_file():
@@ -58,8 +58,8 @@ def _synth_data() -> Path:
 
 
 def _lvis_data(root) -> Path:
-    from loce_cli.engine.prep import prep_dataset
-    from loce_cli.engine.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
+    from loce_cli.engine.data.prep import prep_dataset
+    from loce_cli.engine.data.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
 
     root = Path(root)
     if not (root / "annotations" / "lvis_v1_train.json").is_file():
@@ -103,7 +103,7 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
     from mmdet.datasets import build_dataloader, build_dataset
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
     from loce_cli.mmdet_ext import fill_memory
     from loce_cli.mmdet_ext.amp import AmpState, fp32_head_outputs
 
@@ -172,8 +172,8 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
     """``runs``: ``[(amp, seed)]`` fine-tunes done here, in that order (``amp`` None: fp32). For a seed with a
     bf16 run but no fp32 one here, the fp32 side is ``reference`` (a metrics.json path with ``{seed}``: the
     reproduction's run of the same recipe, base and data), marked so."""
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
-    from loce_cli.engine.train import TrainRequest, train
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.training.train import TrainRequest, train
 
     ann = data / "annotations"
     train_opts = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]

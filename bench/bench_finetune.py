@@ -43,7 +43,7 @@ def _data(path):
     for candidate in (ROOT / "work" / "reproduce" / "data0" / "data", ROOT / "work" / "quickstart" / "data"):
         if (candidate / "annotations" / "lvis_v1_train.json").is_file():
             return candidate
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     out = Path("/tmp/loce_bench_finetune_data")
     if not (out / "annotations" / "lvis_v1_train.json").is_file():
@@ -78,7 +78,7 @@ def main() -> None:
     from mmdet.datasets import build_dataloader, build_dataset
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
     from loce_cli.mmdet_ext import fill_memory
     from loce_cli.mmdet_ext.federated import _federated_losses, image_counts_from_labels
     from loce_cli.mmdet_ext.hooks import _image_labels

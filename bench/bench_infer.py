@@ -41,7 +41,7 @@ CANDIDATES = ("work/quickstart/loce/epoch_2.pth", "work/reproduce/*/loce_seed0/e
 
 def prepare_data(root: Path, images: int | None) -> tuple:
     """(data dir, val annotation file limited to the first ``images`` images, number of images)."""
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     val = root / "annotations" / "lvis_v1_val.json"
     if not val.is_file() or not (root / "val2017").is_dir():
@@ -89,7 +89,7 @@ def pick_checkpoint(arg: str | None, cfg_path: Path, ann_file: Path, out_dir: Pa
     import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     path = out_dir / "untrained_mask_rcnn_r18_synth.pth"
     if not path.is_file():
@@ -105,7 +105,7 @@ def pick_checkpoint(arg: str | None, cfg_path: Path, ann_file: Path, out_dir: Pa
 def infer_once(cfg_path: Path, ckpt: Path, ann_file: Path, img_prefix: str, threads: int, max_dets: int) -> dict:
     import torch
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
     from loce_cli.mmdet_ext.inference import lvis_detections
 
     before = torch.get_num_threads()
@@ -144,8 +144,8 @@ def eval_once(cfg_path: Path, ckpt: Path, ann_file: Path, img_prefix: str, nproc
     OMP_NUM_THREADS=1 from loce's launcher."""
     import torch
 
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
-    from loce_cli.engine.launch import LaunchOptions
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.runtime.launch import LaunchOptions
 
     req = EvalRequest(config=str(cfg_path), checkpoint=str(ckpt), out=str(out), force=True, evaluator=evaluator,
                       max_dets=max_dets,

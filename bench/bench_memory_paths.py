@@ -246,7 +246,7 @@ def build(data: Path, scale, batches: int):
     from mmdet.datasets import build_dataloader, build_dataset
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     cfg = load_config(CONFIG, [f"data.train.ann_file={data / 'annotations' / 'lvis_v1_train.json'}",
                                f"data.train.img_prefix={data}/", "model.backbone.init_cfg=None",

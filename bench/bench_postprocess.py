@@ -45,7 +45,7 @@ def build_model(device: str):
     import loce_cli.mmdet_ext  # noqa: F401
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     cfg = load_config(CONFIG)
     cfg.model.backbone.init_cfg = None  # no download: random weights are enough for timing

@@ -6,7 +6,7 @@ common / 405 frequent; COCO-like image records, polygons of 12-70 points), then 
 process and interleaved --repeats times:
 
   lvis    lvis.LVIS(path): json.load + the API's index (what every LVIS user pays to open the file)
-  prep    loce_cli.engine.prep.prep_dataset(root, check_images='none'): parse + every check + meta written
+  prep    loce_cli.engine.data.prep.prep_dataset(root, check_images='none'): parse + every check + meta written
 
 and reports wall time (of the work, imports excluded) and peak memory (ru_maxrss of that process) of each,
 and prep / lvis as the figure. --parsers also times a parse-only of the file with json, msgspec (and orjson
@@ -39,7 +39,7 @@ if kind == "lvis":
     t = time.perf_counter()
     LVIS(path)
 elif kind == "prep":
-    from loce_cli.engine.prep import prep_dataset
+    from loce_cli.engine.data.prep import prep_dataset
     t = time.perf_counter()
     r = prep_dataset(root, version="v1", check_images="none")
     assert r.ok, [p for _, p in r.all_problems() if p.severity == "error"]

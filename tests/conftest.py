@@ -24,7 +24,7 @@ TINY = dict(num_classes=6, train_images=40, val_images=16, image_size=64, seed=3
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small synthetic LVIS v1 dataset (6 classes, 40 + 16 images of 64 px). Treat as read-only."""
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("tiny") / "data"
     synthesize(out, SynthOptions(**TINY))
@@ -34,7 +34,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_dataset(tmp_path_factory):
     """The synthetic dataset with ``loce data synth`` defaults. Treat as read-only."""
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("default") / "data"
     result = synthesize(out, SynthOptions())
@@ -58,7 +58,7 @@ def tiny_train_options(data: Path, epochs: int = 1) -> list:
 def tiny_base_model(tiny_dataset, tmp_path_factory):
     """``(config, checkpoint, cfg_options)`` of a base model trained on ``tiny_dataset`` (2 epochs, 20 iterations),
     once per session, for the tests that need real detections (loce predict). Treat as read-only."""
-    from loce_cli.engine.train import TrainRequest, train
+    from loce_cli.engine.training.train import TrainRequest, train
 
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
     work = tmp_path_factory.mktemp("tiny_base")

@@ -65,7 +65,7 @@ def test_the_wheel_ships_the_configs_and_resolves_names_from_anywhere(installed,
     assert {n for n in shipped if "/_base_/" in n} == {f"loce_cli/{p.relative_to(ROOT)}"
                                                        for p in (ROOT / "configs" / "_base_").rglob("*.py")}
     python, loce = venv / "bin" / "python", venv / "bin" / "loce"
-    where = _run([python, "-c", "import loce_cli, loce_cli.engine.quickstart as q; "
+    where = _run([python, "-c", "import loce_cli, loce_cli.engine.quickstart.steps as q; "
                                 "print(loce_cli.__file__); print(q.BASE_CONFIG.is_file())"], env=env, cwd=cwd)
     module, quickstart_config = where.stdout.split()
     assert Path(module).is_relative_to(venv) and quickstart_config == "True"  # the wheel's, not the checkout's

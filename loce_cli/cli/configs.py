@@ -13,7 +13,7 @@ def configs(json_out: bool = typer.Option(False, "--json", help="Machine-readabl
 
     Pass a name where a command takes CONFIG, e.g. loce train base lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1
     (a file path works too; docs/CONFIGS.md)."""
-    from loce_cli.engine.config_names import GROUPS, configs_root, shipped_configs
+    from loce_cli.engine.config.names import GROUPS, configs_root, shipped_configs
 
     found = shipped_configs()
     if json_out:

@@ -45,7 +45,7 @@ def synth(
     """
     if like is not None:
         return _synth_like(ctx, out_dir, like, train_images, val_images, seed, force, json_out)
-    from loce_cli.engine.synth import SynthOptions, synthesize
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     opts = SynthOptions(num_classes=num_classes, train_images=train_images, val_images=val_images,
                         image_size=image_size, tail_exponent=tail_exponent, max_objects=max_objects, seed=seed)
@@ -76,7 +76,7 @@ def synth(
 
 def _synth_like(ctx, out_dir: Path, like: str, train_images: int, val_images: int, seed: int, force: bool,
                 json_out: bool) -> None:
-    """``--like lvis-v1|lvis-v0.5``: the LVIS-shaped generator (loce_cli.engine.synth_lvis)."""
+    """``--like lvis-v1|lvis-v0.5``: the LVIS-shaped generator (loce_cli.engine.data.synth_lvis)."""
     from loce_cli.cli._common import fail
 
     def explicit(name: str) -> bool:  # given on the command line (typer's click: ParameterSource.COMMANDLINE)
@@ -90,7 +90,7 @@ def _synth_like(ctx, out_dir: Path, like: str, train_images: int, val_images: in
         names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
         raise fail(f"{names} cannot be combined with --like (hint: --like fixes the classes, image sizes and "
                    "frequency groups of the LVIS release; only --train-images, --val-images and --seed apply)", 2)
-    from loce_cli.engine.synth_lvis import DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, LvisLikeOptions, \
+    from loce_cli.engine.data.synth_lvis import DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, LvisLikeOptions, \
         synthesize_lvis_like
 
     opts = LvisLikeOptions(like=like, train_images=train_images if explicit("train_images") else DEFAULT_TRAIN_IMAGES,
@@ -130,7 +130,7 @@ def stats(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a log-scale instances-per-class plot (.png)."),
 ) -> None:
     """Class-frequency distribution of an annotation file: counts per rare/common/frequent group."""
-    from loce_cli.engine.stats import dataset_stats, plot_stats
+    from loce_cli.engine.data.stats import dataset_stats, plot_stats
 
     check_plot_path(plot)
     result = dataset_stats(annotation_json)
@@ -195,7 +195,7 @@ def prep(
     if (subset is None) != (out_dir is None):
         raise fail("--subset and --out go together (hint: loce data prep --root DIR --subset 0.1 --out DIR_SMALL)", 2)
 
-    from loce_cli.engine import prep as engine
+    from loce_cli.engine.data import prep as engine
 
     try:
         with _status(f"validating {root}...", json_out):

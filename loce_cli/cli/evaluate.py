@@ -70,14 +70,14 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config fi
              verbose: bool = typer.Option(False, "--verbose", help="Also print mmcv's and mmdet's log records "
                                                                    "(model building, checkpoint loading).")) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
-    from loce_cli.engine import evaluate as ev
+    from loce_cli.engine.evaluation import evaluate as ev
 
     metrics = list(metric or ev.METRICS)
     if results is not None:
         if ann is None or config is not None:
             raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
                        2)
-        from loce_cli.engine.eval_outputs import evaluate_results_file
+        from loce_cli.engine.evaluation.outputs import evaluate_results_file
 
         report, written = evaluate_results_file(results, ann, out_dir, force, metrics, split, max_dets, evaluator,
                                                 _say, workers, list(protocol or ["standard"]), dets_per_class)
@@ -85,7 +85,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config fi
         if config is None or checkpoint is None:
             raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
         from loce_cli.core.checkpoint_io import checkpoint_file
-        from loce_cli.engine.launch import LaunchOptions
+        from loce_cli.engine.runtime.launch import LaunchOptions
 
         checkpoint = checkpoint_file(checkpoint)  # a work dir: its latest.pth (the default --out: beside it)
         launch = LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
@@ -97,7 +97,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="mmdet config fi
         with _inference_progress(not launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, _say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
-            from loce_cli.engine.launch import env_rank
+            from loce_cli.engine.runtime.launch import env_rank
 
             who = f"node {node_rank}" if launch.starts_processes() else f"rank {env_rank()}"
             err.print(f"{who}: inference done; rank 0 writes {req.out}/metrics.json")

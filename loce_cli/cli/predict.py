@@ -34,7 +34,7 @@ def predict(config: Path = typer.Argument(..., help="mmdet config (file or shipp
     """Detect objects in your own images: one picture per image in --out (masks, boxes, 'name score' labels,
     coloured by frequency group) and predictions.json (LVIS results format)."""
     from loce_cli.cli.evaluate import _inference_progress
-    from loce_cli.engine.predict import PredictRequest, predict as run
+    from loce_cli.engine.predict.images import PredictRequest, predict as run
 
     req = PredictRequest(str(config), str(checkpoint), list(inputs), str(out_dir), score_thr, max_dets, device,
                          split, list(cfg_options or []), force, amp=amp)

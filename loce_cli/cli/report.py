@@ -15,7 +15,7 @@ def print_report_table(report, console=None) -> None:
     """The summary as a rich table: deltas green when up, red when down (plain when not a terminal)."""
     from rich.table import Table
 
-    from loce_cli.engine.report import class_rows, summary_rows
+    from loce_cli.engine.report.runs import class_rows, summary_rows
 
     console = console or out
     if not console.is_terminal:  # a file or a pipe: never cut columns to 80 characters
@@ -72,7 +72,7 @@ def report(
                                                    "otherwise), with a warning."),
 ) -> None:
     """AP / APr / APc / APf of one or more evaluated runs, with deltas against the first run."""
-    from loce_cli.engine.report import FORMATS, build_report, plot_report, render_csv, render_markdown
+    from loce_cli.engine.report.runs import FORMATS, build_report, plot_report, render_csv, render_markdown
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not supported (hint: one of {', '.join(FORMATS)})", 2)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from loce_cli.cli import app, choices
 from loce_cli.cli.examples import EXAMPLES
 from loce_cli.cli.help_format import ROOT_ORDER, readable_type, walk
-from loce_cli.engine.config_names import shipped_file
+from loce_cli.engine.config.names import shipped_file
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
@@ -63,7 +63,10 @@ def test_readable_type_words():
 
 def test_choice_sets_equal_the_engine_constants():
     from loce_cli.core.frequency import GROUP_NAMES
-    from loce_cli.engine import evaluate, launch, prep, report, synth_lvis
+    from loce_cli.engine.data import prep, synth_lvis
+    from loce_cli.engine.evaluation import evaluate
+    from loce_cli.engine.report import runs as report
+    from loce_cli.engine.runtime import launch
     from loce_cli.engine.evaluation import protocols
 
     assert choices.SPLITS == ("all",) + tuple(GROUP_NAMES[g] for g in ("r", "c", "f"))

@@ -70,7 +70,7 @@ def test_verbose_puts_mmcv_s_log_on_the_terminal_too(tiny_dataset, tmp_path):
 
 
 def test_next_command_carries_the_data_options_only(tmp_path):
-    from loce_cli.engine.next_step import next_command
+    from loce_cli.engine.training.next_step import next_command
 
     opts = ["data.train.ann_file=/d/a b.json", "runner.max_epochs=1", "data.samples_per_gpu=4",
             "model.roi_head.bbox_head.num_classes=6", "optimizer.lr=0.1"]

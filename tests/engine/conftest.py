@@ -13,8 +13,8 @@ TIMINGS: dict = {}  # fixture -> seconds (printed by tests that report them)
 
 
 def _make(tmp_path_factory, like: str) -> Path:
-    from loce_cli.engine.prep import prep_dataset
-    from loce_cli.engine.synth_lvis import LvisLikeOptions, synthesize_lvis_like
+    from loce_cli.engine.data.prep import prep_dataset
+    from loce_cli.engine.data.synth_lvis import LvisLikeOptions, synthesize_lvis_like
 
     start = time.perf_counter()
     root = tmp_path_factory.mktemp(like) / "data"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from loce_cli.engine.config import dataset_paths, load_config
+from loce_cli.engine.config.loading import dataset_paths, load_config
 
 SYNTH = Path(__file__).resolve().parents[2] / "configs" / "synthetic"
 # name -> (memory on, loss type, repeat-factor sampling)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine import amp
+from loce_cli.engine.runtime import amp
 from loce_cli.errors import DataError, LoceUsageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +16,7 @@ runner = CliRunner()
 
 
 def _cfg(tmp_path, extra: str):
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     path = tmp_path / "amp_cfg.py"
     path.write_text(f"_base_ = [{str(BASE)!r}]\n{extra}\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.train import TrainRequest, train
+from loce_cli.engine.training.train import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCE = ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py"
@@ -76,7 +76,7 @@ SCORE_MIN, IOU_MIN, MATCHED_MIN, AP_POINTS = 0.05, 0.5, 0.9, 1.0
 
 @pytest.mark.slow
 def test_eval_under_bf16_matches_fp32_within_tolerance(tiny_base_model, tmp_path):
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 
     config, ckpt, options = tiny_base_model
     reports, results = {}, {}
@@ -102,7 +102,7 @@ def test_eval_under_bf16_matches_fp32_within_tolerance(tiny_base_model, tmp_path
 
 
 def test_predict_under_bf16_finds_what_fp32_finds(tiny_base_model, tiny_dataset, tmp_path):
-    from loce_cli.engine.predict import PredictRequest, predict
+    from loce_cli.engine.predict.images import PredictRequest, predict
 
     config, ckpt, options = tiny_base_model
     image = sorted((tiny_dataset / "val2017").glob("*.jpg"))[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.train import TrainRequest, train
+from loce_cli.engine.training.train import TrainRequest, train
 from tests.engine.test_train import BASE, LOCE, ROOT, opts
 
 SYNTH = ROOT / "configs" / "synthetic"
@@ -155,7 +155,7 @@ def test_baseline_evaluates_from_the_cli(finetuned, tiny_dataset, tmp_path, name
 
 @pytest.mark.slow
 def test_inspect_scores_names_the_baseline_it_was_given(finetuned):
-    from loce_cli.engine.inspect import inspect_scores
+    from loce_cli.engine.inspect.state import inspect_scores
     from loce_cli.errors import DataError
 
     with pytest.raises(DataError, match="EQLv2 baseline"):
@@ -185,7 +185,7 @@ def test_baseline_configs_share_loces_fine_tune_schedule_and_trainable_parts():
 def test_eqlv2_fine_tune_in_two_cpu_processes(base_ckpt, tiny_dataset, tmp_path):
     """Real torch DDP over gloo: the statistics' all-reduce runs on both ranks every step (a rank that skipped it
     would hang the run), and the checkpoint holds statistics of both ranks' images."""
-    from loce_cli.engine.train import LaunchOptions
+    from loce_cli.engine.training.train import LaunchOptions
 
     one = tmp_path / "one"
     two = tmp_path / "two"

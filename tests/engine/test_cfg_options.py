@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from loce_cli.cli.app import expand_cfg_options
-from loce_cli.engine.config import load_config
+from loce_cli.engine.config.loading import load_config
 from loce_cli.errors import LoceUsageError
 from tests.engine.test_train import BASE
 

@@ -89,7 +89,7 @@ def test_init_detector_is_weights_only(tmp_path, monkeypatch):
 
     import loce_cli.mmdet_ext  # noqa: F401
     from loce_cli.core.checkpoint_io import UnsafeCheckpointError
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"

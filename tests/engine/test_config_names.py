@@ -1,4 +1,4 @@
-"""Shipped configs by name (``loce_cli.engine.config_names``): every shipped config describes itself truly, names
+"""Shipped configs by name (``loce_cli.engine.config.names``): every shipped config describes itself truly, names
 resolve to the shipped files from any folder, a real path wins, and a wrong name gets the nearest names.
 The installed-wheel side is in tests/test_wheel_install.py."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loce_cli.engine.config_names import (GROUPS, config_file_name, configs_root, nearest_names, read_header,
+from loce_cli.engine.config.names import (GROUPS, config_file_name, configs_root, nearest_names, read_header,
                                           resolve_config, shipped_configs, shipped_file)
 from loce_cli.errors import DataError
 
@@ -28,7 +28,7 @@ def test_the_package_tree_is_the_checkout_tree():
 @pytest.mark.parametrize("path", COMPLETE, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_config_describes_itself_truly(path):
     """The first line's stage, dataset and backbone agree with what the config, loaded, holds."""
-    from loce_cli.engine.config import load_config, train_dataset_cfg
+    from loce_cli.engine.config.loading import load_config, train_dataset_cfg
 
     header = read_header(path)
     assert header is not None, f"{path} lacks its '# Stage N | DATASET | BACKBONE | what it is' line"
@@ -52,7 +52,7 @@ def test_a_name_resolves_to_the_shipped_file_from_any_folder(tmp_path, monkeypat
         assert resolve_config(given) == want, given
     # a `_base_` piece resolves too (it is shipped), and loading a name inherits from the installed tree
     assert resolve_config("_base_/models/mask_rcnn_r50_fpn_normed").name == "mask_rcnn_r50_fpn_normed.py"
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     cfg = load_config(Path("lvis/loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5"))
     assert Path(cfg.filename).resolve() == want.with_name("loce_mask_rcnn_r50_fpn_normed_6e_lvis_v0.5.py")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loce_cli.engine.drawing import (MASK_ALPHA, Drawn, draw_detections, group_rgb, label_box, label_boxes,
+from loce_cli.engine.pictures.drawing import (MASK_ALPHA, Drawn, draw_detections, group_rgb, label_box, label_boxes,
                                      legend_box,
                                      side_by_side, upscale, write_png)
 

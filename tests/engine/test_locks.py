@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.locks import LOCK_NAME, RunInProgressError, acquire, release, takes_lock
-from loce_cli.engine.launch import LaunchOptions
+from loce_cli.engine.runtime.locks import LOCK_NAME, RunInProgressError, acquire, release, takes_lock
+from loce_cli.engine.runtime.launch import LaunchOptions
 from tests.engine.test_evaluate import _results
 from tests.engine.test_train import BASE, opts
 
@@ -40,7 +40,7 @@ def _wait_for_lock(directory, proc, timeout=180):
 
 def _holder(directory):
     """A real process holding ``directory``'s lock until killed."""
-    code = ("import sys, time; from loce_cli.engine.locks import acquire; acquire(sys.argv[1], '--out'); "
+    code = ("import sys, time; from loce_cli.engine.runtime.locks import acquire; acquire(sys.argv[1], '--out'); "
             "time.sleep(600)")
     return subprocess.Popen([sys.executable, "-c", code, str(directory)], env=_env())
 
@@ -93,7 +93,7 @@ def test_lock_is_reentrant_and_only_rank_zero_takes_it(tmp_path, monkeypatch):
     acquire(tmp_path, "--work-dir")
     acquire(tmp_path, "--work-dir")  # quickstart -> train of the same folder: counted, not a self-refusal
     release(tmp_path)
-    other = subprocess.run([sys.executable, "-c", "import sys; from loce_cli.engine.locks import acquire; "
+    other = subprocess.run([sys.executable, "-c", "import sys; from loce_cli.engine.runtime.locks import acquire; "
                             "acquire(sys.argv[1])", str(tmp_path)], capture_output=True, text=True, env=_env())
     assert other.returncode == 1 and RunInProgressError.__name__ in other.stderr  # still held once
     release(tmp_path)

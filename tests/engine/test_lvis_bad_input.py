@@ -106,8 +106,8 @@ def test_old_v05_loce_config_is_refused_naming_the_prefix(in_lvis_workdir, tmp_p
 
 
 def test_shipped_configs_pass_the_checks_on_matching_data(in_lvis_workdir):
-    from loce_cli.engine.config import load_config
-    from loce_cli.engine.data_checks import check_config_data
+    from loce_cli.engine.config.loading import load_config
+    from loce_cli.engine.data.checks import check_config_data
 
     for config in sorted(LVIS.glob("*.py")):
         cfg = load_config(config)

@@ -27,7 +27,7 @@ def version_of(config) -> str:
 
 def load_shipped(config, options=()):
     """The config as ``loce train`` loads it, without the ImageNet download (``init_cfg=None``)."""
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     cfg = load_config(Path(config), list(options))
     cfg.model.backbone.init_cfg = None

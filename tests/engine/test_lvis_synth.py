@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from loce_cli.cli import app
 from loce_cli.core.frequency import frequency_group
-from loce_cli.engine.synth_lvis import COCO_HOST, IMAGE_SIZES, LvisLikeOptions, class_image_counts, \
+from loce_cli.engine.data.synth_lvis import COCO_HOST, IMAGE_SIZES, LvisLikeOptions, class_image_counts, \
     synthesize_lvis_like
 from loce_cli.errors import LoceUsageError, OutputExistsError
 
@@ -97,7 +97,7 @@ def test_official_classes_groups_and_consistent_counts(lvis):
 
 
 def test_prep_accepts_it_with_the_official_counts(lvis, tmp_path):
-    from loce_cli.engine.prep import prep_dataset
+    from loce_cli.engine.data.prep import prep_dataset
 
     version, root = lvis
     result = prep_dataset(root, check_images="all", write=False)

@@ -134,7 +134,7 @@ def test_loce_eval_on_a_few_val_images(in_lvis_workdir, lvis_v1_root, tmp_path, 
 
     import loce_cli.mmdet_ext  # noqa: F401
     from loce_cli.cli import app
-    from loce_cli.engine.prep import prep_dataset
+    from loce_cli.engine.data.prep import prep_dataset
     from loce_cli.mmdet_ext.training import checkpoint_meta
 
     # a prepared dataset root whose val file holds 2 images, one in train2017/ and one in val2017/

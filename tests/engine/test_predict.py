@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from loce_cli.engine.drawing import Drawn, label_boxes, legend_box
-from loce_cli.engine.predict import PredictRequest, predict, resolve_inputs
+from loce_cli.engine.pictures.drawing import Drawn, label_boxes, legend_box
+from loce_cli.engine.predict.images import PredictRequest, predict, resolve_inputs
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 THR, MAX_DETS = 0.05, 20
@@ -142,7 +142,7 @@ def test_pictures_have_the_input_size_and_change_only_where_drawn(predicted, inp
 def test_predictions_equal_loce_eval_detections(predicted, inputs, tiny_base_model, tiny_dataset, tmp_path):
     """The same image through loce eval at the same thresholds: the same detections, masks byte for byte; at
     eval's own threshold (1e-4) the ones scoring >= THR are the same too."""
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 
     _, _, by_file = predicted
     config, ckpt, options = tiny_base_model
@@ -278,7 +278,7 @@ def test_resolve_inputs(tmp_path):
 
 
 def test_classes_groups_and_category_ids_come_from_the_checkpoint(tiny_base_model, tiny_dataset, tmp_path):
-    from loce_cli.engine.predict import read_classes
+    from loce_cli.engine.predict.images import read_classes
 
     cats = json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())["categories"]
     names, groups, ids = read_classes(tiny_base_model[1])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.train import TrainRequest, train
+from loce_cli.engine.training.train import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
@@ -180,7 +180,7 @@ def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, tiny_datase
     resume starts after iteration 6 (nothing corrupt, no partial file taken for a checkpoint) and ends
     bit-identical to the uninterrupted run with the same workers. A truncated newest checkpoint is named and the
     one before it used."""
-    from loce_cli.engine.resume import plan_resume
+    from loce_cli.engine.training.resume import plan_resume
 
     options = opts(tiny_dataset, workers=2)
     rc, _, err = run(cli("finetune", tmp_path / "straight", options, base=base_ckpt))
@@ -218,7 +218,7 @@ def test_kill_9_between_checkpoints_resumes_from_the_last(base_ckpt, tiny_datase
 
 
 def test_truncated_newest_checkpoint_is_named_and_the_previous_used(base_ckpt, tiny_dataset, tmp_path, capsys):
-    from loce_cli.engine.resume import newest_readable
+    from loce_cli.engine.training.resume import newest_readable
 
     work = tmp_path / "w"
     work.mkdir()
@@ -246,7 +246,7 @@ def test_signals_during_checkpoint_writes(base_ckpt, straight, tiny_dataset, tmp
     the one resumed from; the partial temporary file is removed at the next start. SIGTERM while one is being
     written: that write completes, the run stops at the next iteration boundary with one more checkpoint. The
     run then ends bit-identical to the uninterrupted one."""
-    from loce_cli.engine.train import read_checkpoint
+    from loce_cli.engine.training.train import read_checkpoint
 
     work = tmp_path / "writes"
     options = opts(tiny_dataset)
@@ -329,7 +329,7 @@ def test_dataloader_workers_do_not_outlive_their_run(how, tiny_dataset, tmp_path
 def test_resume_continues_the_run_as_it_was_started(base_ckpt, tiny_dataset, tmp_path):
     """The base run was started with runner.max_epochs=1 (the config says 6): a plain --resume finds it finished
     and trains nothing; a changed option is refused; runner.max_epochs may change, with a warning."""
-    from loce_cli.engine.resume import plan_resume
+    from loce_cli.engine.training.resume import plan_resume
     from loce_cli.errors import LoceUsageError
 
     work = base_ckpt.parent
@@ -355,7 +355,7 @@ def test_resume_flags_on_the_command_line(base_ckpt, tmp_path):
     from typer.testing import CliRunner
 
     from loce_cli.cli import app
-    from loce_cli.engine.resume import IF_ANY, plan_resume
+    from loce_cli.engine.training.resume import IF_ANY, plan_resume
 
     res = CliRunner().invoke(app, ["train", "base", str(BASE), "--work-dir", str(base_ckpt.parent), "--resume",
                                    "--resume-from", str(base_ckpt)])

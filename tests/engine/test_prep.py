@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loce_cli.core.frequency import frequency_group
-from loce_cli.engine.prep import (META_NAME, MissingDataError, check_prepared, make_subset, prep_dataset,
+from loce_cli.engine.data.prep import (META_NAME, MissingDataError, check_prepared, make_subset, prep_dataset,
                                   read_meta)
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
@@ -388,7 +388,7 @@ def test_check_prepared_names_the_prep_command(root):
 
 
 def test_image_path_rule_is_the_datasets_and_strips_the_host():
-    from loce_cli.engine.prep import image_relpath
+    from loce_cli.engine.data.prep import image_relpath
     from loce_cli.mmdet_ext import datasets
 
     assert datasets.image_relpath is image_relpath  # prep checks the files the dataset will open
@@ -437,7 +437,7 @@ def test_dataset_requiring_meta_names_prep(root):
 
 
 def test_lvis_config_on_unprepared_data_fails_early(root):
-    from loce_cli.engine.train import TrainRequest, validate
+    from loce_cli.engine.training.train import TrainRequest, validate
 
     config = Path(__file__).resolve().parents[2] / "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
     classes = len(json.loads(_ann(root).read_text())["categories"])  # the class-count check runs too

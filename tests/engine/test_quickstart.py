@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from loce_cli.engine.quickstart import run_quickstart
-from loce_cli.engine.synth import SynthOptions
+from loce_cli.engine.quickstart.steps import run_quickstart
+from loce_cli.engine.data.synth import SynthOptions
 
 SMALL = ["model.roi_head.bbox_head.num_classes=6", "model.roi_head.mask_head.num_classes=6", "runner.max_epochs=1",
          "data.workers_per_gpu=0", "lr_config.warmup_iters=5", "lr_config.step=[1]"]
@@ -31,7 +31,7 @@ def test_quickstart_runs_all_steps_then_skips_them(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from loce_cli.cli import app
-    from loce_cli.engine import quickstart as qs
+    from loce_cli.engine.quickstart import steps as qs
 
     monkeypatch.setattr(qs, "run_quickstart", lambda work_dir, echo=None, verbose=False: run_quickstart(
         work_dir, echo, cfg_options={"base": SMALL, "finetune": SMALL}, synth_options=synth, verbose=verbose))
@@ -53,7 +53,7 @@ def _check_pictures(work):
     import numpy as np
     from PIL import Image
 
-    from loce_cli.engine.quickstart_pictures import SCALE, SCORE_THR, rare_found, rare_images
+    from loce_cli.engine.pictures.quickstart import SCALE, SCORE_THR, rare_found, rare_images
 
     data = work / "data"
     ann = json.loads((data / "annotations" / "lvis_v1_val.json").read_text())

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluate import evaluate_results, write_report
-from loce_cli.engine.report import build_report, render_csv, render_markdown
+from loce_cli.engine.evaluation.evaluate import evaluate_results, write_report
+from loce_cli.engine.report.runs import build_report, render_csv, render_markdown
 from loce_cli.errors import DataError, LoceUsageError
 from tests.engine.test_evaluate import _results
 
@@ -112,7 +112,7 @@ def test_cli_formats_and_plots(runs, tmp_path):
 
 def test_plot_uses_instance_counts_of_any_run(runs, tmp_path):
     """A metrics.json from an older loce without instance counts still gets its points (same class list)."""
-    from loce_cli.engine.report import _per_class_by_run, plot_report
+    from loce_cli.engine.report.runs import _per_class_by_run, plot_report
 
     root, dirs = runs
     old = tmp_path / "old" / "metrics.json"
@@ -154,7 +154,7 @@ def test_plot_draws_every_metric_of_the_table(runs, tmp_path):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from loce_cli.engine.report import plot_report
+    from loce_cli.engine.report.runs import plot_report
 
     root, dirs = runs
     report = build_report([f"base={dirs['base']}", f"loce={root}/loce_seed*/eval"])

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from loce_cli.engine.stats import dataset_stats, plot_stats
+from loce_cli.engine.data.stats import dataset_stats, plot_stats
 from loce_cli.errors import DataError, LoceUsageError
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluate import SUMMARY_KEYS, evaluate_results
+from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, evaluate_results
 from loce_cli.errors import DataError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from loce_cli.core.frequency import frequency_group
-from loce_cli.engine.synth import MIN_VAL_IMAGES, SynthOptions, synthesize, train_image_counts
+from loce_cli.engine.data.synth import MIN_VAL_IMAGES, SynthOptions, synthesize, train_image_counts
 from loce_cli.errors import LoceUsageError, OutputExistsError
 from tests.conftest import TINY
 
@@ -89,7 +89,7 @@ def test_images_show_the_class_colour_inside_the_mask(tiny_dataset):
     from PIL import Image
     from pycocotools import mask as mask_utils
 
-    from loce_cli.engine.synth import COLOURS
+    from loce_cli.engine.data.synth import COLOURS
 
     data = _load(tiny_dataset, "train")
     cats = {c["id"]: c["name"] for c in data["categories"]}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.train import LaunchOptions, TrainRequest, train
+from loce_cli.engine.training.train import LaunchOptions, TrainRequest, train
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_pa
     assert torch.equal(state["roi_head.bbox_head.shared_fcs.0.weight"], base_state["roi_head.bbox_head.shared_fcs.0.weight"])
     assert not torch.equal(state["roi_head.bbox_head.fc_cls.weight"], base_state["roi_head.bbox_head.fc_cls.weight"])
     # the inspect commands read this real checkpoint
-    from loce_cli.engine.inspect import inspect_memory, inspect_scores
+    from loce_cli.engine.inspect.state import inspect_memory, inspect_scores
 
     report = inspect_scores(Path(result.checkpoint), lowest=3)
     assert len(report.lowest) == 3 and all(c.train_instances for c in report.classes)
@@ -105,7 +105,7 @@ def _test_opts(data: Path):
 def test_evaluation_during_training_equals_loce_eval(tiny_dataset, tmp_path):
     """evaluation.interval=1 over 2 epochs: rank 0 writes WORK_DIR/eval_epoch_{1,2}/metrics.json, the same report
     (and the same results file) as `loce eval` on those checkpoints."""
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
 
     work = tmp_path / "run"
     options = opts(tiny_dataset, epochs=2, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])
@@ -146,7 +146,7 @@ def test_evaluation_settings_are_checked_before_training(tiny_dataset, tmp_path)
             "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
     assert "--no-validate" in info.value.hint
     # with --no-validate, or an interval the run never reaches, the test set is not needed
-    from loce_cli.engine.train import validate
+    from loce_cli.engine.training.train import validate
 
     validate(TrainRequest(config=str(BASE), no_validate=True, cfg_options=opts(tiny_dataset) + [
         "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
@@ -197,8 +197,8 @@ def test_bad_requests(tiny_dataset, tmp_path, base_run):
                            base_checkpoint=str(base_run[0] / "epoch_1.pth"), cfg_options=opts(tiny_dataset, classes=7)))
     assert not (tmp_path / "w").exists()  # nothing written for refused requests
     # ... and a base checkpoint of another class count is refused by the checkpoint check itself
-    from loce_cli.engine.config import load_config
-    from loce_cli.engine.train import check_base_checkpoint
+    from loce_cli.engine.config.loading import load_config
+    from loce_cli.engine.training.train import check_base_checkpoint
 
     with pytest.raises(DataError, match="trained for 6 classes"):
         check_base_checkpoint(base_run[0] / "epoch_1.pth", load_config(LOCE, opts(tiny_dataset, classes=7)))
@@ -348,7 +348,7 @@ def test_user_started_torchrun_two_processes(base_run, tiny_dataset, tmp_path):
 
 
 def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path, capsys):
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -372,7 +372,7 @@ def test_eval_protocols_from_one_uncapped_inference(base_run, tiny_dataset, tmp_
     from typer.testing import CliRunner
 
     from loce_cli.cli import app
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -395,7 +395,7 @@ def test_eval_protocols_from_one_uncapped_inference(base_run, tiny_dataset, tmp_
 
 @pytest.mark.slow
 def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -418,9 +418,9 @@ def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, m
     """A prepared dataset's class names are read from loce_meta.json, not by parsing the (1 GB on LVIS) file."""
     import shutil
 
-    from loce_cli.engine import train as train_mod
-    from loce_cli.engine.config import load_config
-    from loce_cli.engine.prep import prep_dataset
+    from loce_cli.engine.training import train as train_mod
+    from loce_cli.engine.config.loading import load_config
+    from loce_cli.engine.data.prep import prep_dataset
 
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
@@ -436,7 +436,7 @@ def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, m
 
 
 def test_eval_refuses_bad_requests_before_writing(base_run, tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]

@@ -24,7 +24,7 @@ def test_a_loce_model_built_for_evaluation_says_nothing_about_freezing(capfd):
     import loce_cli.mmdet_ext  # noqa: F401
     from mmdet.models import build_detector
 
-    from loce_cli.engine.config import load_config
+    from loce_cli.engine.config.loading import load_config
 
     cfg = load_config(LOCE, [])
     capfd.readouterr()
@@ -80,7 +80,7 @@ def test_every_command_says_a_checkpoint_directory_is_one(tmp_path, command, tin
 
 
 def test_metrics_txt_shows_dash_where_lvis_has_no_value(tmp_path):
-    from loce_cli.engine.evaluate import SUMMARY_KEYS, EvalReport, MetricResult, write_report
+    from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, EvalReport, MetricResult, write_report
 
     summary = {k: 0.25 for k in SUMMARY_KEYS}
     summary.update(APm=-1.0, APl=-1.0, APf=-1.0)
@@ -94,7 +94,7 @@ def test_metrics_txt_shows_dash_where_lvis_has_no_value(tmp_path):
 
 
 def test_plot_titles_name_the_run_and_break_only_at_separators(tmp_path, monkeypatch):
-    from loce_cli.engine.inspect import path_title
+    from loce_cli.engine.inspect.state import path_title
 
     run = tmp_path / "work" / "quickstart" / "loce"
     run.mkdir(parents=True)
@@ -119,7 +119,7 @@ def test_scores_plot_title_names_the_checkpoint_folder(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     from matplotlib.axes import Axes
 
-    from loce_cli.engine.inspect import ClassScore, ScoresReport, plot_scores
+    from loce_cli.engine.inspect.state import ClassScore, ScoresReport, plot_scores
 
     titles = []
     real = Axes.set_title
@@ -135,7 +135,7 @@ def test_scores_plot_title_names_the_checkpoint_folder(tmp_path, monkeypatch):
 def test_val_images_rule_is_monotonic_with_its_minimum_stated():
     """60 classes of 600 training images used to pass at 69 val images, fail at 70 and pass from 71 on (rounded
     proportional counts overfilled the split); now every count from the stated minimum on works."""
-    from loce_cli.engine.synth import (SynthOptions, allocate, class_table, min_val_images, train_image_counts,
+    from loce_cli.engine.data.synth import (SynthOptions, allocate, class_table, min_val_images, train_image_counts,
                                        val_image_counts)
 
     assert min_val_images(60, 6) == 30 and min_val_images(6, 6) == 1 and min_val_images(7, 6) == 4

@@ -87,7 +87,7 @@ def _image_lists(images: List[dict], key: str, img_index: np.ndarray, cat_ids: n
 def _decode(path: Path) -> dict:
     import msgspec
 
-    from loce_cli.engine.stats import load_annotation_json
+    from loce_cli.engine.data.stats import load_annotation_json
 
     try:
         data = msgspec.json.decode(Path(path).read_bytes())

@@ -45,7 +45,7 @@ def _max_per_image(results: List[dict]) -> int:
 
 def _run(evaluator: str, ann_file: Path, gt_data: dict, results: List[dict], metrics: Sequence[str], say):
     """The in-memory evaluator with no per-image cap: ``{metric: MetricResult}``."""
-    from loce_cli.engine.evaluate import _run_fast, _run_lvis
+    from loce_cli.engine.evaluation.evaluate import _run_fast, _run_lvis
 
     if evaluator == "fast":
         return _run_fast(gt_data, results, metrics, _max_per_image(results), say)

@@ -13,7 +13,7 @@ from loce_cli.engine.evaluation.protocols import Protocol, capped_warning
 
 
 def _rows(cats: List[dict], aps: Sequence[Optional[float]]):
-    from loce_cli.engine.evaluate import ClassAP
+    from loce_cli.engine.evaluation.evaluate import ClassAP
 
     return [ClassAP(int(c["id"]), str(c["name"]), str(c.get("frequency", "")), c.get("image_count"), ap,
                     c.get("instance_count")) for c, ap in zip(cats, aps)]
@@ -22,7 +22,7 @@ def _rows(cats: List[dict], aps: Sequence[Optional[float]]):
 def evaluate_protocol_results(results_file: Path, ann_file: Path, metrics: List[str], split: str, max_dets: int,
                               evaluator: str, protocols: Sequence[Protocol], workers: Optional[int],
                               say: Optional[Callable[[str], None]]):
-    from loce_cli.engine.evaluate import EvalReport, MetricResult, ProtocolResult
+    from loce_cli.engine.evaluation.evaluate import EvalReport, MetricResult, ProtocolResult
 
     say = say or (lambda _m: None)
     start = time.perf_counter()
@@ -45,7 +45,7 @@ def evaluate_protocol_results(results_file: Path, ann_file: Path, metrics: List[
 def _in_memory(results_file: Path, ann_file: Path, metrics: List[str], max_dets: int, evaluator: str,
                protocols: Sequence[Protocol], say):
     """The lvis API or faster-coco-eval under each protocol (every detection in memory)."""
-    from loce_cli.engine.evaluate import MetricResult, _copy_det, _run_fast, _run_lvis, load_checked
+    from loce_cli.engine.evaluation.evaluate import MetricResult, _copy_det, _run_fast, _run_lvis, load_checked
     from loce_cli.engine.evaluation.protocol_adapters import columns, run_fixed, run_pooled
 
     gt_data, dets = load_checked(results_file, ann_file, metrics, say)

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from loce_cli.engine._io import atomic_path, write_json_atomic
+from loce_cli.engine.json_files import atomic_path, write_json_atomic
 from loce_cli.errors import DataError
 
 _PREFIX = ".results.rank"

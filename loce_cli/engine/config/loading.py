@@ -1,0 +1,35 @@
+"""Loading mmdet configs (through ``loce_cli.mmdet_ext.config``) and finding the data paths they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Sequence
+
+
+def load_config(path: Path, cfg_options: Sequence[str] = ()):
+    """An ``mmcv.Config`` from ``path`` (a file, or a shipped config's name: :mod:`loce_cli.engine.config.names`)
+    with ``cfg_options`` merged; every option must name an existing key.
+    (The mmcv part lives in ``loce_cli.mmdet_ext.config``.)"""
+    from loce_cli.engine.config.names import resolve_config
+
+    path = resolve_config(path)  # before importing mmcv: a wrong name fails fast
+    from loce_cli.mmdet_ext.config import load_config as _load
+
+    return _load(path, cfg_options)
+
+
+def train_dataset_cfg(cfg):
+    """The training set's own config, under mmdet's wrappers (RepeatDataset, ClassBalancedDataset)."""
+    train = cfg.data.train
+    while "dataset" in train and "ann_file" not in train:
+        train = train.dataset
+    return train
+
+
+def dataset_paths(cfg) -> List[Path]:
+    """Annotation files and image folders the training set needs."""
+    train = train_dataset_cfg(cfg)
+    paths = [Path(train.ann_file)]
+    if train.get("img_prefix"):
+        paths.append(Path(train.img_prefix))
+    return paths

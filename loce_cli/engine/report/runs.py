@@ -1,0 +1,399 @@
+"""``loce report``: AP / APr / APc / APf of evaluated runs side by side, deltas against the first run, per-class
+views of one frequency group, and plots. A run is one ``loce eval`` output or several (fine-tune seeds), which
+are averaged with their spread."""
+
+from __future__ import annotations
+
+import glob
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from loce_cli.core.frequency import GROUP_NAMES, parse_split
+from loce_cli.engine.evaluation.evaluate import METRICS, EvalReport, read_report
+from loce_cli.errors import DataError, LoceUsageError
+
+KEYS = ("AP", "APr", "APc", "APf")
+PROTOCOL_TITLES = {"fixed": "AP-fixed", "pooled": "AP-pool"}  # rows "<metric> <title>"; standard rows: "<metric>"
+SPLIT_KEY = {"r": "APr", "c": "APc", "f": "APf"}
+FORMATS = ("table", "md", "json", "csv")
+
+
+@dataclass
+class Stat:
+    mean: Optional[float]  # None where no run has the value (e.g. a group without classes: LVIS's -1)
+    sd: Optional[float]  # sample standard deviation over the run's seeds; None for one seed
+    values: List[float]
+
+
+@dataclass
+class ClassRow:
+    id: int
+    name: str
+    frequency: str
+    image_count: Optional[int]
+    instance_count: Optional[int]
+    ap: List[Optional[float]]  # per run (mean over its seeds)
+
+
+@dataclass
+class RunSummary:
+    label: str
+    sources: List[str]
+    evaluator: str
+    metrics: Dict[str, Dict[str, Stat]]  # metric -> key -> stat
+
+
+@dataclass
+class Report:
+    runs: List[RunSummary]
+    metrics: List[str]
+    split: str
+    deltas: Dict[str, Dict[str, Dict[str, Optional[float]]]] = field(default_factory=dict)  # label -> metric -> key
+    classes: Dict[str, List[ClassRow]] = field(default_factory=dict)  # metric -> rows of the split's classes
+    notes: List[str] = field(default_factory=list)
+
+    def keys(self) -> List[str]:
+        groups = parse_split(self.split)
+        return list(KEYS) if len(groups) == 3 else ["AP"] + [SPLIT_KEY[g] for g in groups]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resolve(arg: str) -> tuple:
+    """``LABEL=PATTERN`` or ``PATTERN`` -> (label, [metrics.json paths]); PATTERN is a metrics.json, an eval
+    directory, or a glob of either (several matches = seeds of one run)."""
+    label, _, pattern = arg.rpartition("=") if "=" in arg else ("", "", arg)
+    matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    files = []
+    for m in matches:
+        p = Path(m)
+        p = p / "metrics.json" if p.is_dir() else p
+        if glob.has_magic(pattern) and not p.is_file():
+            continue  # a glob may also match folders without results
+        files.append(p)
+    if not files:
+        raise DataError(f"{pattern!r} matches no metrics.json", "pass an eval --out directory, a metrics.json or a "
+                                                                 "glob of them (quote it)")
+    if not label:
+        first = files[0].parent
+        label = first.parent.name if first.name == "eval" else first.name
+    return label, files
+
+
+def _same_classes(reference: EvalReport, ref_src: Path, other: EvalReport, src: Path) -> None:
+    for metric in set(reference.metrics) & set(other.metrics):
+        a = [(c.id, c.name) for c in reference.metrics[metric].per_class]
+        b = [(c.id, c.name) for c in other.metrics[metric].per_class]
+        if a != b:
+            diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            raise DataError(f"{src} and {ref_src} were evaluated on different class sets ({len(b)} vs {len(a)} "
+                            f"classes, first difference at position {diff})",
+                            "report runs evaluated on the same annotation file")
+
+
+def _key(metric: str, protocol: str) -> str:
+    return metric if protocol == "standard" else f"{metric} {PROTOCOL_TITLES[protocol]}"
+
+
+def view(rep: EvalReport, key: str):
+    """The ``MetricResult`` of a row key: ``bbox`` (standard) or ``bbox AP-fixed`` / ``bbox AP-pool``."""
+    metric, _, title = key.partition(" ")
+    if not title:
+        return rep.metrics[metric]
+    name = next(n for n, t in PROTOCOL_TITLES.items() if t == title)
+    return rep.protocols[name].metrics[metric]
+
+
+def _has(rep: EvalReport, key: str) -> bool:
+    try:
+        view(rep, key)
+        return True
+    except KeyError:
+        return False
+
+
+def _protocols(loaded, protocols: Optional[Sequence[str]]) -> List[str]:
+    """The protocols to show: those asked for (each must be in every run), else standard and every other one
+    that all runs carry."""
+    from loce_cli.engine.evaluation.protocols import PROTOCOLS
+
+    reps = [(src, rep) for _l, items in loaded for src, rep in items]
+    if not protocols:
+        return ["standard"] + [p for p in PROTOCOL_TITLES if all(p in rep.protocols for _s, rep in reps)]
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise LoceUsageError(f"--protocol {p!r} is not supported", "use standard, fixed and/or pooled")
+        missing = [src for src, rep in reps if p != "standard" and p not in rep.protocols]
+        if missing:
+            raise DataError(f"{missing[0]} has no {PROTOCOL_TITLES[p]} results (--protocol {p})",
+                            f"evaluate it with loce eval ... --protocol {p}")
+    return list(dict.fromkeys(protocols))
+
+
+def _stat(values: List[float]) -> Stat:
+    vals = [v for v in values if v is not None and v >= 0]
+    if not vals:
+        return Stat(None, None, [])
+    mean = sum(vals) / len(vals)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+    return Stat(mean, sd, vals)
+
+
+def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all",
+                 allow_different_data: bool = False, protocols: Optional[Sequence[str]] = None) -> Report:
+    """Load, check and summarise the runs named by ``runs`` (see ``_resolve``). Runs evaluated on different
+    annotation files are refused, or with ``allow_different_data`` reported with a warning note.
+    ``protocols``: which of standard / fixed / pooled (default: standard and each other one every run carries)."""
+    if not runs:
+        raise LoceUsageError("no runs given", "loce report RUN_OR_METRICS... (eval --out directories)")
+    try:
+        groups = parse_split(split)
+    except ValueError as e:
+        raise LoceUsageError(str(e), "--split all|rare|common|frequent") from None
+    for m in metrics:
+        if m not in METRICS:
+            raise LoceUsageError(f"--metric {m!r} is not supported", "use bbox and/or segm")
+    loaded = []  # (label, [(path, EvalReport)])
+    for arg in runs:
+        label, files = _resolve(arg)
+        loaded.append((label, [(f, read_report(f)) for f in files]))
+    ref_src, ref = loaded[0][1][0]
+    for _label, items in loaded:
+        for src, rep in items:
+            _same_classes(ref, ref_src, rep, src)
+    from loce_cli.engine.report.same_data import check_same_data
+
+    data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
+    shown = _protocols(loaded, protocols)
+    keys = [_key(m, p) for p in shown for m in METRICS]
+    available = [k for k in keys if all(_has(rep, k) for _l, items in loaded for _s, rep in items)]
+    chosen = [k for k in available if k.partition(" ")[0] in (metrics or METRICS)]
+    if not chosen:
+        raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in every run",
+                        "evaluate all runs with the same --metric")
+    report = Report([], chosen, split, notes=list(data_notes))
+    labels = [label for label, _ in loaded]
+    if len(set(labels)) != len(labels):
+        report.notes.append("several runs share a label; name them with LABEL=PATH")
+    evaluators = {rep.evaluator for _l, items in loaded for _s, rep in items}
+    if len(evaluators) > 1:
+        report.notes.append(f"runs were evaluated with different evaluators ({', '.join(sorted(evaluators))})")
+    max_dets = {rep.max_dets for _l, items in loaded for _s, rep in items}
+    if len(max_dets) > 1:
+        report.notes.append(f"runs used different --max-dets ({', '.join(map(str, sorted(max_dets)))})")
+    for label, items in loaded:
+        stats = {m: {k: _stat([view(rep, m).summary.get(k) for _s, rep in items]) for k in KEYS} for m in chosen}
+        report.runs.append(RunSummary(label, [str(s) for s, _ in items], items[0][1].evaluator, stats))
+    first = report.runs[0]
+    for run in report.runs[1:]:
+        report.deltas[run.label] = {
+            m: {k: (run.metrics[m][k].mean - first.metrics[m][k].mean)
+                if run.metrics[m][k].mean is not None and first.metrics[m][k].mean is not None else None
+                for k in KEYS} for m in chosen}
+    if len(groups) < 3:
+        for m in chosen:
+            rows = []
+            for k, c in enumerate(view(ref, m).per_class):
+                if c.frequency not in groups:
+                    continue
+                aps = [_stat([view(rep, m).per_class[k].ap for _s, rep in items]).mean for _l, items in loaded]
+                rows.append(ClassRow(c.id, c.name, c.frequency, c.image_count, c.instance_count, aps))
+            rows.sort(key=lambda r: (r.image_count if r.image_count is not None else 0, r.name))
+            report.classes[m] = rows
+    return report
+
+
+def _fmt(value: Optional[float], sd: Optional[float] = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{100 * value:.1f}"
+    return text + (f" ± {100 * sd:.1f}" if sd is not None else "")
+
+
+def _fmt_delta(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:+.1f}"
+
+
+def summary_rows(report: Report) -> List[List[str]]:
+    """Header + one row per run and metric: AP columns (mean ± sd over seeds) and, from the second run on, the
+    delta of each against the first run."""
+    keys = report.keys()
+    header = ["run", "metric", "seeds"] + keys + [f"Δ{k}" for k in keys]
+    rows = [header]
+    for m in report.metrics:
+        for i, run in enumerate(report.runs):
+            stats = run.metrics[m]
+            deltas = report.deltas.get(run.label, {}).get(m, {}) if i else {}
+            rows.append([run.label, m, str(len(run.sources))] + [_fmt(stats[k].mean, stats[k].sd) for k in keys]
+                        + [_fmt_delta(deltas.get(k)) if i else "" for k in keys])
+    return rows
+
+
+def class_rows(report: Report, metric: str) -> List[List[str]]:
+    labels = [r.label for r in report.runs]
+    header = ["class", "group", "train images", "train instances"] + [f"AP {lbl}" for lbl in labels]
+    if len(labels) > 1:
+        header += [f"Δ {lbl}" for lbl in labels[1:]]
+    rows = [header]
+    for c in report.classes.get(metric, []):
+        row = [c.name, GROUP_NAMES.get(c.frequency, c.frequency), "-" if c.image_count is None else str(c.image_count),
+               "-" if c.instance_count is None else str(c.instance_count)] + [_fmt(a) for a in c.ap]
+        first = c.ap[0]
+        row += [_fmt_delta(a - first if a is not None and first is not None else None) for a in c.ap[1:]]
+        rows.append(row)
+    return rows
+
+
+def render_markdown(report: Report) -> str:
+    def table(rows):
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" if i < 2 else "---:"
+                                                                    for i in range(len(rows[0]))) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return "\n".join(lines)
+
+    parts = [table(summary_rows(report))]
+    for m in report.classes:
+        parts.append(f"**{m}: {report.split} classes by training images**\n\n" + table(class_rows(report, m)))
+    parts += [f"> note: {n}" for n in report.notes]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_csv(report: Report) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["run", "metric", "key", "mean", "sd", "seeds", "delta_vs_first"])
+    for m in report.metrics:
+        for i, run in enumerate(report.runs):
+            for k in report.keys():
+                s = run.metrics[m][k]
+                d = report.deltas.get(run.label, {}).get(m, {}).get(k) if i else None
+                w.writerow([run.label, m, k, "" if s.mean is None else f"{s.mean:.6f}",
+                            "" if s.sd is None else f"{s.sd:.6f}", len(run.sources), "" if d is None else f"{d:.6f}"])
+    return buf.getvalue()
+
+
+GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
+
+
+def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> List[Path]:
+    """Two PNGs: ``path`` with per-class AP against training instances (log x), one panel per run and metric (a
+    row of panels per metric: bbox and segm when the table has both), coloured by frequency group;
+    ``<stem>_groups<suffix>`` with AP / APr / APc / APf bars per run, one panel per metric (error bars: sd over
+    seeds). ``metric``: draw that one only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from loce_cli.engine.json_files import atomic_path
+
+    metrics = [metric] if metric else list(report.metrics)
+    n = len(report.runs)
+    cols = min(n, 3)
+    run_rows = math.ceil(n / cols)
+    rows = run_rows * len(metrics)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False, sharey=True)
+    x_labels = []
+    for m, name in enumerate(metrics):
+        x_labels.append(_scatter_panels(report, name, [axes[m * run_rows + r] for r in range(run_rows)], cols))
+    x_label = x_labels[0]
+    fig.suptitle(f"per-class {' and '.join(metrics)} AP vs {x_label.split(' (')[0]}", fontsize=11)
+    fig.tight_layout()
+    written = []
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=140, format=Path(path).suffix.lstrip(".") or "png")
+    written.append(Path(path))
+    plt.close(fig)
+
+    width_one = max(6.0, 1.6 * n + 3)
+    fig, group_axes = plt.subplots(1, len(metrics), figsize=(width_one * len(metrics), 4.0), squeeze=False)
+    for ax, name in zip(group_axes[0], metrics):
+        _group_bars(report, name, ax)
+    fig.tight_layout()
+    groups_path = Path(path).with_name(f"{Path(path).stem}_groups{Path(path).suffix}")
+    with atomic_path(groups_path) as tmp:
+        fig.savefig(tmp, dpi=140, format=groups_path.suffix.lstrip(".") or "png")
+    written.append(groups_path)
+    plt.close(fig)
+    return written
+
+
+def _scatter_panels(report: Report, metric: str, axes_rows, cols: int) -> str:
+    """One metric's per-class scatter, a panel per run over ``axes_rows``; returns the x axis label."""
+    per_run = _per_class_by_run(report, metric)
+    n = len(report.runs)
+    # metrics.json files of older loce versions have no instance counts. The runs share one class list
+    # (checked), so counts from any run serve all; with none anywhere fall back to image counts and say so.
+    count = "instance_count" if any(c["instance_count"] for run_rows in per_run for c in run_rows) else "image_count"
+    x_label = "training instances (log)" if count == "instance_count" else "training images (log)"
+    known = {}
+    for run_rows in per_run:
+        for k, c in enumerate(run_rows):
+            if c[count]:
+                known.setdefault(k, c[count])
+    for run_rows in per_run:
+        for k, c in enumerate(run_rows):
+            c[count] = c[count] or known.get(k)
+    for i, run in enumerate(report.runs):
+        ax = axes_rows[i // cols][i % cols]
+        for g in ("f", "c", "r"):
+            pts = [(c[count], 100 * c["ap"]) for c in per_run[i]
+                   if c["frequency"] == g and c["ap"] is not None and c[count]]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, s=18, alpha=0.8, color=GROUP_COLOURS[g],
+                       label=f"{GROUP_NAMES[g]} ({_fmt(run.metrics[metric][SPLIT_KEY[g]].mean)})")
+        ax.set_xscale("log")
+        ax.set_ylim(-3, 103)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"{run.label}: {metric} AP {_fmt(run.metrics[metric]['AP'].mean)}", fontsize=10)
+        ax.set_xlabel(x_label)
+        if i % cols == 0:
+            ax.set_ylabel(f"class {metric} AP")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
+    for j in range(n, len(axes_rows) * cols):
+        axes_rows[j // cols][j % cols].axis("off")
+    return x_label
+
+
+def _group_bars(report: Report, metric: str, ax) -> None:
+    """AP / APr / APc / APf bars of each run for one metric."""
+    n = len(report.runs)
+    width = 0.8 / n
+    for i, run in enumerate(report.runs):
+        stats = run.metrics[metric]
+        means = [100 * (stats[k].mean or 0) for k in KEYS]
+        errs = [100 * (stats[k].sd or 0) for k in KEYS]
+        xs = [x + (i - (n - 1) / 2) * width for x in range(len(KEYS))]
+        bars = ax.bar(xs, means, width, yerr=errs if any(errs) else None, capsize=3, label=run.label)
+        for b, v in zip(bars, means):
+            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(KEYS)), KEYS)
+    ax.set_ylabel(f"{metric} AP")
+    ax.set_ylim(0, 105)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(n, 3))
+    ax.set_title(f"{metric} AP by frequency group" + (" (error bars: sd over seeds)" if any(
+        len(r.sources) > 1 for r in report.runs) else ""), fontsize=10)
+
+
+def _per_class_by_run(report: Report, metric: str) -> List[List[dict]]:
+    """Per-class AP of each run (mean over its seeds) with the class's group and training counts."""
+    out = []
+    for run in report.runs:
+        reps = [read_report(Path(s)) for s in run.sources]
+        rows = []
+        for k, c in enumerate(view(reps[0], metric).per_class):
+            rows.append(dict(frequency=c.frequency, image_count=c.image_count, instance_count=c.instance_count,
+                             ap=_stat([view(r, metric).per_class[k].ap for r in reps]).mean))
+        out.append(rows)
+    return out
