@@ -14,7 +14,7 @@ by mmcv's save_checkpoint with meta CLASSES, tested with score_thr 0 so that eve
 LVIS's protocol) detections with masks. While each command runs, every 0.2 s, the Rss and Pss of each process
 of its tree (from /proc/PID/smaps_rollup; the tree found by walking the parent pids of /proc/*/stat from the
 `loce` process) are sampled, and each process's VmHWM (the kernel's own peak RSS, exact) is read. Rank 0 is the
-``python -m loce_cli.engine.runtime.worker`` process whose environment holds RANK=0 (for (a): the `loce` process
+``python -m loce_cli.engine.worker`` process whose environment holds RANK=0 (for (a): the `loce` process
 itself). Reported per run: wall seconds, rank 0's peak RSS (VmHWM), peak sampled RSS and PSS, the same for rank
 0 with its descendants (the streaming evaluator's worker processes) and the whole tree's peak PSS; detections
 written (counted in results.json, per image min / max), whether results.json is byte-identical and the
@@ -191,7 +191,7 @@ class TreeSampler:
             p = self.procs.get(pid)
             if p is None:
                 p = self.procs[pid] = dict(_describe(pid), parent=parent.get(pid), peak_rss=0, peak_pss=0, hwm=0)
-            elif p["rank"] is None and "loce_cli.engine.runtime.worker" in p["cmd"]:
+            elif p["rank"] is None and "loce_cli.engine.worker" in p["cmd"]:
                 p["rank"] = _describe(pid)["rank"]
             p["peak_rss"] = max(p["peak_rss"], m[0] or 0)
             p["peak_pss"] = max(p["peak_pss"], m[1])
@@ -210,7 +210,7 @@ class TreeSampler:
             self.rank0_tree_rss_peak = max(self.rank0_tree_rss_peak, sum(now[p][0] or 0 for p in sub if p in now))
 
     def workers(self) -> dict:
-        return {pid: p for pid, p in self.procs.items() if "loce_cli.engine.runtime.worker" in p["cmd"]}
+        return {pid: p for pid, p in self.procs.items() if "loce_cli.engine.worker" in p["cmd"]}
 
     def rank0_pid(self):
         workers = self.workers()

@@ -28,10 +28,12 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "work" / "quickstart")
     args = parser.parse_args()
 
-    from loce_cli.engine.inspect.state import inspect_memory, plot_memory
+    from loce_cli.engine.inspect.state import inspect_memory
+    from loce_cli.engine.pictures.inspect_plots import plot_memory
     from loce_cli.engine.quickstart.steps import run_quickstart
-    from loce_cli.engine.pictures.quickstart import pictures_done
-    from loce_cli.engine.report.runs import build_report, plot_report
+    from loce_cli.engine.quickstart.pictures import pictures_done
+    from loce_cli.engine.report.runs import build_report
+    from loce_cli.engine.pictures.report_plots import plot_report
     from loce_cli.mmdet_ext.training import latest_checkpoint
 
     work = args.work_dir

@@ -187,7 +187,7 @@ class TreeSampler(threading.Thread):
             parent = self.procs.get(p.ppid)
             if "torch.distributed.run" in p.cmdline:
                 p.role = "torchrun"
-            elif "loce_cli.engine.runtime.worker" in p.cmdline and parent is not None and parent.role == "torchrun":
+            elif "loce_cli.engine.worker" in p.cmdline and parent is not None and parent.role == "torchrun":
                 p.role = f"rank {p.rank}"
             elif p.pid == self.root:
                 p.role = "main"

@@ -22,7 +22,7 @@ def test_pictures_exist_are_small_and_have_their_layout():
         path = IMG / name
         assert path.is_file(), f"{path} missing: run make pictures"
         assert 10_000 < path.stat().st_size < 300_000, (name, path.stat().st_size)
-    from loce_cli.engine.pictures.quickstart import SCALE
+    from loce_cli.engine.quickstart.pictures import SCALE
 
     # ground truth | base | LOCE: three panels of a 128 px synthetic image drawn SCALE times larger, 8 px gaps
     w, h = _png_size(IMG / "quickstart_predictions.png")

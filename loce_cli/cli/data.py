@@ -130,7 +130,8 @@ def stats(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a log-scale instances-per-class plot (.png)."),
 ) -> None:
     """Class-frequency distribution of an annotation file: counts per rare/common/frequent group."""
-    from loce_cli.engine.data.stats import dataset_stats, plot_stats
+    from loce_cli.engine.data.stats import dataset_stats
+    from loce_cli.engine.pictures.stats_plot import plot_stats
 
     check_plot_path(plot)
     result = dataset_stats(annotation_json)

@@ -26,7 +26,8 @@ def scores(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
            plot: Optional[Path] = typer.Option(None, "--plot", help="Score vs training instances plot (.png)."),
            json_out: bool = typer.Option(False, "--json", help="Machine-readable output (all classes).")) -> None:
     """Per-class mean classification scores: summary per frequency group and the weakest classes."""
-    from loce_cli.engine.inspect.state import inspect_scores, plot_scores
+    from loce_cli.engine.inspect.state import inspect_scores
+    from loce_cli.engine.pictures.inspect_plots import plot_scores
 
     check_plot_path(plot)
     report = inspect_scores(checkpoint, split=split, lowest=lowest)
@@ -64,7 +65,8 @@ def memory(checkpoint: Path = typer.Argument(..., help="A LOCE checkpoint (loce 
                                                                     "(.png)."),
            json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Feature-memory fill per frequency group, storage dtype and size, classes with empty queues."""
-    from loce_cli.engine.inspect.state import inspect_memory, plot_memory
+    from loce_cli.engine.inspect.state import inspect_memory
+    from loce_cli.engine.pictures.inspect_plots import plot_memory
 
     check_plot_path(plot)
     report = inspect_memory(checkpoint)

@@ -72,7 +72,8 @@ def report(
                                                    "otherwise), with a warning."),
 ) -> None:
     """AP / APr / APc / APf of one or more evaluated runs, with deltas against the first run."""
-    from loce_cli.engine.report.runs import FORMATS, build_report, plot_report, render_csv, render_markdown
+    from loce_cli.engine.report.runs import FORMATS, build_report, render_csv, render_markdown
+    from loce_cli.engine.pictures.report_plots import plot_report
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r} is not supported (hint: one of {', '.join(FORMATS)})", 2)

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import msgspec
+
 from loce_cli.atomic import atomic_path  # noqa: F401  (re-exported: engine writers import it from here)
 
 
@@ -35,8 +37,6 @@ def gc_paused() -> Iterator[None]:
 def decode_json(raw: bytes) -> Any:
     """Parse JSON bytes with msgspec (several times faster than ``json`` on large files); anything msgspec
     refuses (e.g. NaN literals, which ``json`` accepts) goes through ``json`` so errors and results match it."""
-    import msgspec
-
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:

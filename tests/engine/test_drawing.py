@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loce_cli.engine.pictures.drawing import (MASK_ALPHA, Drawn, draw_detections, group_rgb, label_box, label_boxes,
-                                     legend_box,
-                                     side_by_side, upscale, write_png)
+from loce_cli.engine.pictures.colours import group_rgb
+from loce_cli.engine.pictures.drawing import (MASK_ALPHA, Drawn, draw_detections, label_box, label_boxes, legend_box,
+                                              side_by_side, upscale, write_png)
 
 
 def _image(h=200, w=240, seed=0):

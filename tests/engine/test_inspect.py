@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from loce_cli.cli import app
 from loce_cli.core.memory_bank import FeatureMemory
-from loce_cli.engine.inspect.state import inspect_memory, inspect_scores, plot_scores
+from loce_cli.engine.inspect.state import inspect_memory, inspect_scores
+from loce_cli.engine.pictures.inspect_plots import plot_scores
 from loce_cli.errors import DataError, LoceUsageError
 
 NAMES = ("a", "b", "c", "d", "e")
@@ -85,7 +86,7 @@ def test_cli_inspect(tmp_path):
 
 def test_memory_plot_per_class_fill(tmp_path):
     """``inspect memory --plot``: each class's queue fill against its training instances, by group."""
-    from loce_cli.engine.inspect.state import plot_memory
+    from loce_cli.engine.pictures.inspect_plots import plot_memory
 
     r = inspect_memory(_write(tmp_path / "x.pth"))
     assert [(c.name, c.group, c.stored, c.train_instances) for c in r.classes] == [

@@ -53,7 +53,7 @@ def _check_pictures(work):
     import numpy as np
     from PIL import Image
 
-    from loce_cli.engine.pictures.quickstart import SCALE, SCORE_THR, rare_found, rare_images
+    from loce_cli.engine.quickstart.pictures import SCALE, SCORE_THR, rare_found, rare_images
 
     data = work / "data"
     ann = json.loads((data / "annotations" / "lvis_v1_val.json").read_text())

@@ -112,7 +112,8 @@ def test_cli_formats_and_plots(runs, tmp_path):
 
 def test_plot_uses_instance_counts_of_any_run(runs, tmp_path):
     """A metrics.json from an older loce without instance counts still gets its points (same class list)."""
-    from loce_cli.engine.report.runs import _per_class_by_run, plot_report
+    from loce_cli.engine.report.runs import per_class_by_run
+    from loce_cli.engine.pictures.report_plots import plot_report
 
     root, dirs = runs
     old = tmp_path / "old" / "metrics.json"
@@ -123,7 +124,7 @@ def test_plot_uses_instance_counts_of_any_run(runs, tmp_path):
             c.pop("instance_count")
     old.write_text(json.dumps(data))
     report = build_report([f"old={old}", str(dirs["loce_seed0"])], ["bbox"])
-    assert all(c["instance_count"] is None for c in _per_class_by_run(report, "bbox")[0])
+    assert all(c["instance_count"] is None for c in per_class_by_run(report, "bbox")[0])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +155,7 @@ def test_plot_draws_every_metric_of_the_table(runs, tmp_path):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from loce_cli.engine.report.runs import plot_report
+    from loce_cli.engine.pictures.report_plots import plot_report
 
     root, dirs = runs
     report = build_report([f"base={dirs['base']}", f"loce={root}/loce_seed*/eval"])

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from loce_cli.engine.data.stats import dataset_stats, plot_stats
+from loce_cli.engine.data.stats import dataset_stats
+from loce_cli.engine.pictures.stats_plot import plot_stats
 from loce_cli.errors import DataError, LoceUsageError
 
 

@@ -94,7 +94,7 @@ def test_metrics_txt_shows_dash_where_lvis_has_no_value(tmp_path):
 
 
 def test_plot_titles_name_the_run_and_break_only_at_separators(tmp_path, monkeypatch):
-    from loce_cli.engine.inspect.state import path_title
+    from loce_cli.engine.pictures.inspect_plots import path_title
 
     run = tmp_path / "work" / "quickstart" / "loce"
     run.mkdir(parents=True)
@@ -119,7 +119,8 @@ def test_scores_plot_title_names_the_checkpoint_folder(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     from matplotlib.axes import Axes
 
-    from loce_cli.engine.inspect.state import ClassScore, ScoresReport, plot_scores
+    from loce_cli.engine.inspect.state import ClassScore, ScoresReport
+    from loce_cli.engine.pictures.inspect_plots import plot_scores
 
     titles = []
     real = Axes.set_title

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Sequence
 
+from loce_cli.engine.config.names import resolve_config
+from loce_cli.mmdet_ext.config import load_config as load_mmcv_config
+
 
 def load_config(path: Path, cfg_options: Sequence[str] = ()):
     """An ``mmcv.Config`` from ``path`` (a file, or a shipped config's name: :mod:`loce_cli.engine.config.names`)
     with ``cfg_options`` merged; every option must name an existing key.
     (The mmcv part lives in ``loce_cli.mmdet_ext.config``.)"""
-    from loce_cli.engine.config.names import resolve_config
-
-    path = resolve_config(path)  # before importing mmcv: a wrong name fails fast
-    from loce_cli.mmdet_ext.config import load_config as _load
-
-    return _load(path, cfg_options)
+    path = resolve_config(path)  # a wrong name fails before any file is parsed
+    return load_mmcv_config(path, cfg_options)
 
 
 def train_dataset_cfg(cfg):

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+from loce_cli.engine.data.prep import (META_NAME, VERSIONS, dataset_root_of, detect_version, find_annotation_files,
+                                       image_relpath, read_meta)
+from loce_cli.engine.json_files import decode_json, gc_paused
 from loce_cli.errors import DataError
 
 PARSE_LIMIT = 256 * 1024 * 1024  # bytes: larger annotation files without loce_meta.json are not parsed here
@@ -69,8 +72,6 @@ def model_class_counts(cfg: Any) -> List[Tuple[str, int]]:
 
 
 def _facts_from_meta(ann_file: Path) -> DataFacts:
-    from loce_cli.engine.data.prep import META_NAME, read_meta
-
     meta = read_meta(ann_file)  # DataError when not prepared or changed since
     entry = meta["files"][ann_file.name]
     return DataFacts(meta.get("version"), int(meta["num_classes"]), list(entry.get("image_dirs") or []),
@@ -78,9 +79,6 @@ def _facts_from_meta(ann_file: Path) -> DataFacts:
 
 
 def _facts_from_file(ann_file: Path) -> Optional[DataFacts]:
-    from loce_cli.engine.json_files import decode_json, gc_paused
-    from loce_cli.engine.data.prep import detect_version, image_relpath
-
     try:
         if ann_file.stat().st_size > PARSE_LIMIT:
             return None
@@ -103,8 +101,6 @@ def _facts_from_file(ann_file: Path) -> Optional[DataFacts]:
 
 
 def _other_version_note(root: Path, want: str) -> Optional[Tuple[str, List[str]]]:
-    from loce_cli.engine.data.prep import VERSIONS, find_annotation_files
-
     if not root.is_dir():
         return None
     for v in VERSIONS:
@@ -120,8 +116,6 @@ def check_config_data(cfg: Any, config: Any, split: str = "train") -> None:
 
     Says nothing when the annotation file is missing and the root holds no other LVIS version: the callers'
     own checks name the missing file."""
-    from loce_cli.engine.data.prep import dataset_root_of
-
     ds = split_dataset_cfg(cfg, split)
     if ds is None or not isinstance(ds.get("ann_file"), str):
         return

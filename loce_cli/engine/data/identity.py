@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
+from loce_cli.engine.data.prep import read_meta
+
 CHUNK = 8 << 20
 
 
@@ -28,8 +30,6 @@ def annotation_sha256(ann_file: Path) -> Optional[str]:
     """The sha256 of ``ann_file`` (None when it cannot be read)."""
     ann_file = Path(ann_file)
     try:
-        from loce_cli.engine.data.prep import read_meta
-
         entry = (read_meta(ann_file).get("files") or {}).get(ann_file.name) or {}
         if entry.get("sha256"):
             return str(entry["sha256"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS, frequency_group
-from loce_cli.errors import DataError, LoceUsageError
+from loce_cli.errors import DataError
 
 
 @dataclass
@@ -123,45 +123,3 @@ def dataset_stats(path: Path) -> DatasetStats:
         head_tail_ratio=ratio,
         classes=classes,
     )
-
-
-GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
-
-
-def plot_stats(stats: DatasetStats, out: Path) -> Path:
-    """Log-scale plot of instances per class, sorted, coloured by frequency group; written atomically."""
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise LoceUsageError(f"--plot {out}: unsupported file type {out.suffix or '(none)'}",
-                             "use a .png, .pdf or .svg file name")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    from loce_cli.engine.json_files import atomic_path
-
-    ordered = sorted(stats.classes, key=lambda c: (-c.instances, c.name))
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=120)
-    xs = range(len(ordered))
-    heights = [max(c.instances, 0.8) for c in ordered]
-    ax.bar(xs, heights, width=1.0, color=[GROUP_COLOURS[c.group] for c in ordered], linewidth=0)
-    ax.set_yscale("log")
-    ax.set_xlim(-0.5, len(ordered) - 0.5)
-    ax.set_xlabel("classes, sorted by number of instances")
-    ax.set_ylabel("instances (log scale)")
-    title = Path(stats.annotation_file).name
-    ratio = f", head/tail ratio {stats.head_tail_ratio:,.0f}" if stats.head_tail_ratio else ""
-    ax.set_title(f"{title}: {stats.num_classes} classes, {stats.num_annotations:,} instances{ratio}")
-    handles = [Patch(color=GROUP_COLOURS[g], label=f"{GROUP_NAMES[g]} ({stats.groups[g].classes} classes)")
-               for g in GROUPS]
-    ax.legend(handles=handles, loc="upper right", frameon=False)
-    ax.grid(axis="y", which="major", alpha=0.3)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lower().lstrip("."))
-    plt.close(fig)
-    return out

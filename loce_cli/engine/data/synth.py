@@ -25,31 +25,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from loce_cli.core.frequency import GROUPS, frequency_group
-from loce_cli.errors import LoceUsageError, OutputExistsError
+from loce_cli.engine.data.staging import install_staged, prepare_out, staging_folder
+from loce_cli.engine.data.synth_drawing import COLOURS, PATTERNS, SHAPES, render_split
+from loce_cli.errors import LoceUsageError
 
-COLOURS: Dict[str, Tuple[int, int, int]] = {
-    "red": (225, 35, 35),
-    "green": (35, 185, 60),
-    "blue": (40, 80, 235),
-    "yellow": (240, 220, 35),
-    "magenta": (225, 45, 205),
-    "cyan": (35, 215, 225),
-    "orange": (250, 140, 15),
-    "white": (248, 248, 248),
-}
-PATTERNS = ("solid", "striped", "checkered")
-SHAPES = ("circle", "square", "triangle", "invtriangle", "diamond", "cross", "hexagon", "star")
 MAX_CLASSES = len(COLOURS) * len(PATTERNS) * len(SHAPES)
 MIN_VAL_IMAGES = 3
 HEAD_FRACTION = 0.45
@@ -174,38 +161,6 @@ def class_table(num_classes: int, rng: np.random.Generator) -> List[Tuple[str, s
     return ordered[:num_classes]
 
 
-def shape_polygon(shape: str) -> np.ndarray:
-    """Unit polygon ``[K, 2]`` (x, y in [0, 1], y down) of a shape."""
-    if shape == "circle":
-        a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-        return np.stack([0.5 + 0.5 * np.cos(a), 0.5 + 0.5 * np.sin(a)], 1)
-    if shape == "square":
-        return np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float64)
-    if shape == "triangle":
-        return np.array([[0.5, 0], [1, 1], [0, 1]], dtype=np.float64)
-    if shape == "invtriangle":
-        return np.array([[0, 0], [1, 0], [0.5, 1]], dtype=np.float64)
-    if shape == "diamond":
-        return np.array([[0.5, 0], [1, 0.5], [0.5, 1], [0, 0.5]], dtype=np.float64)
-    if shape == "cross":
-        a, b = 1 / 3, 2 / 3
-        return np.array([[a, 0], [b, 0], [b, a], [1, a], [1, b], [b, b], [b, 1], [a, 1], [a, b], [0, b], [0, a],
-                         [a, a]], dtype=np.float64)
-    if shape == "hexagon":
-        a = np.linspace(0, 2 * np.pi, 6, endpoint=False)
-        return np.stack([0.5 + 0.5 * np.cos(a), 0.5 + 0.5 * np.sin(a)], 1)
-    if shape == "star":
-        a = np.linspace(-np.pi / 2, 1.5 * np.pi, 10, endpoint=False)
-        r = np.where(np.arange(10) % 2 == 0, 0.5, 0.22)
-        return np.stack([0.5 + r * np.cos(a), 0.5 + r * np.sin(a)], 1)
-    raise ValueError(f"unknown shape {shape!r}")
-
-
-def polygon_area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
 def allocate(counts: np.ndarray, num_images: int, capacity: int, rng: np.random.Generator) -> List[List[int]]:
     """Assign class ``k`` to exactly ``counts[k]`` distinct images, at most ``capacity`` classes per image.
 
@@ -237,153 +192,27 @@ def _allocate(counts, num_images: int, capacity: int, rng, jitter: float):
     return per_image
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _background(size: int, rng: np.random.Generator) -> np.ndarray:
-    """Grey, low-saturation textured background with clutter strokes and blobs (never a class colour)."""
-    from PIL import Image, ImageDraw
-
-    base = rng.uniform(70, 150)
-    tint = rng.uniform(-8, 8, size=3)
-    img = base + tint + rng.normal(0, 10, size=(size, size, 1)) + rng.normal(0, 4, size=(size, size, 3))
-    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(pil)
-    for _ in range(int(rng.integers(3, 9))):
-        g = int(rng.uniform(40, 190))
-        x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, size, 4))
-        if rng.random() < 0.6:
-            draw.line([x0, y0, x1, y1], fill=(g, g, g), width=int(rng.integers(1, 3)))
-        else:
-            r = rng.uniform(2, size * 0.06)
-            draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=(g, g, g))
-    return np.asarray(pil).copy()
-
-
-def _draw_object(canvas: np.ndarray, poly: np.ndarray, colour: Tuple[int, int, int], pattern: str) -> None:
-    from PIL import Image, ImageDraw
-
-    h, w = canvas.shape[:2]
-    mask_img = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask_img).polygon([tuple(p) for p in poly], fill=1)
-    mask = np.asarray(mask_img).astype(bool)
-    fill = np.empty_like(canvas, dtype=np.float64)
-    fill[...] = colour
-    if pattern != "solid":
-        yy, xx = np.mgrid[0:h, 0:w]
-        dark = (yy // 3) % 2 == 1 if pattern == "striped" else ((yy // 3) + (xx // 3)) % 2 == 1
-        fill[dark] *= 0.3
-    canvas[mask] = fill[mask].astype(np.uint8)
-
-
-def _render_split(
-    split: str,
-    per_image: List[List[int]],
-    classes: List[Tuple[str, str, str]],
-    rank_to_cat: np.ndarray,
-    first_image_id: int,
-    first_ann_id: int,
-    opts: SynthOptions,
-    rng: np.random.Generator,
-    out: Path,
-) -> Tuple[List[dict], List[dict]]:
-    from PIL import Image
-
-    size = opts.image_size
-    folder = f"{split}2017"
-    (out / folder).mkdir(parents=True, exist_ok=True)
-    images, anns = [], []
-    ann_id = first_ann_id
-    num_classes = len(classes)
-    for idx, ranks in enumerate(per_image):
-        image_id = first_image_id + idx
-        canvas = _background(size, rng)
-        # 1 instance per class-in-image, sometimes 2, within the per-image object budget.
-        instances: List[int] = list(ranks)
-        for k in ranks:
-            if len(instances) < opts.max_objects and rng.random() < 0.25:
-                instances.append(k)
-        rng.shuffle(instances)
-        placed: List[Tuple[float, float, float, float]] = []
-        for k in instances:
-            colour, pattern, shape = classes[k]
-            best = None
-            for attempt in range(40):
-                scale = rng.uniform(0.14, 0.36) * (0.985 ** attempt)
-                aspect = math.exp(rng.uniform(-0.3, 0.3))
-                bw = max(8.0, size * scale * aspect)
-                bh = max(8.0, size * scale / aspect)
-                x0 = rng.uniform(0, size - bw)
-                y0 = rng.uniform(0, size - bh)
-                box = (x0, y0, x0 + bw, y0 + bh)
-                worst = max((_iou(box, other) for other in placed), default=0.0)
-                if best is None or worst < best[0]:
-                    best = (worst, box)
-                if worst <= 0.15:
-                    break
-            box = best[1]
-            poly = shape_polygon(shape) * [box[2] - box[0], box[3] - box[1]] + [box[0], box[1]]
-            poly = np.round(poly, 2)
-            _draw_object(canvas, poly, COLOURS[colour], pattern)
-            placed.append(box)
-            x_min, y_min = poly.min(0)
-            x_max, y_max = poly.max(0)
-            anns.append({
-                "id": ann_id,
-                "image_id": image_id,
-                "category_id": int(rank_to_cat[k]),
-                "bbox": [round(float(x_min), 2), round(float(y_min), 2),
-                         round(float(x_max - x_min), 2), round(float(y_max - y_min), 2)],
-                "area": round(polygon_area(poly), 2),
-                "segmentation": [[float(v) for v in poly.reshape(-1)]],
-            })
-            ann_id += 1
-        file_name = f"{folder}/{image_id:012d}.jpg"
-        Image.fromarray(canvas).save(out / file_name, quality=95)
-        present = {int(rank_to_cat[k]) for k in ranks}
-        absent = [c for c in range(1, num_classes + 1) if c not in present]
-        neg = sorted(int(c) for c in rng.choice(absent, size=min(3, len(absent)), replace=False)) if absent else []
-        images.append({
-            "id": image_id,
-            "width": size,
-            "height": size,
-            "file_name": file_name,
-            "coco_url": file_name,
-            "neg_category_ids": neg,
-            "not_exhaustive_category_ids": [],
+def _categories(classes: List[Tuple[str, str, str]], names: List[str], order: List[int], train_counts: np.ndarray,
+                train_anns: List[dict]) -> List[dict]:
+    """The categories list (ids alphabetical by name), with each class's group and training counts."""
+    inst_count = np.zeros(len(classes) + 1, dtype=np.int64)
+    for a in train_anns:
+        inst_count[a["category_id"]] += 1
+    categories = []
+    for cat_id, k in enumerate(order, start=1):
+        col, pat, shp = classes[k]
+        n_img = int(train_counts[k])
+        categories.append({
+            "id": cat_id,
+            "name": names[k],
+            "synset": f"{names[k]}.n.01",
+            "synonyms": [names[k], f"{col} {pat} {shp}"],
+            "def": f"a {col} {pat} {shp} drawn on a cluttered grey background",
+            "frequency": frequency_group(n_img),
+            "image_count": n_img,
+            "instance_count": int(inst_count[cat_id]),
         })
-    return images, anns
-
-
-def _prepare_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"--out {out} exists and is not a directory", "choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"--out {out} is not empty",
-                                "choose an empty or new directory, or pass --force to replace its dataset")
-
-
-
-def install_staged(staging: Path, out: Path) -> Tuple[int, int]:
-    """Move a dataset built in ``staging`` (``train2017/``, ``val2017/``, ``annotations/``) into ``out``, replacing
-    those entries; returns (files, bytes). Images first, annotations last: a reader never sees annotations
-    pointing at missing images."""
-    files = sum(len(names) for _, _, names in os.walk(staging))
-    nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
-    out.mkdir(parents=True, exist_ok=True)
-    for entry in ("train2017", "val2017", "annotations"):
-        target = out / entry
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(staging / entry, target)
-    return files, nbytes
+    return categories
 
 
 def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False) -> SynthResult:
@@ -396,7 +225,7 @@ def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False)
     opts = opts or SynthOptions()
     opts.validate()
     out = Path(out)
-    _prepare_out(out, force)
+    prepare_out(out, force)
     start = time.perf_counter()
     rng = np.random.default_rng(opts.seed)
 
@@ -413,31 +242,12 @@ def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False)
     train_alloc = allocate(train_counts, opts.train_images, opts.max_objects, rng)
     val_alloc = allocate(val_counts, opts.val_images, opts.max_objects, rng)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    try:
-        train_images, train_anns = _render_split("train", train_alloc, classes, rank_to_cat, 1, 1, opts, rng,
+    with staging_folder(out) as staging:
+        train_images, train_anns = render_split("train", train_alloc, classes, rank_to_cat, 1, 1, opts, rng,
                                                  staging)
-        val_images, val_anns = _render_split("val", val_alloc, classes, rank_to_cat, opts.train_images + 1,
+        val_images, val_anns = render_split("val", val_alloc, classes, rank_to_cat, opts.train_images + 1,
                                              len(train_anns) + 1, opts, rng, staging)
-
-        inst_count = np.zeros(opts.num_classes + 1, dtype=np.int64)
-        for a in train_anns:
-            inst_count[a["category_id"]] += 1
-        categories = []
-        for cat_id, k in enumerate(order, start=1):
-            col, pat, shp = classes[k]
-            n_img = int(train_counts[k])
-            categories.append({
-                "id": cat_id,
-                "name": names[k],
-                "synset": f"{names[k]}.n.01",
-                "synonyms": [names[k], f"{col} {pat} {shp}"],
-                "def": f"a {col} {pat} {shp} drawn on a cluttered grey background",
-                "frequency": frequency_group(n_img),
-                "image_count": n_img,
-                "instance_count": int(inst_count[cat_id]),
-            })
+        categories = _categories(classes, names, order, train_counts, train_anns)
         info = {
             "description": "loce synthetic long-tailed dataset (LVIS v1 format)",
             "version": "1.0",
@@ -449,14 +259,9 @@ def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False)
             with open(staging / "annotations" / f"lvis_v1_{split}.json", "w", encoding="utf-8") as f:
                 json.dump({"info": info, "licenses": [], "images": imgs, "annotations": anns,
                            "categories": categories}, f)
-
         files, nbytes = install_staged(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
-    groups = {g: 0 for g in GROUPS}
-    for c in categories:
-        groups[c["frequency"]] += 1
+    groups = {g: sum(1 for c in categories if c["frequency"] == g) for g in GROUPS}
     notes = []
     missing = [g for g in GROUPS if groups[g] == 0]
     if missing:

@@ -30,16 +30,18 @@ in a temporary folder next to ``out`` and moved into place at the end.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from loce_cli.core.frequency import GROUPS, frequency_group
+from loce_cli.engine.data.prep import OFFICIAL
+from loce_cli.engine.data.staging import install_staged, prepare_out, staging_folder
+from loce_cli.engine.data.synth import allocate
 from loce_cli.errors import LoceUsageError
 
 LIKES = {"lvis-v1": "v1", "lvis-v0.5": "v0.5"}
@@ -110,8 +112,6 @@ class LvisLikeResult:
 
 
 def official_counts(version: str) -> Tuple[int, Dict[str, int]]:
-    from loce_cli.engine.data.prep import OFFICIAL
-
     n, groups = OFFICIAL[version]
     return n, dict(groups)
 
@@ -170,8 +170,6 @@ def _area(poly: np.ndarray) -> float:
 
 
 def _background(w: int, h: int, noise: np.ndarray, rng: np.random.Generator):
-    from PIL import Image
-
     coarse = rng.integers(60, 200, size=(3, 4, 3)).astype(np.uint8)
     base = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR), dtype=np.int16)
     oy, ox = int(rng.integers(0, noise.shape[0] - h + 1)), int(rng.integers(0, noise.shape[1] - w + 1))
@@ -182,8 +180,6 @@ def _background(w: int, h: int, noise: np.ndarray, rng: np.random.Generator):
 def _render_split(split: str, version: str, per_image: List[List[int]], image_ids: np.ndarray,
                   sizes: np.ndarray, folders: List[str], cat_ids: np.ndarray, colours: np.ndarray,
                   first_ann_id: int, rng: np.random.Generator, noise: np.ndarray, out: Path) -> Tuple[list, list]:
-    from PIL import ImageDraw
-
     num_classes = len(cat_ids)
     images, anns = [], []
     ann_id = first_ann_id
@@ -246,19 +242,56 @@ def _render_split(split: str, version: str, per_image: List[List[int]], image_id
 
 
 def _allocate(counts: np.ndarray, num_images: int, capacity: int, rng: np.random.Generator) -> List[List[int]]:
-    from loce_cli.engine.data.synth import allocate
-
     return allocate(counts, num_images, capacity, rng)
+
+
+def _categories(version: str, cat_ids: np.ndarray, train_alloc: List[List[int]], train_anns: List[dict]) -> List[dict]:
+    n_classes = len(cat_ids)
+    inst = np.bincount([a["category_id"] for a in train_anns], minlength=n_classes + 1)[1:]
+    img_count = np.zeros(n_classes, dtype=np.int64)
+    for labs in train_alloc:
+        img_count[labs] += 1
+    prefix = "v1" if version == "v1" else "v05"
+    categories = []
+    for i in range(n_classes):
+        name = f"{prefix}_class_{i + 1:04d}"
+        categories.append({
+            "id": int(cat_ids[i]),
+            "name": name,
+            "synset": f"{name}.n.01",
+            "synonyms": [name],
+            "def": f"synthetic LVIS {version} category {i + 1} (flat-colour polygons)",
+            "frequency": frequency_group(int(img_count[i])),
+            "image_count": int(img_count[i]),
+            "instance_count": int(inst[i]),
+        })
+    return categories
+
+
+def _write_annotations(staging: Path, version: str, opts: LvisLikeOptions, categories: List[dict], splits) -> None:
+    """``annotations/lvis_<version>_<split>.json`` with an LVIS-like info block and licenses."""
+    info = {
+        "description": f"LVIS {version} shaped synthetic dataset (loce data synth --like {opts.like})",
+        "url": "http://www.lvisdataset.org",
+        "version": "1.0" if version == "v1" else "0.5",
+        "year": 2020 if version == "v1" else 2019,
+        "contributor": "loce data synth",
+        "date_created": "2020-01-01",
+        "loce_synthetic": asdict(opts),
+    }
+    licenses = [{"id": i, "name": f"license {i}", "url": ""} for i in range(1, 9)]
+    for split, imgs, anns in splits:
+        payload = {"info": info, "images": imgs, "annotations": anns, "licenses": licenses, "categories": categories}
+        with open(staging / "annotations" / f"lvis_{version}_{split}.json", "w", encoding="utf-8") as f:
+            json.dump(payload, f, separators=(",", ":"))
 
 
 def synthesize_lvis_like(out: Path, opts: LvisLikeOptions | None = None, force: bool = False) -> LvisLikeResult:
     """Write an LVIS-shaped dataset (see the module docstring) under ``out``."""
-    from loce_cli.engine.data.synth import _prepare_out, install_staged
-
     opts = opts or LvisLikeOptions()
     opts.validate()
     out = Path(out)
-    _prepare_out(out, force)
+    prepare_out(out, force)
     start = time.perf_counter()
     version = opts.version
     rng = np.random.default_rng(opts.seed)
@@ -288,54 +321,20 @@ def synthesize_lvis_like(out: Path, opts: LvisLikeOptions | None = None, force: 
         val_folders = ["val2017"] * opts.val_images
     noise = np.rint(rng.normal(0, 6, size=(640, 640, 3))).astype(np.int16)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    try:
+    with staging_folder(out) as staging:
         for d in ("train2017", "val2017", "annotations"):
             (staging / d).mkdir()
         train_images, train_anns = _render_split("train", version, train_alloc, train_ids, train_sizes, train_folders,
                                                  cat_ids, colours, 1, rng, noise, staging)
         val_images, val_anns = _render_split("val", version, val_alloc, val_ids, val_sizes, val_folders, cat_ids,
                                              colours, len(train_anns) + 1, rng, noise, staging)
-        inst = np.bincount([a["category_id"] for a in train_anns], minlength=n_classes + 1)[1:]
-        img_count = np.zeros(n_classes, dtype=np.int64)
-        for labs in train_alloc:
-            img_count[labs] += 1
-        prefix = "v1" if version == "v1" else "v05"
-        categories = []
-        for i in range(n_classes):
-            name = f"{prefix}_class_{i + 1:04d}"
-            categories.append({
-                "id": int(cat_ids[i]),
-                "name": name,
-                "synset": f"{name}.n.01",
-                "synonyms": [name],
-                "def": f"synthetic LVIS {version} category {i + 1} (flat-colour polygons)",
-                "frequency": frequency_group(int(img_count[i])),
-                "image_count": int(img_count[i]),
-                "instance_count": int(inst[i]),
-            })
+        categories = _categories(version, cat_ids, train_alloc, train_anns)
         derived = {g: sum(1 for c in categories if c["frequency"] == g) for g in GROUPS}
         if derived != groups:  # a bug here, not a user error
             raise RuntimeError(f"synthetic LVIS {version} groups {derived} differ from the official {groups}")
-        info = {
-            "description": f"LVIS {version} shaped synthetic dataset (loce data synth --like {opts.like})",
-            "url": "http://www.lvisdataset.org",
-            "version": "1.0" if version == "v1" else "0.5",
-            "year": 2020 if version == "v1" else 2019,
-            "contributor": "loce data synth",
-            "date_created": "2020-01-01",
-            "loce_synthetic": asdict(opts),
-        }
-        licenses = [{"id": i, "name": f"license {i}", "url": ""} for i in range(1, 9)]
-        for split, imgs, anns in (("train", train_images, train_anns), ("val", val_images, val_anns)):
-            payload = {"info": info, "images": imgs, "annotations": anns, "licenses": licenses,
-                       "categories": categories}
-            with open(staging / "annotations" / f"lvis_{version}_{split}.json", "w", encoding="utf-8") as f:
-                json.dump(payload, f, separators=(",", ":"))
+        _write_annotations(staging, version, opts, categories, (("train", train_images, train_anns),
+                                                                ("val", val_images, val_anns)))
         files, nbytes = install_staged(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     def summary(split: str, imgs: list, anns: list, folders: List[str]) -> LvisSplitSummary:
         per_folder: Dict[str, int] = {}

@@ -10,19 +10,15 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pycocotools import mask as mask_util
 
+from loce_cli.atomic import atomic_path
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS
+from loce_cli.engine.pictures.colours import group_rgb
 
 MASK_ALPHA = 0.45
 _LEGEND_ALPHA = 0.8
-
-
-def group_rgb(group: str) -> Tuple[int, int, int]:
-    """The group's colour (the one ``loce data stats`` and ``loce report`` plots use) as RGB."""
-    from loce_cli.engine.data.stats import GROUP_COLOURS
-
-    h = GROUP_COLOURS[group].lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
 @dataclass
@@ -39,8 +35,6 @@ class Drawn:
 
 @lru_cache(maxsize=16)
 def _font(size: int):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: the fixed bitmap font
@@ -77,8 +71,6 @@ def draw_detections(image: np.ndarray, dets: Sequence[Drawn], legend: bool = Tru
     """A copy of the RGB ``image`` (``H x W x 3`` uint8) with ``dets`` drawn: masks blended in their group's
     colour (alpha 0.45, lowest score first), box outlines, ``name score`` labels (the highest score on top)
     and, when anything was drawn and ``legend``, the groups present in the bottom-left corner."""
-    from PIL import Image, ImageDraw
-
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError("draw_detections needs an H x W x 3 uint8 image")
     height, width = image.shape[:2]
@@ -156,8 +148,6 @@ def _clip_box(box, width: int, height: int) -> Tuple[int, int, int, int]:
 
 
 def _draw_legend(out: np.ndarray, groups: Sequence[str]) -> None:
-    from PIL import Image, ImageDraw
-
     height, width = out.shape[:2]
     box = legend_box(height, width, groups)
     if box is None:
@@ -189,8 +179,6 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
 
 def side_by_side(panels: Sequence[Tuple[str, np.ndarray]], gap: int = 8) -> np.ndarray:
     """The images of ``panels`` (title, RGB array of one height) in a row on a white canvas, titles above."""
-    from PIL import Image, ImageDraw
-
     heights = {img.shape[0] for _, img in panels}
     if len(heights) != 1:
         raise ValueError("side_by_side needs panels of one height")
@@ -211,10 +199,6 @@ def side_by_side(panels: Sequence[Tuple[str, np.ndarray]], gap: int = 8) -> np.n
 
 def write_png(image: np.ndarray, path: Path) -> Path:
     """``image`` (RGB uint8) as a PNG at ``path``, written to a temporary name and renamed."""
-    from PIL import Image
-
-    from loce_cli.engine.json_files import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG", optimize=True)
@@ -225,8 +209,6 @@ def drawn_from_lvis(dets: Sequence[dict], labels: Sequence[int], names: Sequence
                     height: int, width: int, split: Optional[Sequence[str]] = None) -> List[Drawn]:
     """``Drawn`` items for LVIS detections (RLE masks decoded at ``height x width``); ``split`` keeps only the
     given group keys."""
-    from pycocotools import mask as mask_util
-
     items = []
     for det, label in zip(dets, labels):
         if split is not None and groups[label] not in split:

@@ -12,9 +12,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import torch
+from PIL import Image, UnidentifiedImageError
+
+import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS, parse_split
 from loce_cli.engine.checkpoints import checkpoint_classes, read_checkpoint
+from loce_cli.engine.config.loading import load_config
+from loce_cli.engine.json_files import atomic_path
+from loce_cli.engine.pictures.drawing import draw_detections, drawn_from_lvis, write_png
+from loce_cli.engine.runtime.amp import check_inference
+from loce_cli.engine.runtime.launch import LaunchOptions, check_launch
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
+from loce_cli.mmdet_ext.image_inference import ImageDetector
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREDICTIONS = "predictions.json"
@@ -112,8 +122,6 @@ def resolve_inputs(inputs: Sequence[str]) -> List[Path]:
 
 def check_image(path: Path) -> None:
     """Refuse, with one line, a file that is not a complete image: empty, another kind of file, truncated."""
-    from PIL import Image, UnidentifiedImageError
-
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes)", "pass a JPEG or PNG image")
     try:
@@ -151,8 +159,6 @@ class _PredictionsWriter:
     the first image), renamed when the ``ExitStack`` it was entered on closes without an error."""
 
     def __init__(self, path: Path, stack):
-        from loce_cli.engine.json_files import atomic_path
-
         self.f = stack.enter_context(open(stack.enter_context(atomic_path(path)), "w", encoding="utf-8"))
         self.f.write("[")
         self.count = 0
@@ -175,14 +181,8 @@ def _check_request(req: PredictRequest) -> Tuple[List[str], str]:
         raise LoceUsageError(f"--score-thr {req.score_thr} is outside 0..1", "e.g. --score-thr 0.3")
     if req.max_dets < 1:
         raise LoceUsageError("--max-dets must be >= 1", "e.g. --max-dets 100")
-    import torch
-
     device = req.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from loce_cli.engine.runtime.launch import LaunchOptions, check_launch
-
     check_launch(LaunchOptions(device=device))
-    from loce_cli.engine.runtime.amp import check_inference
-
     check_inference(req.amp, device)
     out = Path(req.out)
     if out.exists() and not out.is_dir():
@@ -197,11 +197,6 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
     """Detect in every input image, write ``OUT/<stem>.png`` (the input with its detections drawn) and
     ``OUT/predictions.json``. A bad image is reported through ``warn`` and skipped (nothing written for it);
     with one input it raises. Inputs are only read."""
-    import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
-    from loce_cli.engine.config.loading import load_config
-    from loce_cli.engine.pictures.drawing import draw_detections, drawn_from_lvis, write_png
-    from loce_cli.mmdet_ext.image_inference import ImageDetector
-
     start = time.perf_counter()
     warn = warn or (lambda _msg: None)
     split, device = _check_request(req)

@@ -8,7 +8,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.config.names import configs_root
+from loce_cli.engine.data.synth import SynthOptions, synthesize
+from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_predictions
+from loce_cli.engine.runtime.locks import locked
+from loce_cli.engine.training.train import TrainRequest, train
+from loce_cli.mmdet_ext.training import latest_checkpoint
 
 CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
 BASE_CONFIG = CONFIG_DIR / "mask_rcnn_r18_fpn_normed_synth.py"
@@ -49,8 +56,6 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
 
 def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
     """``loce predict`` of both models on the val images with rare classes, a few drawn side by side."""
-    from loce_cli.engine.pictures.quickstart import pictures_done, write_quickstart_predictions
-
     t = time.perf_counter()
     where = work_dir / "predictions"
     if pictures_done(work_dir):
@@ -70,8 +75,6 @@ def run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None,
                    cfg_options: Dict[str, List[str]] | None = None, synth_options=None,
                    verbose: bool = False) -> QuickstartResult:
     """:func:`_run_quickstart` holding ``work_dir``'s lock (two quickstarts in one folder: the second is refused)."""
-    from loce_cli.engine.runtime.locks import locked
-
     with locked(Path(work_dir), "--work-dir"):
         return _run_quickstart(work_dir, echo, cfg_options, synth_options, verbose)
 
@@ -86,10 +89,6 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
     and ``synth_options`` replace the dataset's ``SynthOptions``; tests use both to make it small. ``verbose``:
     mmcv's log records on the terminal too (they are always in each run's log file).
     """
-    from loce_cli.engine.config.loading import load_config
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-    from loce_cli.engine.training.train import TrainRequest, train
-
     say = echo or (lambda _msg: None)
     extra = cfg_options or {}
     work_dir = Path(work_dir)
@@ -119,8 +118,6 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
             say(f"[{n}/5] {stage}: {final} exists, skipped")
             checkpoints[stage] = final
             continue
-        from loce_cli.mmdet_ext.training import latest_checkpoint
-
         resume = "auto" if latest_checkpoint(str(run)) else None
         say(f"[{n}/5] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
@@ -132,8 +129,6 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
                                        out.checkpoint))
         loss = f", final loss {out.final_loss:.3f}" if out.final_loss is not None else ""
         say(f"      {out.iterations} iterations in {out.seconds:.0f} s{loss} -> {out.checkpoint}")
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
-
     t = time.perf_counter()
     done = []
     for stage, config, run_name in (("base", BASE_CONFIG, "base"), ("finetune", LOCE_CONFIG, "loce")):

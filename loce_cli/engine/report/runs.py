@@ -4,7 +4,9 @@ are averaged with their spread."""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Dict, List, Optional, Sequence
 
 from loce_cli.core.frequency import GROUP_NAMES, parse_split
 from loce_cli.engine.evaluation.evaluate import METRICS, EvalReport, read_report
+from loce_cli.engine.evaluation.protocols import PROTOCOLS
+from loce_cli.engine.report.same_data import check_same_data
 from loce_cli.errors import DataError, LoceUsageError
 
 KEYS = ("AP", "APr", "APc", "APf")
@@ -118,8 +122,6 @@ def _has(rep: EvalReport, key: str) -> bool:
 def _protocols(loaded, protocols: Optional[Sequence[str]]) -> List[str]:
     """The protocols to show: those asked for (each must be in every run), else standard and every other one
     that all runs carry."""
-    from loce_cli.engine.evaluation.protocols import PROTOCOLS
-
     reps = [(src, rep) for _l, items in loaded for src, rep in items]
     if not protocols:
         return ["standard"] + [p for p in PROTOCOL_TITLES if all(p in rep.protocols for _s, rep in reps)]
@@ -164,8 +166,6 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     for _label, items in loaded:
         for src, rep in items:
             _same_classes(ref, ref_src, rep, src)
-    from loce_cli.engine.report.same_data import check_same_data
-
     data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
     shown = _protocols(loaded, protocols)
     keys = [_key(m, p) for p in shown for m in METRICS]
@@ -206,7 +206,7 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     return report
 
 
-def _fmt(value: Optional[float], sd: Optional[float] = None) -> str:
+def fmt(value: Optional[float], sd: Optional[float] = None) -> str:
     if value is None:
         return "-"
     text = f"{100 * value:.1f}"
@@ -227,7 +227,7 @@ def summary_rows(report: Report) -> List[List[str]]:
         for i, run in enumerate(report.runs):
             stats = run.metrics[m]
             deltas = report.deltas.get(run.label, {}).get(m, {}) if i else {}
-            rows.append([run.label, m, str(len(run.sources))] + [_fmt(stats[k].mean, stats[k].sd) for k in keys]
+            rows.append([run.label, m, str(len(run.sources))] + [fmt(stats[k].mean, stats[k].sd) for k in keys]
                         + [_fmt_delta(deltas.get(k)) if i else "" for k in keys])
     return rows
 
@@ -240,7 +240,7 @@ def class_rows(report: Report, metric: str) -> List[List[str]]:
     rows = [header]
     for c in report.classes.get(metric, []):
         row = [c.name, GROUP_NAMES.get(c.frequency, c.frequency), "-" if c.image_count is None else str(c.image_count),
-               "-" if c.instance_count is None else str(c.instance_count)] + [_fmt(a) for a in c.ap]
+               "-" if c.instance_count is None else str(c.instance_count)] + [fmt(a) for a in c.ap]
         first = c.ap[0]
         row += [_fmt_delta(a - first if a is not None and first is not None else None) for a in c.ap[1:]]
         rows.append(row)
@@ -262,9 +262,6 @@ def render_markdown(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["run", "metric", "key", "mean", "sd", "seeds", "delta_vs_first"])
@@ -278,115 +275,7 @@ def render_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-GROUP_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
-
-
-def plot_report(report: Report, path: Path, metric: Optional[str] = None) -> List[Path]:
-    """Two PNGs: ``path`` with per-class AP against training instances (log x), one panel per run and metric (a
-    row of panels per metric: bbox and segm when the table has both), coloured by frequency group;
-    ``<stem>_groups<suffix>`` with AP / APr / APc / APf bars per run, one panel per metric (error bars: sd over
-    seeds). ``metric``: draw that one only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from loce_cli.engine.json_files import atomic_path
-
-    metrics = [metric] if metric else list(report.metrics)
-    n = len(report.runs)
-    cols = min(n, 3)
-    run_rows = math.ceil(n / cols)
-    rows = run_rows * len(metrics)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False, sharey=True)
-    x_labels = []
-    for m, name in enumerate(metrics):
-        x_labels.append(_scatter_panels(report, name, [axes[m * run_rows + r] for r in range(run_rows)], cols))
-    x_label = x_labels[0]
-    fig.suptitle(f"per-class {' and '.join(metrics)} AP vs {x_label.split(' (')[0]}", fontsize=11)
-    fig.tight_layout()
-    written = []
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=140, format=Path(path).suffix.lstrip(".") or "png")
-    written.append(Path(path))
-    plt.close(fig)
-
-    width_one = max(6.0, 1.6 * n + 3)
-    fig, group_axes = plt.subplots(1, len(metrics), figsize=(width_one * len(metrics), 4.0), squeeze=False)
-    for ax, name in zip(group_axes[0], metrics):
-        _group_bars(report, name, ax)
-    fig.tight_layout()
-    groups_path = Path(path).with_name(f"{Path(path).stem}_groups{Path(path).suffix}")
-    with atomic_path(groups_path) as tmp:
-        fig.savefig(tmp, dpi=140, format=groups_path.suffix.lstrip(".") or "png")
-    written.append(groups_path)
-    plt.close(fig)
-    return written
-
-
-def _scatter_panels(report: Report, metric: str, axes_rows, cols: int) -> str:
-    """One metric's per-class scatter, a panel per run over ``axes_rows``; returns the x axis label."""
-    per_run = _per_class_by_run(report, metric)
-    n = len(report.runs)
-    # metrics.json files of older loce versions have no instance counts. The runs share one class list
-    # (checked), so counts from any run serve all; with none anywhere fall back to image counts and say so.
-    count = "instance_count" if any(c["instance_count"] for run_rows in per_run for c in run_rows) else "image_count"
-    x_label = "training instances (log)" if count == "instance_count" else "training images (log)"
-    known = {}
-    for run_rows in per_run:
-        for k, c in enumerate(run_rows):
-            if c[count]:
-                known.setdefault(k, c[count])
-    for run_rows in per_run:
-        for k, c in enumerate(run_rows):
-            c[count] = c[count] or known.get(k)
-    for i, run in enumerate(report.runs):
-        ax = axes_rows[i // cols][i % cols]
-        for g in ("f", "c", "r"):
-            pts = [(c[count], 100 * c["ap"]) for c in per_run[i]
-                   if c["frequency"] == g and c["ap"] is not None and c[count]]
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            ax.scatter(xs, ys, s=18, alpha=0.8, color=GROUP_COLOURS[g],
-                       label=f"{GROUP_NAMES[g]} ({_fmt(run.metrics[metric][SPLIT_KEY[g]].mean)})")
-        ax.set_xscale("log")
-        ax.set_ylim(-3, 103)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(f"{run.label}: {metric} AP {_fmt(run.metrics[metric]['AP'].mean)}", fontsize=10)
-        ax.set_xlabel(x_label)
-        if i % cols == 0:
-            ax.set_ylabel(f"class {metric} AP")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="best")
-    for j in range(n, len(axes_rows) * cols):
-        axes_rows[j // cols][j % cols].axis("off")
-    return x_label
-
-
-def _group_bars(report: Report, metric: str, ax) -> None:
-    """AP / APr / APc / APf bars of each run for one metric."""
-    n = len(report.runs)
-    width = 0.8 / n
-    for i, run in enumerate(report.runs):
-        stats = run.metrics[metric]
-        means = [100 * (stats[k].mean or 0) for k in KEYS]
-        errs = [100 * (stats[k].sd or 0) for k in KEYS]
-        xs = [x + (i - (n - 1) / 2) * width for x in range(len(KEYS))]
-        bars = ax.bar(xs, means, width, yerr=errs if any(errs) else None, capsize=3, label=run.label)
-        for b, v in zip(bars, means):
-            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(range(len(KEYS)), KEYS)
-    ax.set_ylabel(f"{metric} AP")
-    ax.set_ylim(0, 105)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(n, 3))
-    ax.set_title(f"{metric} AP by frequency group" + (" (error bars: sd over seeds)" if any(
-        len(r.sources) > 1 for r in report.runs) else ""), fontsize=10)
-
-
-def _per_class_by_run(report: Report, metric: str) -> List[List[dict]]:
+def per_class_by_run(report: Report, metric: str) -> List[List[dict]]:
     """Per-class AP of each run (mean over its seeds) with the class's group and training counts."""
     out = []
     for run in report.runs:

@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
+from loce_cli.engine.data.identity import annotation_sha256
 from loce_cli.errors import DataError
 
 
 def _sha(rep) -> str | None:
     if getattr(rep, "annotation_sha256", None):
         return rep.annotation_sha256
-    from loce_cli.engine.data.identity import annotation_sha256
-
     return annotation_sha256(Path(rep.annotation_file)) if Path(rep.annotation_file).is_file() else None
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from loce_cli.errors import DataError, LoceUsageError
 
 CHOICES = ("fp16", "bf16")
@@ -108,8 +110,6 @@ def resolve(cfg, flag: Optional[str], device: str, source: str, resumed: bool = 
             raise LoceUsageError(message, hint)
         raise DataError(message, hint + " (--amp bf16 overrides the config's fp16)")
     if setting["dtype"] == "bf16" and device == "cuda":
-        import torch
-
         if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
             raise LoceUsageError(f"this GPU ({torch.cuda.get_device_name(0)}) has no bf16 support",
                                  "use --amp fp16 (Volta, Turing) or an Ampere or newer GPU for bf16")

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+import torch
+import torch.distributed as dist
+
+from loce_cli.engine.runtime.supervise import run_forwarding_stop_signals
 from loce_cli.errors import LoceError, LoceUsageError
 
 LAUNCHERS = ("none", "pytorch", "slurm")
@@ -66,8 +70,6 @@ def check_launch(launch: LaunchOptions) -> str:
     if device not in ("cpu", "cuda"):
         raise LoceUsageError(f"--device must be cpu or cuda, got {device!r}", "cpu or cuda")
     if device == "cuda" and launch.launcher == "none":
-        import torch
-
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         want = max(launch.gpus, 1)
         if have < want and not (shares_gpu() and have >= 1):
@@ -80,7 +82,7 @@ def check_launch(launch: LaunchOptions) -> str:
 
 def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, log_hint: str,
                  stop_signals: bool = False, failed=None) -> None:
-    """Write ``spec`` to ``spec_path`` and run ``loce_cli.engine.runtime.worker`` on it in N processes per node;
+    """Write ``spec`` to ``spec_path`` and run ``loce_cli.engine.worker`` on it in N processes per node;
     raise a one-line LoceError when any of them fails. ``stop_signals``: SIGTERM / SIGUSR1 go to the processes
     (which checkpoint and stop; :mod:`loce_cli.engine.runtime.supervise`). ``failed()``: a LoceError to raise instead
     of the generic one (or None)."""
@@ -88,11 +90,9 @@ def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, 
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={launch.procs_per_node()}",
            f"--nnodes={launch.nnodes}", f"--node_rank={launch.node_rank}", f"--master_addr={launch.master_addr}",
-           f"--master_port={launch.master_port}", "-m", "loce_cli.engine.runtime.worker", str(spec_path)]
+           f"--master_port={launch.master_port}", "-m", "loce_cli.engine.worker", str(spec_path)]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     if stop_signals:
-        from loce_cli.engine.runtime.supervise import run_forwarding_stop_signals
-
         returncode = run_forwarding_stop_signals(cmd, env)
     else:
         returncode = subprocess.run(cmd, env=env).returncode
@@ -110,9 +110,6 @@ def env_rank() -> int:
 
 def init_distributed(launch: LaunchOptions) -> Tuple[int, int, int]:
     """(rank, local_rank, world_size) from the launcher's environment; initialises the process group."""
-    import torch
-    import torch.distributed as dist
-
     env = os.environ
     if launch.launcher == "slurm" or ("SLURM_PROCID" in env and "RANK" not in env and launch.launcher != "none"):
         rank, world, local = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env["SLURM_LOCALID"])

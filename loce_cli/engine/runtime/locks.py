@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
+from loce_cli.engine.runtime.launch import env_rank
 from loce_cli.errors import OutputExistsError
 
 LOCK_NAME = ".loce.lock"
@@ -142,6 +143,4 @@ def _remove_empty(directory: Path) -> None:
 def takes_lock(launch) -> bool:
     """Whether this process holds the run's lock: the launcher on node 0 (``--launcher none``), or global rank 0
     of processes started by torchrun / srun. Workers loce starts itself never call this."""
-    from loce_cli.engine.runtime.launch import env_rank
-
     return launch.node_rank == 0 and env_rank() == 0

@@ -6,14 +6,14 @@ import shlex
 from pathlib import Path
 from typing import Optional, Sequence
 
+from loce_cli.engine.config.names import resolve_config
+from loce_cli.errors import DataError
+
 
 def loce_config_for(base_config: str) -> Optional[str]:
     """The LOCE fine-tune config shipped next to a base config, if there is one: ``X.py`` -> ``loce_X.py``, the
     LVIS configs' 2x base schedule -> the 6-epoch fine-tune (``..._2x_lvis_v1.py`` -> ``loce_..._6e_lvis_v1.py``).
     A base config given by name (``lvis/mask_rcnn_...``) gets a name back, a path a path."""
-    from loce_cli.engine.config.names import resolve_config
-    from loce_cli.errors import DataError
-
     try:
         path = resolve_config(base_config)
     except DataError:

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from loce_cli.engine.checkpoints import read_checkpoint
+from loce_cli.engine.config.loading import load_config
+from loce_cli.engine.json_files import write_json_atomic
 from loce_cli.errors import DataError, LoceError, LoceUsageError
+from loce_cli.mmdet_ext.checkpoint_files import checkpoints, newest_checkpoint
+from loce_cli.mmdet_ext.config import load_config_text, parse_cfg_options
+from loce_cli.mmdet_ext.preemption import PREEMPTED_EXIT_CODE
 
 CHANGEABLE_ON_RESUME = ("runner.max_epochs", "log_config.interval", "checkpoint_config.interval",
                         "checkpoint_config.max_keep_ckpts", "evaluation.interval")
@@ -69,8 +74,6 @@ def _meta(ckpt: dict, path) -> dict:
 def newest_readable(work_dir: Path, strict: bool = True):
     """``(path, checkpoint dict)`` of the newest checkpoint in ``work_dir`` that reads; an unreadable newer one
     (truncated, damaged) is named in a warning and skipped. None when there is none (``strict``: an error)."""
-    from loce_cli.mmdet_ext.checkpoint_files import checkpoints, newest_checkpoint
-
     order = []
     for p in [newest_checkpoint(str(work_dir))] + checkpoints(str(work_dir)):
         if p and p not in order:
@@ -124,8 +127,6 @@ def _norm(value):
 
 def saved_config(ckpt: dict, cfg_options=(), path="the checkpoint"):
     """The run's config as its checkpoint recorded it, with ``cfg_options`` merged."""
-    from loce_cli.mmdet_ext.config import load_config_text
-
     text = (ckpt.get("meta") or {}).get("config")
     if not text:
         raise DataError(f"{path} does not record its config", "resume a checkpoint written by loce")
@@ -135,9 +136,6 @@ def saved_config(ckpt: dict, cfg_options=(), path="the checkpoint"):
 def plan_resume(req, work_dir: Path) -> Optional[ResumePlan]:
     """Check a ``--resume`` / ``--resume-from`` request against the checkpoint it continues; None for
     ``--resume-from auto`` in a work dir without a checkpoint (a fresh start)."""
-    from loce_cli.engine.config.loading import load_config
-    from loce_cli.mmdet_ext.config import parse_cfg_options
-
     if req.resume in ("auto", IF_ANY):
         found = newest_readable(work_dir, strict=req.resume == "auto")
         if found is None:
@@ -214,8 +212,6 @@ def resume_command(req) -> str:
 
 def stopped_by_signal(req, stop, requeued: str = "") -> TrainingStopped:
     """The error a run stopped by a signal ends with (``stop``: the runner's ``Preempted``)."""
-    from loce_cli.mmdet_ext.preemption import PREEMPTED_EXIT_CODE
-
     message = (f"{stop.signame} after iteration {stop.iteration} (epoch {stop.epoch}, {stop.inner_iter}/"
                f"{stop.epoch_len}): checkpoint {stop.checkpoint}")
     if requeued:
@@ -225,8 +221,6 @@ def stopped_by_signal(req, stop, requeued: str = "") -> TrainingStopped:
 
 def interrupted(req) -> TrainingStopped:
     """Ctrl-C: no checkpoint is written; name the last one."""
-    from loce_cli.mmdet_ext.checkpoint_files import newest_checkpoint
-
     last = newest_checkpoint(req.work_dir)
     where = f"the last checkpoint is {last}" if last else "no checkpoint was written yet"
     hint = f"continue with: {resume_command(req)}" if last else "run the same command again"
@@ -234,8 +228,6 @@ def interrupted(req) -> TrainingStopped:
 
 
 def write_stopped(work_dir: str, stop: TrainingStopped) -> None:
-    from loce_cli.engine.json_files import write_json_atomic
-
     write_json_atomic(Path(work_dir) / STOPPED_FILE, dict(message=stop.message, hint=stop.hint,
                                                           exit_code=stop.exit_code, checkpoint=stop.checkpoint))
 

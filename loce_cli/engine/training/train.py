@@ -3,16 +3,36 @@ training run itself over mmcv's runner."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+import torch.distributed as dist
+
+import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.engine.checkpoints import check_base_checkpoint, read_checkpoint
+from loce_cli.engine.config.loading import dataset_paths, load_config
+from loce_cli.engine.config.names import config_file_name
+from loce_cli.engine.data.checks import check_config_data
+from loce_cli.engine.data.prep import check_prepared
+from loce_cli.engine.evaluation.evaluate import METRICS, EvalRequest, evaluate_results, write_report, write_results
+from loce_cli.engine.json_files import write_json_atomic
+from loce_cli.engine.runtime import amp
 from loce_cli.engine.runtime.launch import LaunchOptions, check_launch, env_rank, init_distributed, run_torchrun
+from loce_cli.engine.runtime.locks import locked, takes_lock
+from loce_cli.engine.training.next_step import next_command
+from loce_cli.engine.training.resume import (STOPPED_FILE, interrupted, plan_resume, read_stopped, saved_config,
+                                             stopped_by_signal, warn, write_stopped)
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
+from loce_cli.mmdet_ext.checkpoint_files import remove_stale_tmp
+from loce_cli.mmdet_ext.preemption import Preempted, requeue_slurm_job
+from loce_cli.mmdet_ext.training import latest_checkpoint, run_training
 
 STAGES = ("base", "finetune")
 
@@ -74,35 +94,27 @@ def _has_run(work_dir: Path) -> bool:
 
 def validate(req: TrainRequest):
     """Everything that can be checked before starting processes; returns the loaded config."""
-    from loce_cli.engine.config.loading import dataset_paths
-
     launch = req.launch
     if req.stage not in STAGES:
         raise LoceUsageError(f"unknown stage {req.stage!r}", "base or finetune")
     check_launch(launch)
     if req.tensorboard:
-        try:
-            import torch.utils.tensorboard  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tensorboard") is None:
             raise LoceUsageError("--tensorboard needs the tensorboard package", "pip install tensorboard "
-                                 "(scripts/setup.sh installs it)") from None
+                                 "(scripts/setup.sh installs it)")
 
     if req.checkpoint_every < 0:
         raise LoceUsageError(f"--checkpoint-every must be >= 0, got {req.checkpoint_every}", "e.g. 500 (iterations)")
     if req.requeue and not os.environ.get("SLURM_JOB_ID"):
         raise LoceUsageError("--requeue works inside a Slurm job (SLURM_JOB_ID is not set)",
                              "submit with sbatch --requeue, or drop --requeue")
-    cfg = run_config(req, warn=True)  # mixed precision (--amp, fp16 = dict(...)) resolved and checked there
-    from loce_cli.engine.data.checks import check_config_data
-
+    cfg = run_config(req, announce=True)  # mixed precision (--amp, fp16 = dict(...)) resolved and checked there
     check_config_data(cfg, req.config, "train")  # other LVIS version, class count, image folders
     for path in dataset_paths(cfg):
         if not path.exists():
             raise DataError(f"training data {path} does not exist (from {req.config})",
                             "generate it (loce data synth --out DIR) or point the config at your data with "
                             "--cfg-options data.train.ann_file=... data.train.img_prefix=...")
-    from loce_cli.engine.data.prep import check_prepared
-
     check_prepared(cfg, req.config)  # real-LVIS configs: the data must have been through `loce data prep`
     if not req.no_validate:
         check_evaluation(cfg, req.config)
@@ -113,23 +125,16 @@ def validate(req: TrainRequest):
     return cfg
 
 
-def run_config(req: TrainRequest, warn: bool = False):
+def run_config(req: TrainRequest, announce: bool = False):
     """The config the run trains with: the config file with --cfg-options, or for a resume the run's own config
     saved in its checkpoint (with the options a resume may change; :mod:`loce_cli.engine.training.resume`); its mixed
     precision resolved into one ``amp`` key (:mod:`loce_cli.engine.runtime.amp`)."""
-    from loce_cli.engine.runtime import amp
-    from loce_cli.engine.config.loading import load_config
-
     if req.resume:
-        from loce_cli.engine.training.resume import saved_config
-
         cfg = saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
     else:
         cfg = load_config(Path(req.config), req.cfg_options)
-    from loce_cli.engine.training.resume import warn as say
-
     return amp.apply(cfg, req.amp, req.launch.resolved_device(), req.config, resumed=bool(req.resume),
-                     warn=say if warn and env_rank() == 0 else None)
+                     warn=warn if announce and env_rank() == 0 else None)
 
 
 def evaluation_interval(cfg) -> Optional[int]:
@@ -144,8 +149,6 @@ def evaluation_interval(cfg) -> Optional[int]:
 
 def check_evaluation(cfg, config: str) -> None:
     """Refuse an ``evaluation`` dict loce would not honour, or one whose test data is missing, before training."""
-    from loce_cli.engine.evaluation.evaluate import METRICS
-
     ev = cfg.get("evaluation") or {}
     unknown = sorted(set(ev) - set(EVAL_KEYS))
     if unknown:
@@ -178,11 +181,6 @@ def epoch_evaluator(req: TrainRequest, device: str):
     ``WORK_DIR/eval_epoch_N/``. Runs on rank 0 alone; returns ``{metric: summary}``."""
 
     def evaluate(checkpoint: str, epoch: int) -> dict:
-        from dataclasses import fields
-
-        from loce_cli.engine.config.loading import load_config
-        from loce_cli.engine.evaluation.evaluate import METRICS, EvalRequest, evaluate_results, write_report, write_results
-
         evaluator = next(f.default for f in fields(EvalRequest) if f.name == "evaluator")  # `loce eval`'s default
         cfg = load_config(Path(req.config), req.cfg_options)
         metrics = (cfg.get("evaluation") or {}).get("metric", list(METRICS))
@@ -208,8 +206,6 @@ def prepare_work_dir(req: TrainRequest) -> Path:
             raise OutputExistsError(f"--work-dir {work_dir} already holds a run (epoch_*.pth)",
                                     "pass --resume to continue it, --force to start over, or another --work-dir")
         if env_rank() == 0:  # one process cleans up
-            import shutil
-
             for p in work_dir.iterdir():  # --force: start over (only our own outputs)
                 if p.suffix in (".pth", ".log") or p.name.endswith(".log.json") or p.name == RESULT_FILE:
                     p.unlink(missing_ok=True)
@@ -221,9 +217,6 @@ def prepare_work_dir(req: TrainRequest) -> Path:
 
 def train(req: TrainRequest) -> TrainResult:
     """Validate, then train in this process or launch the processes (torchrun) and wait for them."""
-    from loce_cli.engine.runtime.locks import locked, takes_lock
-    from loce_cli.engine.training.resume import plan_resume, warn
-
     work_dir = Path(req.work_dir or default_work_dir(req.config, req.stage))
     if work_dir.exists() and not work_dir.is_dir():
         raise OutputExistsError(f"--work-dir {work_dir} is a file", "choose a directory")
@@ -254,9 +247,6 @@ def train(req: TrainRequest) -> TrainResult:
 def _clean_start(work_dir: Path) -> None:
     """Before a run starts in ``work_dir``: remove the temporary files an interrupted write left, and the
     previous stop's note."""
-    from loce_cli.engine.training.resume import STOPPED_FILE, warn
-    from loce_cli.mmdet_ext.checkpoint_files import remove_stale_tmp
-
     removed = remove_stale_tmp(str(work_dir))
     if removed:
         warn(f"removed {len(removed)} temporary file(s) an interrupted write left in {work_dir} "
@@ -266,8 +256,6 @@ def _clean_start(work_dir: Path) -> None:
 
 def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
     launch = req.launch
-    from loce_cli.engine.training.resume import interrupted, read_stopped
-
     try:
         run_torchrun(launch, dict(kind="train", **asdict(req)), work_dir / "loce_launch.json", "training",
                      f"see the log in {work_dir} and the output above", stop_signals=True,
@@ -284,10 +272,6 @@ def _launch_torchrun(req: TrainRequest, work_dir: Path) -> TrainResult:
 
 def run_worker(req: TrainRequest) -> TrainResult:
     """One training process (rank taken from the launcher's environment)."""
-    import torch
-
-    import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
-
     rank, local, world = init_distributed(req.launch)
     distributed = world > 1
     device = req.launch.resolved_device()
@@ -305,14 +289,8 @@ def run_worker(req: TrainRequest) -> TrainResult:
     if req.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
-    from loce_cli.engine.config.names import config_file_name
-    from loce_cli.mmdet_ext.training import run_training
-
     interval = None if req.no_validate else evaluation_interval(cfg)
     evaluation = (interval, epoch_evaluator(req, device)) if interval else None
-    from loce_cli.engine.training.resume import interrupted, stopped_by_signal, write_stopped
-    from loce_cli.mmdet_ext.preemption import Preempted, requeue_slurm_job
-
     started = list((read_checkpoint(Path(req.resume)).get("meta") or {}).get("cfg_options") or []) \
         if req.resume else []
     try:
@@ -332,23 +310,15 @@ def run_worker(req: TrainRequest) -> TrainResult:
     except KeyboardInterrupt:
         raise interrupted(req) from None
     seconds = time.perf_counter() - start
-    from loce_cli.mmdet_ext.training import latest_checkpoint
-
     result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
                          epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
                          world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank,
                          evaluations=summary.get("evaluations"), final_loss=summary.get("final_loss"))
     if rank == 0:
-        from loce_cli.engine.training.next_step import next_command
-
         result.next_command = next_command(req.stage, req.config, result.checkpoint, req.work_dir,
                                            started + list(req.cfg_options))
-        from loce_cli.engine.json_files import write_json_atomic
-
         write_json_atomic(Path(req.work_dir) / RESULT_FILE, result.to_dict(), indent=2)
     if distributed:
-        import torch.distributed as dist
-
         dist.barrier()
     _leave(distributed)
     return result
@@ -356,7 +326,5 @@ def run_worker(req: TrainRequest) -> TrainResult:
 
 def _leave(distributed: bool) -> None:
     if distributed:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -16,17 +16,18 @@ against a plain ``lvis.LVIS(...)`` load.
 
 The modules, by concern: ``formats`` (LVIS releases, file names, the meta's format), ``problems`` (kinds,
 counts, examples), ``reports`` (what prep and subset return), ``reading`` (parsing and hashing a file),
-``annotations`` (validating one file), ``images`` (the image files it names), ``dataset`` (a dataset root:
-its files found, validated, compared; the meta written), ``meta`` (``loce_meta.json`` built, found, read,
-required), ``subset`` (``--subset``). Everything importable from ``loce_cli.engine.data.prep`` before the split
-still is, from here.
+``annotations`` (validating one file, section by section), ``columns`` (a file's fields as checked numpy
+columns), ``item_checks`` (category lists, boxes and segmentations item by item), ``images`` (the image files it
+names), ``dataset`` (a dataset root: its files found, validated, compared; the meta written), ``meta``
+(``loce_meta.json`` built, found, read, required), ``subset`` (``--subset``).
 """
 
-from loce_cli.engine.data.prep.annotations import (CHUNK, SAMPLE_IMAGES, ParsedFile, detect_version, image_relpath,
-                                              validate_annotation_file)
+from loce_cli.engine.data.prep.annotations import (SAMPLE_IMAGES, ParsedFile, detect_version, image_relpath,
+                                                   validate_annotation_file)
 from loce_cli.engine.data.prep.dataset import DOWNLOAD_GUIDE, find_annotation_files, layout_help, prep_dataset
 from loce_cli.engine.data.prep.formats import FILE_NAMES, META_FORMAT, META_NAME, OFFICIAL, VERSIONS
 from loce_cli.engine.data.prep.images import CHECK_IMAGES, IMAGE_MAGIC
+from loce_cli.engine.data.prep.item_checks import CHUNK
 from loce_cli.engine.data.prep.meta import build_meta, check_prepared, dataset_root_of, find_meta, read_meta
 from loce_cli.engine.data.prep.problems import EXAMPLES, KINDS, Problem, Problems
 from loce_cli.engine.data.prep.reading import read_json_file, size_is_empty

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from loce_cli.engine.data.prep.problems import Problems
 from loce_cli.engine.data.prep.reports import FileReport
@@ -27,8 +29,6 @@ def check_image_files(root: Path, images: list, relpaths: List[Optional[str]], w
     if mode == "sample" and len(idx) > sample:
         rng = np.random.default_rng(seed)
         idx = sorted(int(i) for i in rng.choice(idx, size=sample, replace=False))
-    from concurrent.futures import ThreadPoolExecutor
-
     def check(i: int) -> Optional[Tuple[str, str]]:
         p = root / relpaths[i]
         try:
@@ -36,8 +36,6 @@ def check_image_files(root: Path, images: list, relpaths: List[Optional[str]], w
                 head = f.read(16)
                 if not any(head.startswith(m) for m in IMAGE_MAGIC):
                     return "image-unreadable", f"{p}: not a JPEG/PNG/GIF/BMP/WebP file"
-                from PIL import Image
-
                 f.seek(0)
                 with Image.open(f) as im:
                     w, h = im.size

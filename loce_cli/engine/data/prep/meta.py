@@ -9,16 +9,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from loce_cli import __version__
+from loce_cli.engine.config.loading import train_dataset_cfg
 from loce_cli.engine.data.prep.annotations import ParsedFile
 from loce_cli.engine.data.prep.formats import META_FORMAT, META_NAME
 from loce_cli.engine.data.prep.reports import PrepResult
+from loce_cli.engine.json_files import atomic_path
 from loce_cli.errors import DataError
 
 
 def build_meta(root: Path, result: PrepResult, files: Dict[str, Path], parsed: Dict[str, ParsedFile], ref: ParsedFile,
                subset: Optional[dict]) -> dict:
-    from loce_cli import __version__
-
     by_path = {r.path: r for r in result.files}
     meta_dir = files["train" if "train" in files else next(iter(files))].parent
     file_entries = {}
@@ -93,8 +94,6 @@ def read_meta(ann_file: Path) -> dict:
 def check_prepared(cfg: Any, config_path: Any) -> None:
     """For configs whose training set says ``loce_meta='required'`` (the real-LVIS configs), fail early when
     its annotation file has no valid ``loce_meta.json``."""
-    from loce_cli.engine.config.loading import train_dataset_cfg
-
     train = train_dataset_cfg(cfg)
     if train.get("loce_meta") != "required":
         return
@@ -106,7 +105,5 @@ def check_prepared(cfg: Any, config_path: Any) -> None:
 
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary name in ``path``'s folder, then rename (mode from the umask)."""
-    from loce_cli.engine.json_files import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import msgspec
+
 from loce_cli.engine.data.prep.problems import Problems
 from loce_cli.errors import DataError
 
@@ -29,8 +31,6 @@ def read_json_file(path: Path, problems: Problems) -> Tuple[Any, int, Optional[s
 
     Returns ``(data, size, sha256)``; ``data`` is None after a ``not-json`` problem.
     """
-    import msgspec
-
     try:
         raw = Path(path).read_bytes()
     except OSError as e:

@@ -8,15 +8,16 @@ import math
 import shutil
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
-from loce_cli.engine.json_files import gc_paused
 from loce_cli.engine.data.prep.dataset import find_annotation_files, layout_help, prep_dataset
 from loce_cli.engine.data.prep.formats import META_NAME
 from loce_cli.engine.data.prep.meta import write_atomic
 from loce_cli.engine.data.prep.problems import Problems
 from loce_cli.engine.data.prep.reading import read_json_file
 from loce_cli.engine.data.prep.reports import MissingDataError, SubsetResult
+from loce_cli.engine.json_files import gc_paused
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 
@@ -27,8 +28,6 @@ def make_subset(root: Path, out: Path, fraction: float, seed: int = 0, version: 
     ``out/annotations/<train name>`` holds the subset with the full categories list (frequency groups and
     counts as in the full set); the val file(s) and image folders are linked from ``root`` so ``out`` is a
     dataset root of its own; ``out/annotations/loce_meta.json`` describes it."""
-    import msgspec
-
     root, out = Path(root), Path(out)
     if not (0.0 < fraction <= 1.0) or not math.isfinite(fraction):
         raise LoceUsageError(f"--subset must be in (0, 1], got {fraction}", "e.g. --subset 0.1 for 10% of the images")

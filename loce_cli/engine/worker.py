@@ -1,4 +1,4 @@
-"""Entry point of each process started by torchrun / srun: ``python -m loce_cli.engine.runtime.worker SPEC``.
+"""Entry point of each process started by torchrun / srun: ``python -m loce_cli.engine.worker SPEC``.
 SPEC is a JSON file written by the launching command: ``kind`` ("train" or "eval") and that request's fields."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import sys
 
+from loce_cli.engine.evaluation.evaluate import EvalRequest, run_eval_worker
 from loce_cli.engine.runtime.launch import LaunchOptions
+from loce_cli.engine.training.train import TrainRequest, run_worker
 from loce_cli.errors import LoceError
 
 
@@ -20,12 +22,8 @@ def main(argv=None) -> int:
     spec["launch"].launcher = "pytorch" if started_by_loce else spec["launch"].launcher
     try:
         if kind == "eval":
-            from loce_cli.engine.evaluation.evaluate import EvalRequest, run_eval_worker
-
             run_eval_worker(EvalRequest(**spec))
         else:
-            from loce_cli.engine.training.train import TrainRequest, run_worker
-
             run_worker(TrainRequest(**spec))
     except LoceError as e:
         stopped = getattr(e, "prefix", "") == "stopped"

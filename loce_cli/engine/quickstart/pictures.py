@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_util
+
+from loce_cli.engine.json_files import write_json_atomic
+from loce_cli.engine.pictures.drawing import Drawn, draw_detections, side_by_side, upscale, write_png
+from loce_cli.engine.predict.images import PredictRequest, predict
 
 # LOCE's scores of rare classes sit lower than the base model's confident (often wrong) ones: on the quickstart's
 # val set LOCE finds 53 of 61 rare objects at score >= 0.1 but 5 at >= 0.3 (base: 9 and 4), so the pictures
@@ -31,8 +37,6 @@ def rare_images(ann_file: Path) -> List[dict]:
 
 def rare_found(dets: Sequence[dict], ann: dict, image: dict, iou: float = 0.5) -> int:
     """How many of the image's rare-class objects a detection of their class covers (box IoU >= ``iou``)."""
-    from pycocotools import mask as mask_util
-
     rare = {c["id"] for c in ann["categories"] if c.get("frequency") == "r"}
     found = 0
     for a in ann["annotations"]:
@@ -50,10 +54,6 @@ def _image_path(data: Path, image: dict) -> Path:
 
 def ground_truth_drawn(ann: dict, image: dict, scale: int):
     """The image's ground-truth objects as ``Drawn`` items (no score), at ``scale``."""
-    from pycocotools import mask as mask_util
-
-    from loce_cli.engine.pictures.drawing import Drawn, upscale
-
     cats = {c["id"]: c for c in ann["categories"]}
     h, w = image["height"], image["width"]
     items = []
@@ -73,10 +73,6 @@ def ground_truth_drawn(ann: dict, image: dict, scale: int):
 
 
 def _predicted_drawn(dets: Sequence[dict], groups: Dict[int, str], h: int, w: int, scale: int):
-    from pycocotools import mask as mask_util
-
-    from loce_cli.engine.pictures.drawing import Drawn, upscale
-
     items = []
     for d in dets:
         x, y, bw, bh = d["bbox"]
@@ -99,12 +95,6 @@ def write_quickstart_predictions(work_dir: Path, data: Path,
     ``predictions/pictures.json``, last) the pictures and the rare objects each run found.
 
     ``runs``: ``(name, title, config, checkpoint, cfg_options)``."""
-    from PIL import Image
-
-    from loce_cli.engine.json_files import write_json_atomic
-    from loce_cli.engine.pictures.drawing import draw_detections, side_by_side, upscale, write_png
-    from loce_cli.engine.predict.images import PredictRequest, predict
-
     ann_file = data / "annotations" / "lvis_v1_val.json"
     ann = json.loads(ann_file.read_text())
     groups = {c["id"]: c.get("frequency", "f") for c in ann["categories"]}
