@@ -47,7 +47,7 @@ class ShippedConfig:
 
 def configs_root() -> Path:
     """The shipped config tree (the checkout's ``configs/`` when run from a checkout)."""
-    return (Path(__file__).resolve().parent.parent / "configs").resolve()
+    return (Path(__file__).resolve().parents[2] / "configs").resolve()  # loce_cli/configs
 
 
 def read_header(path: Path) -> Optional[tuple]:
