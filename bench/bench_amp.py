@@ -173,7 +173,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
     bf16 run but no fp32 one here, the fp32 side is ``reference`` (a metrics.json path with ``{seed}``: the
     reproduction's run of the same recipe, base and data), marked so."""
     from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
-    from loce_cli.engine.training.train import TrainRequest, train
+    from loce_cli.engine.training.run import TrainRequest, train
 
     ann = data / "annotations"
     train_opts = [f"data.train.ann_file={ann / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]

@@ -58,7 +58,7 @@ def tiny_train_options(data: Path, epochs: int = 1) -> list:
 def tiny_base_model(tiny_dataset, tmp_path_factory):
     """``(config, checkpoint, cfg_options)`` of a base model trained on ``tiny_dataset`` (2 epochs, 20 iterations),
     once per session, for the tests that need real detections (loce predict). Treat as read-only."""
-    from loce_cli.engine.training.train import TrainRequest, train
+    from loce_cli.engine.training.run import TrainRequest, train
 
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
     work = tmp_path_factory.mktemp("tiny_base")

@@ -55,7 +55,7 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
              tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, verbose=False, amp=None):
     from loce_cli.engine.training.resume import AUTO, IF_ANY
-    from loce_cli.engine.training.train import LaunchOptions, TrainRequest
+    from loce_cli.engine.training.run import LaunchOptions, TrainRequest
     from loce_cli.errors import LoceUsageError
 
     if resume and resume_from:
@@ -119,7 +119,7 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
          checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, amp: Optional[Amp] = AMP,
          json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
-    from loce_cli.engine.training.train import train
+    from loce_cli.engine.training.run import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
@@ -139,7 +139,7 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shi
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
              amp: Optional[Amp] = AMP, json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
-    from loce_cli.engine.training.train import train
+    from loce_cli.engine.training.run import train
 
     _report(train(_request(config, "finetune", work_dir, resume, resume_from, seed, deterministic, cfg_options,
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,

@@ -55,7 +55,8 @@ def checkpoint_classes(ckpt: dict, path: Path, num: Optional[int] = None) -> Che
     names = tuple(info.get("CLASSES") or ())
     num = len(names) if num is None else num
     if not names or len(names) != num:
-        raise DataError(f"{path} has no class names for its {num} classes in its meta",
+        what = f"for its {num} classes " if names else ""
+        raise DataError(f"{path} has no class names {what}in its meta",
                         "use a checkpoint written by `loce train base` / `loce finetune`")
     freq = tuple(info.get("class_frequency") or ())
     if len(freq) != num or any(f not in GROUPS for f in freq):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.training.train import TrainRequest, train
+from loce_cli.engine.training.run import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCE = ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py"

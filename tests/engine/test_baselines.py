@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.training.train import TrainRequest, train
+from loce_cli.engine.training.run import TrainRequest, train
 from tests.engine.test_train import BASE, LOCE, ROOT, opts
 
 SYNTH = ROOT / "configs" / "synthetic"
@@ -185,7 +185,7 @@ def test_baseline_configs_share_loces_fine_tune_schedule_and_trainable_parts():
 def test_eqlv2_fine_tune_in_two_cpu_processes(base_ckpt, tiny_dataset, tmp_path):
     """Real torch DDP over gloo: the statistics' all-reduce runs on both ranks every step (a rank that skipped it
     would hang the run), and the checkpoint holds statistics of both ranks' images."""
-    from loce_cli.engine.training.train import LaunchOptions
+    from loce_cli.engine.training.run import LaunchOptions
 
     one = tmp_path / "one"
     two = tmp_path / "two"

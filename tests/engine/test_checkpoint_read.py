@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from loce_cli.engine.training.train import read_checkpoint
+from loce_cli.engine.training.run import read_checkpoint
 
 
 def _rss_mb() -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.training.train import TrainRequest, train
+from loce_cli.engine.training.run import TrainRequest, train
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
@@ -246,7 +246,7 @@ def test_signals_during_checkpoint_writes(base_ckpt, straight, tiny_dataset, tmp
     the one resumed from; the partial temporary file is removed at the next start. SIGTERM while one is being
     written: that write completes, the run stops at the next iteration boundary with one more checkpoint. The
     run then ends bit-identical to the uninterrupted one."""
-    from loce_cli.engine.training.train import read_checkpoint
+    from loce_cli.engine.training.run import read_checkpoint
 
     work = tmp_path / "writes"
     options = opts(tiny_dataset)

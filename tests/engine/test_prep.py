@@ -437,7 +437,7 @@ def test_dataset_requiring_meta_names_prep(root):
 
 
 def test_lvis_config_on_unprepared_data_fails_early(root):
-    from loce_cli.engine.training.train import TrainRequest, validate
+    from loce_cli.engine.training.run import TrainRequest, validate
 
     config = Path(__file__).resolve().parents[2] / "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
     classes = len(json.loads(_ann(root).read_text())["categories"])  # the class-count check runs too

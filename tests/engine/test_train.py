@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loce_cli.engine.training.train import LaunchOptions, TrainRequest, train
+from loce_cli.engine.training.run import LaunchOptions, TrainRequest, train
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_evaluation_settings_are_checked_before_training(tiny_dataset, tmp_path)
             "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
     assert "--no-validate" in info.value.hint
     # with --no-validate, or an interval the run never reaches, the test set is not needed
-    from loce_cli.engine.training.train import validate
+    from loce_cli.engine.training.run import validate
 
     validate(TrainRequest(config=str(BASE), no_validate=True, cfg_options=opts(tiny_dataset) + [
         "evaluation.interval=1", "data.test.ann_file=/nonexistent/val.json"]))
@@ -198,7 +198,7 @@ def test_bad_requests(tiny_dataset, tmp_path, base_run):
     assert not (tmp_path / "w").exists()  # nothing written for refused requests
     # ... and a base checkpoint of another class count is refused by the checkpoint check itself
     from loce_cli.engine.config.loading import load_config
-    from loce_cli.engine.training.train import check_base_checkpoint
+    from loce_cli.engine.training.run import check_base_checkpoint
 
     with pytest.raises(DataError, match="trained for 6 classes"):
         check_base_checkpoint(base_run[0] / "epoch_1.pth", load_config(LOCE, opts(tiny_dataset, classes=7)))
@@ -418,21 +418,21 @@ def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, m
     """A prepared dataset's class names are read from loce_meta.json, not by parsing the (1 GB on LVIS) file."""
     import shutil
 
-    from loce_cli.engine.training import train as train_mod
+    from loce_cli.engine import checkpoints
     from loce_cli.engine.config.loading import load_config
     from loce_cli.engine.data.prep import prep_dataset
 
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
     cfg = load_config(BASE, opts(root))
-    names = train_mod._dataset_class_names(cfg)
+    names = checkpoints.dataset_class_names(cfg)
     prep_dataset(root, check_images="none")
 
     def no_parse(*_a, **_k):
         raise AssertionError("parsed the annotation file")
 
-    monkeypatch.setattr(train_mod.json, "load", no_parse)
-    assert train_mod._dataset_class_names(cfg) == names and len(names) == 6
+    monkeypatch.setattr(checkpoints.json, "load", no_parse)
+    assert checkpoints.dataset_class_names(cfg) == names and len(names) == 6
 
 
 def test_eval_refuses_bad_requests_before_writing(base_run, tiny_dataset, tmp_path):

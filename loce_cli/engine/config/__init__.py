@@ -1,8 +1,7 @@
-"""mmdet configs: loading one (a file or a shipped config's name, with --cfg-options) and the shipped ones by name."""
+"""mmdet configs: the shipped ones by name (``names``, plain Python: ``loce configs`` needs no torch) and loading
+one with --cfg-options (``loading``, through mmcv: import it as ``loce_cli.engine.config.loading``)."""
 
-from loce_cli.engine.config.loading import dataset_paths, load_config, train_dataset_cfg
 from loce_cli.engine.config.names import (ShippedConfig, config_file_name, configs_root, resolve_config,
                                           shipped_configs)
 
-__all__ = ["ShippedConfig", "config_file_name", "configs_root", "dataset_paths", "load_config", "resolve_config",
-           "shipped_configs", "train_dataset_cfg"]
+__all__ = ["ShippedConfig", "config_file_name", "configs_root", "resolve_config", "shipped_configs"]

@@ -14,7 +14,7 @@ from loce_cli.engine.data.synth import SynthOptions, synthesize
 from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
 from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_predictions
 from loce_cli.engine.runtime.locks import locked
-from loce_cli.engine.training.train import TrainRequest, train
+from loce_cli.engine.training.run import TrainRequest, train
 from loce_cli.mmdet_ext.training import latest_checkpoint
 
 CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
