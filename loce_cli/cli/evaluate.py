@@ -68,11 +68,13 @@ def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECK
         with inference_progress(not req.launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
-            return _print_share_done(req, node_rank)
+            _print_share_done(req, node_rank)
+            return
         written = f"{req.out}/metrics.json"
     warn(report.warnings)
     if json_out:
-        return print_json(report.to_dict())
+        print_json(report.to_dict())
+        return
     _print_report(report, split)
     out.print(f"written: {written}")
 

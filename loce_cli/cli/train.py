@@ -77,11 +77,11 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
                                                  "e.g. synthetic/mask_rcnn_r18_fpn_normed_synth"),
          work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
-         force: bool = FORCE_RESTART, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
-         master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER,
-         device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
-         checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, amp: Optional[Amp] = TRAIN_AMP,
-         json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
+         force: bool = FORCE_RESTART, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
+         node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
+         launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
+         no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
+         amp: Optional[Amp] = TRAIN_AMP, json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.training.train import train
 
