@@ -1,5 +1,6 @@
 """CLI layer of train base / finetune / quickstart: argument mapping (engine patched) and real error paths."""
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from loce_cli.cli import app
 from loce_cli.engine.training.train import TrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
+# the module itself: the package's face exports its function as loce_cli.engine.training.train
+TRAIN_MODULE = importlib.import_module("loce_cli.engine.training.train")
 BASE = str(ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py")
 LOCE = str(ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py")
 runner = CliRunner()
@@ -24,7 +27,7 @@ def captured(monkeypatch):
                            seconds=1.0, world_size=req.launch.procs_per_node() * req.launch.nnodes,
                            device=req.launch.resolved_device())
 
-    monkeypatch.setattr("loce_cli.engine.training.train.train", fake_train)
+    monkeypatch.setattr(TRAIN_MODULE, "train", fake_train)
     return seen
 
 
@@ -58,7 +61,7 @@ def test_only_rank_zero_reports(monkeypatch):
         return TrainResult(work_dir="w", checkpoint="w/epoch_1.pth", epochs=1, iterations=3, seconds=1.0,
                            world_size=2, device="cpu", rank=1)
 
-    monkeypatch.setattr("loce_cli.engine.training.train.train", fake_train)
+    monkeypatch.setattr(TRAIN_MODULE, "train", fake_train)
     r = runner.invoke(app, ["train", "base", BASE, "--launcher", "slurm", "--json"])
     assert r.exit_code == 0, r.output
     assert r.stdout == "" and "rank 1: done" in r.stderr
@@ -70,7 +73,7 @@ def test_evaluations_during_training_are_reported(monkeypatch):
                            world_size=1, device="cpu",
                            evaluations={"2": {"bbox": {"AP": 0.1234}, "segm": {"AP": 0.1}}})
 
-    monkeypatch.setattr("loce_cli.engine.training.train.train", fake_train)
+    monkeypatch.setattr(TRAIN_MODULE, "train", fake_train)
     r = runner.invoke(app, ["train", "base", BASE])
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())  # rich wraps at the terminal width
