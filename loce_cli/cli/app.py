@@ -9,8 +9,8 @@ import typer
 
 from loce_cli import __version__
 from loce_cli.cli import data, doctor, evaluate, inspect, predict, report, train
-from loce_cli.cli._common import STATE
 from loce_cli.cli.configs import configs as configs_command
+from loce_cli.cli.failures import STATE
 from loce_cli.cli.help_format import LoceGroup
 
 app = typer.Typer(

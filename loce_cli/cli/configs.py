@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from loce_cli.cli._common import engine_errors, out, print_json
+from loce_cli.cli.render import out, print_json
 
 
-@engine_errors
 def configs(json_out: bool = typer.Option(False, "--json", help="Machine-readable list.")) -> None:
     """The configs shipped with loce, by name: stage, dataset, backbone.
 

@@ -14,16 +14,16 @@ The type words come from Typer's own description of each parameter, so the rende
 
 from __future__ import annotations
 
-import errno
+import functools
 import re
-import sys
 from typing import Any, Iterator, List, Optional, Tuple
 
 from typer import core as typer_core
 
+from loce_cli.cli.failures import command_errors, exit_standalone
+
 try:  # Typer 0.29 (requirements/runtime.txt); an older Typer (a GPU image's own) gets its plain help and errors
     from typer import _click
-    from typer.exceptions import Abort
 except ImportError:  # pragma: no cover - exercised only where an older Typer is installed
     _click = None
 
@@ -117,16 +117,9 @@ def polish(command: Any, path: Tuple[str, ...]) -> None:
         command.epilog = _epilog(examples)
 
 
-def usage_line(error: Any) -> str:
-    """One line for a usage error: what was wrong and where the command's help is."""
-    message = " ".join(error.format_message().split()).replace("Value error, ", "")
-    ctx = getattr(error, "ctx", None)
-    where = f"{ctx.command_path} --help" if ctx is not None else "loce --help"
-    return f"error: {message} (hint: see {where})"
-
-
 class LoceGroup(typer_core.TyperGroup):
-    """The root group: orders the commands and polishes the help of the whole tree once it is built."""
+    """The root group: orders the commands, polishes the help of the whole tree once it is built, and runs the
+    command line inside the CLI's one exception boundary (:mod:`loce_cli.cli.failures`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,25 +133,12 @@ class LoceGroup(typer_core.TyperGroup):
         """Typer's own main, except that a usage error is one line (``error: ... (hint: ...)``), exit 2."""
         if not standalone_mode or _click is None:
             return super().main(args, prog_name, complete_var, standalone_mode=standalone_mode, **extra)
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except _click.exceptions.UsageError as e:
-            if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-                print(usage_line(e), file=sys.stderr)
-            sys.exit(e.exit_code)
-        except _click.exceptions.ClickException as e:
-            e.show()
-            sys.exit(e.exit_code)
-        except Abort:
-            print("error: aborted", file=sys.stderr)
-            sys.exit(1)
-        except OSError as e:  # `loce ... --help | head`: stop quietly, as click does
-            if e.errno != errno.EPIPE:
-                raise
-            sys.stdout = _click.utils.PacifyFlushWrapper(sys.stdout)
-            sys.stderr = _click.utils.PacifyFlushWrapper(sys.stderr)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)  # an Exit(code) comes back as its code
+        exit_standalone(functools.partial(super().main, args, prog_name, complete_var, standalone_mode=False, **extra))
+
+    def invoke(self, ctx: Any) -> Any:
+        """The command, inside the one exception boundary (:func:`loce_cli.cli.failures.command_errors`)."""
+        with command_errors():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: Any) -> List[str]:
         names = list(self.commands)

@@ -7,8 +7,22 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli.choices import METRICS, PROTOCOLS, ReportFormat, Split, shown
-from loce_cli.cli._common import check_plot_path, engine_errors, fail, out, print_json
+from loce_cli.cli.failures import fail
+from loce_cli.cli.options import METRIC, PROTOCOLS, ReportFormat, Split, check_plot_path, shown
+from loce_cli.cli.render import err, out, print_json
+
+RUNS = typer.Argument(..., help="Evaluated runs: an eval --out directory or its metrics.json, optionally LABEL=PATH; "
+                                "a quoted glob averages seeds (e.g. 'loce=runs/loce_seed*/eval').")
+SPLIT = typer.Option("all", "--split", help="Per-class table of this frequency group.")
+FORMAT = typer.Option("table", "--format", help="table (terminal), md, json or csv.")
+PROTOCOL = typer.Option(None, "--protocol", metavar=shown(PROTOCOLS),
+                        help="standard, fixed (AP-fixed) and/or pooled (AP-pool) (repeatable; default: standard and "
+                             "every protocol all runs were evaluated with).")
+PLOT = typer.Option(None, "--plot", help="Write per-class AP vs training instances (FILE.png) and AP bars per group "
+                                         "(FILE_groups.png).")
+ALLOW_DIFFERENT_DATA = typer.Option(False, "--allow-different-data",
+                                    help="Compare runs evaluated on different annotation files (refused otherwise), "
+                                         "with a warning.")
 
 
 def print_report_table(report, console=None) -> None:
@@ -53,24 +67,9 @@ def _coloured(delta: str) -> str:
     return delta
 
 
-@engine_errors
-def report(
-    runs: List[str] = typer.Argument(..., help="Evaluated runs: an eval --out directory or its metrics.json, "
-                                               "optionally LABEL=PATH; a quoted glob averages seeds "
-                                               "(e.g. 'loce=runs/loce_seed*/eval')."),
-    split: Split = typer.Option("all", "--split", help="Per-class table of this frequency group."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", metavar=shown(METRICS), help="Repeatable; default both."),
-    fmt: ReportFormat = typer.Option("table", "--format", help="table (terminal), md, json or csv."),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol", metavar=shown(PROTOCOLS),
-                                                 help="standard, fixed (AP-fixed) and/or pooled (AP-pool) "
-                                                      "(repeatable; default: standard and every protocol all "
-                                                      "runs were evaluated with)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write per-class AP vs training instances (FILE.png) "
-                                                             "and AP bars per group (FILE_groups.png)."),
-    allow_different_data: bool = typer.Option(False, "--allow-different-data",
-                                              help="Compare runs evaluated on different annotation files (refused "
-                                                   "otherwise), with a warning."),
-) -> None:
+def report(runs: List[str] = RUNS, split: Split = SPLIT, metric: Optional[List[str]] = METRIC,
+           fmt: ReportFormat = FORMAT, protocol: Optional[List[str]] = PROTOCOL, plot: Optional[Path] = PLOT,
+           allow_different_data: bool = ALLOW_DIFFERENT_DATA) -> None:
     """AP / APr / APc / APf of one or more evaluated runs, with deltas against the first run."""
     from loce_cli.engine.report.runs import FORMATS, build_report, render_csv, render_markdown
     from loce_cli.engine.pictures.report_plots import plot_report
@@ -80,8 +79,6 @@ def report(
     check_plot_path(plot)
     result = build_report(runs, list(metric or []), split, allow_different_data, list(protocol or []) or None)
     from rich.markup import escape
-
-    from loce_cli.cli._common import err
 
     for note in result.notes:
         if note.startswith("WARNING"):
@@ -96,6 +93,4 @@ def report(
         print_report_table(result)
     if plot is not None:
         written = plot_report(result, plot)
-        from loce_cli.cli._common import err
-
         err.print("plots: " + ", ".join(str(p) for p in written))

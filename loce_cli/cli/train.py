@@ -7,48 +7,13 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli.choices import Amp, Launcher
-
-from loce_cli.cli._common import engine_errors, err, out, print_json
+from loce_cli.cli.options import (CFG_OPTIONS, CHECKPOINT_EVERY, DETERMINISTIC, DEVICE, FORCE_RESTART, GPUS,
+                                  JSON_RESULT, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NO_VALIDATE, NODE_RANK,
+                                  NPROC, REQUEUE, RESUME, RESUME_FROM, SEED, TENSORBOARD, TRAIN_AMP, TRAIN_VERBOSE,
+                                  WORK_DIR, Amp, Launcher)
+from loce_cli.cli.render import err, out, print_json
 
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
-
-WORK_DIR = typer.Option(None, "--work-dir", help="Run directory (default: work_dirs/<config name>).")
-RESUME = typer.Option(False, "--resume", help="Continue the run in --work-dir exactly, from its newest checkpoint "
-                                               "(epoch-end or mid-epoch), with the run's own saved settings.")
-RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint instead of the newest; "
-                                                       "'auto': the newest if there is one, else start (for "
-                                                       "requeued batch jobs).")
-CHECKPOINT_EVERY = typer.Option(0, "--checkpoint-every", min=0, help="Also write a mid-epoch checkpoint every N "
-                                                                      "iterations (iter_N.pth; 0: epoch ends only).")
-REQUEUE = typer.Option(False, "--requeue", help="Inside a Slurm job: when a signal stops the run, requeue the job "
-                                                "(scontrol requeue $SLURM_JOB_ID).")
-SEED = typer.Option(0, "--seed", help="Random seed.")
-DETERMINISTIC = typer.Option(False, "--deterministic", help="Deterministic kernels (slower).")
-CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override config keys: KEY=VALUE ... (mmdet's form, or the "
-                                                        "option repeated); each key must exist and the value have "
-                                                        "its type, e.g. runner.max_epochs=2 optimizer.lr=0.01.")
-FORCE = typer.Option(False, "--force", help="Start over in a --work-dir that already holds a run.")
-GPUS = typer.Option(0, "--gpus", min=0, help="GPUs on this node (torchrun, NCCL).")
-NPROC = typer.Option(1, "--nproc", min=1, help="CPU processes on this node (torchrun, gloo).")
-NNODES = typer.Option(1, "--nnodes", min=1, help="Number of nodes.")
-NODE_RANK = typer.Option(0, "--node-rank", min=0, help="This node's rank.")
-MASTER_ADDR = typer.Option("127.0.0.1", "--master-addr", help="Address of node 0.")
-MASTER_PORT = typer.Option(29500, "--master-port", min=1, max=65535, help="Free port on node 0.")
-LAUNCHER = typer.Option("none", "--launcher", help="none (loce starts the processes), pytorch (inside torchrun), "
-                                                    "slurm (inside srun).")
-DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda with --gpus, else cpu).")
-JSON = typer.Option(False, "--json", help="Machine-readable result.")
-VERBOSE = typer.Option(False, "--verbose", help="Also print mmcv's log records (hook table, init messages, a line "
-                                                "per logged iteration) on the terminal; they, and the "
-                                                "per-parameter init table, are always in WORK_DIR/*.log.")
-TENSORBOARD = typer.Option(False, "--tensorboard", help="Also log scalars for TensorBoard to WORK_DIR/tf_logs.")
-AMP = typer.Option(None, "--amp", help="Mixed precision: bf16 (autocast; CPUs and GPUs) or fp16 (autocast + "
-                                          "GradScaler; CUDA). Same as the config key fp16 = dict(loss_scale=...); "
-                                          "a resume keeps the run's own (docs/MIXED_PRECISION.md).")
-NO_VALIDATE = typer.Option(False, "--no-validate", help="Skip the config's evaluation = dict(interval=N) during "
-                                                        "training (otherwise rank 0 writes "
-                                                        "WORK_DIR/eval_epoch_N/metrics.json every N epochs).")
 
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
@@ -108,16 +73,15 @@ def _report(result, json_out: bool) -> None:
 
 
 @app.command("base")
-@engine_errors
 def base(config: Path = typer.Argument(..., help="mmdet config file, or a shipped config's name (loce configs), "
                                                  "e.g. synthetic/mask_rcnn_r18_fpn_normed_synth"),
          work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
          seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
-         force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK,
-         master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER,
-         device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD, no_validate: bool = NO_VALIDATE,
-         checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE, amp: Optional[Amp] = AMP,
-         json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
+         force: bool = FORCE_RESTART, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
+         node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
+         launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
+         no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
+         amp: Optional[Amp] = TRAIN_AMP, json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
     """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
     from loce_cli.engine.training.run import train
 
@@ -127,17 +91,16 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
                            requeue=requeue, verbose=verbose, amp=amp)), json_out)
 
 
-@engine_errors
 def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shipped config's name (loce "
                                                      "configs), e.g. synthetic/loce_mask_rcnn_r18_fpn_normed_synth"),
              base_checkpoint: Path = typer.Option(..., "--from", help="Checkpoint of the base run."),
              work_dir: Optional[Path] = WORK_DIR, resume: bool = RESUME, resume_from: Optional[Path] = RESUME_FROM,
              seed: int = SEED, deterministic: bool = DETERMINISTIC, cfg_options: Optional[List[str]] = CFG_OPTIONS,
-             force: bool = FORCE, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
+             force: bool = FORCE_RESTART, gpus: int = GPUS, nproc: int = NPROC, nnodes: int = NNODES,
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
-             amp: Optional[Amp] = AMP, json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
+             amp: Optional[Amp] = TRAIN_AMP, json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.training.run import train
 
@@ -148,10 +111,9 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shi
                            verbose=verbose, amp=amp)), json_out)
 
 
-@engine_errors
 def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",
                                              help="Where data, runs and results go."),
-               json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
+               json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
     """The main job on built-in synthetic data: synth -> base train -> LOCE fine-tune -> eval of both -> report
     (steps already done are skipped)."""
     from loce_cli.engine.quickstart.steps import run_quickstart

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from loce_cli.cli import app, choices
+from loce_cli.cli import app, options
 from loce_cli.cli.examples import EXAMPLES
 from loce_cli.cli.help_format import ROOT_ORDER, readable_type, walk
 from loce_cli.engine.config.names import shipped_file
@@ -69,13 +69,13 @@ def test_choice_sets_equal_the_engine_constants():
     from loce_cli.engine.runtime import launch
     from loce_cli.engine.evaluation import protocols
 
-    assert choices.SPLITS == ("all",) + tuple(GROUP_NAMES[g] for g in ("r", "c", "f"))
-    assert choices.METRICS == evaluate.METRICS and choices.EVALUATORS == evaluate.EVALUATORS
-    assert choices.PROTOCOLS == protocols.PROTOCOLS and choices.REPORT_FORMATS == report.FORMATS
-    assert choices.LAUNCHERS == launch.LAUNCHERS and choices.CHECK_IMAGES == prep.CHECK_IMAGES
-    assert choices.LVIS_VERSIONS == ("auto",) + prep.VERSIONS
-    assert choices.LIKES == tuple(synth_lvis.LIKES)
-    assert typing.get_args(choices.Split) == choices.SPLITS
+    assert options.SPLITS == ("all",) + tuple(GROUP_NAMES[g] for g in ("r", "c", "f"))
+    assert options.METRICS == evaluate.METRICS and options.EVALUATORS == evaluate.EVALUATORS
+    assert options.PROTOCOLS == protocols.PROTOCOLS and options.REPORT_FORMATS == report.FORMATS
+    assert options.LAUNCHERS == launch.LAUNCHERS and options.CHECK_IMAGES == prep.CHECK_IMAGES
+    assert options.LVIS_VERSIONS == ("auto",) + prep.VERSIONS
+    assert options.LIKES == tuple(synth_lvis.LIKES)
+    assert typing.get_args(options.Split) == options.SPLITS
 
 
 @pytest.mark.parametrize("args", [["eval", "--results", "r.json", "--ann", "a.json", "--split", "medium"],

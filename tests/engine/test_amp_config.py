@@ -57,7 +57,7 @@ def test_flag_overrides_the_config_on_a_fresh_run_with_a_warning_and_never_on_a_
 
 
 def test_cli_choices_are_the_engine_s():
-    from loce_cli.cli import choices
+    from loce_cli.cli import options as choices
 
     assert choices.AMP == amp.CHOICES
 
