@@ -20,7 +20,7 @@ step) on data from the LVIS-shaped generator (``loce data synth --like lvis-v1``
 
 Quality: ``loce finetune`` of the synthetic LOCE recipe from one base checkpoint, fp32 and ``--amp bf16`` for
 each seed, each evaluated with ``loce eval`` (box and mask AP / APr; loce eval's default evaluator), run as
-scripts/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with ``--reference``
+scripts/experiments/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with ``--reference``
 (the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
 """
 
@@ -185,7 +185,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
         t0 = time.perf_counter()
         result = train(TrainRequest(config=str(CONFIGS["synth"]), stage="finetune", work_dir=str(run),
                                     base_checkpoint=str(base), seed=seed, cfg_options=train_opts, force=True,
-                                    amp=amp))  # as scripts/reproduce.py runs it, plus --amp
+                                    amp=amp))  # as scripts/experiments/reproduce.py runs it, plus --amp
         seconds = time.perf_counter() - t0
         report = evaluate_model(EvalRequest(str(CONFIGS["synth"]), result.checkpoint, str(run / "eval"),
                                             cfg_options=train_opts + test_opts, force=True))

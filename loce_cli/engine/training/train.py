@@ -85,7 +85,7 @@ def validate(req: TrainRequest):
             import torch.utils.tensorboard  # noqa: F401
         except ImportError:
             raise LoceUsageError("--tensorboard needs the tensorboard package", "pip install tensorboard "
-                                 "(scripts/setup.sh installs it)") from None
+                                 "(scripts/dev/setup.sh installs it)") from None
 
     if req.checkpoint_every < 0:
         raise LoceUsageError(f"--checkpoint-every must be >= 0, got {req.checkpoint_every}", "e.g. 500 (iterations)")

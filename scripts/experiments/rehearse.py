@@ -28,7 +28,7 @@ Peak memory is given up to the last iteration ("iters") and for the whole comman
 save, which mmcv serialises into an in-memory buffer first). mmdet's group sampler pads each aspect-ratio group
 to a multiple of 2 x processes, so a stage may run an iteration more than N; the figures say what ran.
 
-    .venv/bin/python scripts/rehearse.py [--iterations 4] [--init-images 20] [--eval-images 4] [--json FILE]
+    .venv/bin/python scripts/experiments/rehearse.py [--iterations 4] [--init-images 20] [--eval-images 4] [--json FILE]
     make rehearsal
 """
 
@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
 LOCE_CONFIG = ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
 SAMPLES_PER_GPU = 2  # both configs' data.samples_per_gpu
