@@ -36,8 +36,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import ROOT, ratio_text, write_figures  # noqa: E402
+
 CONFIGS = {
     "synth": ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py",
     "lvis": ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
@@ -205,7 +206,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
             if b and f:
                 per_seed[seed] = b[0] - f[0]
         diffs[key] = dict(per_seed=per_seed, mean=statistics.mean(per_seed.values()) if per_seed else None)
-    return dict(rows=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
+    return dict(runs=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
 
 
 def main() -> None:
@@ -249,8 +250,21 @@ def main() -> None:
                                for m in modes if m != "fp32")
             print(f"{name} ({r['batch_shape']}, {args.device}): {line}; vs fp32 {ratios} (median of {args.iters}, "
                   f"interleaved; losses finite: {r['finite']})", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    write_figures(args.json, out, rows(out))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    for r in f.get("results", []):
+        for m in r["speedup"]:
+            if m != "fp32":
+                out.append((f"{m} training iteration, {r['config']} config, {r['device']}: iterations/s "
+                            f"(peak memory {r['memory_ratio'][m]:.2f}x)", "fp32", ratio_text(r["speedup"][m]), "-"))
+    for key, d in (f.get("bf16_minus_fp32") or {}).items():
+        if d["mean"] is not None:
+            out.append((f"bf16 fine-tune {key} (points, mean over seeds)", "fp32", f"{d['mean']:+.2f}", "-"))
+    return out
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory) and
 `fast` (faster-coco-eval's LVIS mode) against `lvis`.
 
-Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: --classes categories (337 rare /
-461 common / 405 frequent for 1203, with names, frequency, image_count, instance_count), --images images of
+Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: LVIS v1's 1203 categories (337 rare /
+461 common / 405 frequent, their image counts drawn by the engine's LVIS-shaped generator; with names, frequency,
+image_count, instance_count), --images images of
 COCO-like sizes with neg_category_ids and not_exhaustive_category_ids, a long-tailed ground truth (a few classes
 and several instances per image; bbox, polygon, area) and a results file of exactly --dets-per-image detections
 per image: jittered copies of the ground truth (some relabelled) plus false positives on the image's positive,
@@ -38,13 +39,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from proctree import tree_pss_kb  # bench/ is on sys.path when a bench runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
+from bench.common import TreeSampler, lvis_v1_classes, ratio_text, write_figures  # noqa: E402
 
-GEN_VERSION = 1  # bump when the generator changes, so cached sets are rebuilt
+GEN_VERSION = 2  # bump when the generator changes, so cached sets are rebuilt
 SIZES = ((640, 480), (480, 640), (640, 427), (640, 512), (500, 375))
 MAIN_KEYS = ("AP", "APr", "APc", "APf")
 
@@ -79,7 +80,7 @@ def _boxes(rng, W, H):
     return bx, by, bw, bh
 
 
-def generate(root: Path, n_images: int, dets_per_image: int, n_classes: int, seed: int = 0) -> dict:
+def generate(root: Path, n_images: int, dets_per_image: int, seed: int = 0) -> dict:
     """Write root/lvis_v1_val.json and root/results.json; return counts."""
     import msgspec
     import numpy as np
@@ -88,15 +89,9 @@ def generate(root: Path, n_images: int, dets_per_image: int, n_classes: int, see
     enc = msgspec.json.Encoder()
     rng = np.random.default_rng(seed)
 
-    # categories: LVIS v1 proportions of rare / common / frequent, by training image count
-    n_r = round(n_classes * 337 / 1203)
-    n_c = round(n_classes * 461 / 1203)
-    n_f = n_classes - n_r - n_c
-    img_counts = np.concatenate([
-        rng.integers(1, 11, n_r), rng.integers(11, 101, n_c),
-        np.exp(rng.uniform(np.log(101), np.log(10_000), n_f)).astype(np.int64)])
-    img_counts = img_counts[rng.permutation(n_classes)]  # category ids (alphabetical) unrelated to frequency
-    freq = np.where(img_counts <= 10, "r", np.where(img_counts <= 100, "c", "f"))
+    # categories: LVIS v1's rare / common / frequent classes and their training image counts (the engine's)
+    img_counts, freq = lvis_v1_classes(n_images, seed)
+    n_classes = len(img_counts)
     inst_counts = (img_counts * rng.uniform(1.0, 4.0, n_classes)).astype(np.int64)
     weights = img_counts.astype(np.float64) ** 0.85
     weights /= weights.sum()
@@ -288,16 +283,7 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
 
     proc = subprocess.Popen([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res), protocol],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
-    peak = [0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], tree_pss_kb(proc.pid))
-            stop.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = TreeSampler(proc.pid, 0.1).start()
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -305,15 +291,15 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
         proc.communicate()
         return {"timeout": True, "child_wall_s": time.perf_counter() - t}
     finally:
-        stop.set()
-        sampler.join()
+        sampler.stop()
     if proc.returncode != 0:
         if "MemoryError" in stderr or proc.returncode in (-9, 137):
-            return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t, "tree_pss_mb": peak[0] / 1024}
+            return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t,
+                    "tree_pss_mb": sampler.tree_pss_peak / 1024}
         raise SystemExit(f"{evaluator} {metric} failed:\n{stderr[-3000:]}")
     r = json.loads(stdout.strip().splitlines()[-1])
     r["child_wall_s"] = time.perf_counter() - t
-    r["tree_pss_mb"] = peak[0] / 1024
+    r["tree_pss_mb"] = sampler.tree_pss_peak / 1024
     return r
 
 
@@ -347,7 +333,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--dets-per-image", type=int, default=300)
-    ap.add_argument("--classes", type=int, default=1203)
     ap.add_argument("--quick", action="store_true", help="500 images x 300 detections")
     ap.add_argument("--metrics", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     ap.add_argument("--evaluators", nargs="+", default=["lvis", "fast", "streaming"],
@@ -375,10 +360,10 @@ def main() -> None:
     if args.quick:
         args.images = 500
     if args.generate:
-        print(json.dumps(generate(args.generate, args.images, args.dets_per_image, args.classes, args.seed)))
+        print(json.dumps(generate(args.generate, args.images, args.dets_per_image, args.seed)))
         return
 
-    root = args.dir / f"v{GEN_VERSION}_{args.images}x{args.dets_per_image}_{args.classes}c_s{args.seed}"
+    root = args.dir / f"v{GEN_VERSION}_{args.images}x{args.dets_per_image}_s{args.seed}"
     ann, res = root / "lvis_v1_val.json", root / "results.json"
     gen_seconds = None
     if not (ann.is_file() and res.is_file() and (root / "counts.json").is_file()):
@@ -386,7 +371,7 @@ def main() -> None:
         print(f"generating {root} ...", flush=True)
         t = time.perf_counter()
         cmd = [sys.executable, __file__, "--generate", str(root), "--images", str(args.images),
-               "--dets-per-image", str(args.dets_per_image), "--classes", str(args.classes), "--seed", str(args.seed)]
+               "--dets-per-image", str(args.dets_per_image), "--seed", str(args.seed)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         gen_seconds = time.perf_counter() - t
         print(f"generated in {gen_seconds:.0f} s")
@@ -397,11 +382,11 @@ def main() -> None:
     print(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs", flush=True)
 
     evaluators = tuple(args.evaluators)
-    rows = [(m, p) for p in args.protocols for m in args.metrics]  # (metric, protocol)
-    label = {(m, p): m if p == "standard" else f"{m}/{p}" for m, p in rows}
-    runs = {label[k]: {e: [] for e in evaluators} for k in rows}
+    plan = [(m, p) for p in args.protocols for m in args.metrics]  # (metric, protocol)
+    label = {(m, p): m if p == "standard" else f"{m}/{p}" for m, p in plan}
+    runs = {label[k]: {e: [] for e in evaluators} for k in plan}
     for rep in range(args.repeats):
-        for metric, protocol in rows:
+        for metric, protocol in plan:
             for e in (evaluators if rep % 2 == 0 else evaluators[::-1]):
                 r = run_child(e, metric, ann, res, args.timeout, args.cap_gb, protocol)
                 key = label[(metric, protocol)]
@@ -414,7 +399,7 @@ def main() -> None:
                           f"{r['worker_peak_mb']:.0f})  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
 
     reference = json.loads(args.per_det_reference.read_text()) if args.per_det_reference else None
-    figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": args.classes,
+    figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": counts["classes"],
                "counts": counts, "generation_seconds": gen_seconds, "cpus": os.cpu_count(), "metrics": {}}
     header = (f"{'metric':12s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
               f"{'max|dAP|':>9s} {'all keys':>9s} {'per class':>9s}")
@@ -464,8 +449,29 @@ def main() -> None:
           "process tree's peak PSS;\nmax|dAP|: over AP, APr, APc, APf against lvis; all keys: every summary key; "
           "per class: every class's AP.")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        write_figures(args.json, figures, rows(figures))
         print(f"figures written to {args.json}")
+
+
+def rows(e: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    size = f"{e.get('images', '?'):,} images x {e.get('dets_per_image', '?')} dets"
+    for metric, m in (e.get("metrics") or {}).items():
+        lvis_mb = (m.get("lvis") or {}).get("peak_mb")
+        for name, goal in (("streaming", ">= 5"), ("fast", ">= 3")):
+            row = m.get(name) or {}
+            if row.get("failed") or "seconds" not in row:
+                continue
+            out.append((f"`--evaluator {name}` {metric} ({size}): speed-up", "official lvis API",
+                        ratio_text(row.get("speedup")), goal))
+            out.append((f"`--evaluator {name}` {metric}: peak memory (process tree PSS)", "official lvis API",
+                        ratio_text(row["peak_mb"] / lvis_mb) if lvis_mb else "-", "-"))
+            if row.get("max_abs_diff_all_keys") is not None:
+                out.append((f"`--evaluator {name}` {metric}: largest difference, every summary key / class",
+                            "official lvis API", f"{row['max_abs_diff_all_keys']:.1e} / "
+                            f"{row['max_abs_diff_per_class']:.1e}", "<= 1e-4"))
+    return out
 
 
 if __name__ == "__main__":

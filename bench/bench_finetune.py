@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import statistics
 import sys
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import ROOT, ratio_text, write_figures  # noqa: E402
+
 SYNTH = ROOT / "configs" / "synthetic"
 CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py",
            "seesaw": SYNTH / "baseline_seesaw_synth.py", "eqlv2": SYNTH / "baseline_eqlv2_synth.py",
@@ -140,13 +140,26 @@ def main() -> None:
         print(f"| variant | ms / iteration | vs {LABELS[ref]} |\n|---|---:|---:|")
         for name in variants:
             print(f"| {LABELS[name]} | {med[name] * 1e3:.0f} | {med[name] / med[ref]:.2f}x |")
-    if args.json:
-        result = dict(iters=args.iters, threads=torch.get_num_threads(), weights=str(ckpt or "fresh"),
-                      **{f"{name}_s": med[name] for name in variants})
-        if "loce" in med and "plain" in med:
-            result["ratio"] = med["loce"] / med["plain"]
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    result = dict(iters=args.iters, threads=torch.get_num_threads(), weights=str(ckpt or "fresh"),
+                  variants=variants, **{f"{name}_s": med[name] for name in variants})
+    if "loce" in med and "plain" in med:
+        result["ratio"] = med["loce"] / med["plain"]
+    write_figures(args.json, result, rows(result))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    if f.get("ratio") is not None:
+        out.append(("LOCE fine-tune iteration, whole model, synthetic config, CPU", "plain fine-tune iteration",
+                    ratio_text(f["ratio"]), "-"))
+    if "plain_s" in f:
+        for name in CONFIGS:
+            if name not in ("plain", "loce") and f"{name}_s" in f:
+                out.append((f"{LABELS[name]} fine-tune iteration, whole model, synthetic config, CPU",
+                            "plain fine-tune iteration (same batches, interleaved)",
+                            ratio_text(f[f"{name}_s"] / f["plain_s"]), "-"))
+    return out
 
 
 if __name__ == "__main__":

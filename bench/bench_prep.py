@@ -1,8 +1,9 @@
 """`loce data prep` against a plain `lvis.LVIS(...)` load of the same LVIS-v1-train-sized file.
 
 Generates (once, cached in --dir) an LVIS v1 train file of --images images and --annotations annotations over
---classes classes (defaults: LVIS v1 train, 100k images, 1.27M annotations, 1203 classes in 337 rare / 461
-common / 405 frequent; COCO-like image records, polygons of 12-70 points), then runs, each in its own fresh
+LVIS v1's 1203 classes (defaults: LVIS v1 train, 100k images, 1.27M annotations; 337 rare / 461 common / 405
+frequent classes, their image counts drawn by the engine's LVIS-shaped generator; COCO-like image records,
+polygons of 12-70 points), then runs, each in its own fresh
 process and interleaved --repeats times:
 
   lvis    lvis.LVIS(path): json.load + the API's index (what every LVIS user pays to open the file)
@@ -27,6 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import lvis_v1_classes, ratio_text, write_figures  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time, logging
@@ -62,22 +66,15 @@ print(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.R
 """
 
 
-def generate(path: Path, n_images: int, n_anns: int, n_classes: int, seed: int = 0) -> None:
-    """An LVIS v1 train-like file; classes split 28% rare / 38.3% common / 33.7% frequent like LVIS v1."""
+def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
+    """An LVIS v1 train-like file: LVIS v1's rare / common / frequent classes (the engine's image counts)."""
     import msgspec
 
     enc = msgspec.json.Encoder()
 
     rng = np.random.default_rng(seed)
-    n_r = round(n_classes * 337 / 1203)
-    n_c = round(n_classes * 461 / 1203)
-    n_f = n_classes - n_r - n_c
-    hi = max(102, min(n_images, int(8000 * n_images / 100_000)))
-    img_counts = np.concatenate([
-        rng.integers(1, 11, n_r), rng.integers(11, 101, n_c),
-        np.exp(rng.uniform(np.log(101), np.log(hi), n_f)).astype(np.int64).clip(101, n_images)])
-    img_counts = img_counts[rng.permutation(n_classes)]
-    freq = np.where(img_counts <= 10, "r", np.where(img_counts <= 100, "c", "f"))
+    img_counts, freq = lvis_v1_classes(n_images, seed)
+    n_classes = len(img_counts)
     pair_img, pair_cat = [], []
     for c in range(n_classes):
         pair_img.append(rng.choice(n_images, size=int(img_counts[c]), replace=False))
@@ -163,7 +160,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=100_000)
     ap.add_argument("--annotations", type=int, default=1_270_000)
-    ap.add_argument("--classes", type=int, default=1203)
     ap.add_argument("--quick", action="store_true", help="10k images, 127k annotations")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side (best time is used)")
     ap.add_argument("--parsers", action="store_true",
@@ -174,18 +170,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.images, args.annotations = 10_000, 127_000
-    root = args.dir / f"lvis_{args.images}_{args.annotations}_{args.classes}"
+    root = args.dir / f"lvis_v2_{args.images}_{args.annotations}"
     path = root / "annotations" / "lvis_v1_train.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         (root / "train2017").mkdir(exist_ok=True)
         t = time.perf_counter()
         tmp = path.with_suffix(".tmp")
-        generate(tmp, args.images, args.annotations, args.classes)
+        generate(tmp, args.images, args.annotations)
         tmp.rename(path)
         print(f"generated {path} in {time.perf_counter() - t:.0f} s")
     print(f"file: {path} ({path.stat().st_size / 1e9:.2f} GB, {args.images:,} images, "
-          f"{args.annotations:,} annotations, {args.classes} classes)")
+          f"{args.annotations:,} annotations, 1203 classes)")
     kinds = ["lvis", "prep"]
     if args.parsers:
         import importlib.util
@@ -204,10 +200,16 @@ def main() -> None:
         print(f"{k:10s}{best[k]:12.2f} s{peak[k]:11.0f} MB")
     print(f"\nprep / lvis.LVIS: time {best['prep'] / best['lvis']:.2f}x, peak memory "
           f"{peak['prep'] / peak['lvis']:.2f}x  (goal: <= 1.5x each)")
-    if args.json:
-        args.json.write_text(json.dumps(dict(images=args.images, annotations=args.annotations, classes=args.classes,
-                                              seconds=best, peak_mb=peak, time_ratio=best["prep"] / best["lvis"],
-                                              memory_ratio=peak["prep"] / peak["lvis"]), indent=2))
+    figures = dict(images=args.images, annotations=args.annotations, classes=1203, seconds=best, peak_mb=peak,
+                   time_ratio=best["prep"] / best["lvis"], memory_ratio=peak["prep"] / peak["lvis"])
+    write_figures(args.json, figures, rows(figures))
+
+
+def rows(p: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    return [(f"`loce data prep` full validation ({p['images']:,} images, {p['annotations']:,} annotations): time",
+             "`lvis.LVIS(...)` load", ratio_text(p.get("time_ratio")), "<= 1.5"),
+            ("`loce data prep`: peak memory", "`lvis.LVIS(...)` load", ratio_text(p.get("memory_ratio")), "<= 1.5")]
 
 
 if __name__ == "__main__":

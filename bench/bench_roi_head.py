@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.mmdet_ext, bench.common
+from bench.common import ratio_text, write_figures  # noqa: E402
 from tests.mmdet_ext import tiny  # noqa: E402
 
 
@@ -79,13 +80,17 @@ def main() -> None:
     print(f"standard RoI head step {med['standard'] * 1e3:.1f} ms | LOCE {med['loce'] * 1e3:.1f} ms "
           f"(LOCE/standard = {med['loce'] / med['standard']:.2f}, goal <= 1.25) | LOCE without memory "
           f"{med['loce_no_memory'] * 1e3:.1f} ms ({med['loce_no_memory'] / med['standard']:.2f})")
-    if args.json:
-        import json
+    figures = dict(seconds=med, ratio=med["loce"] / med["standard"],
+                   ratio_no_memory=med["loce_no_memory"] / med["standard"], repeats=args.repeats, fpn=args.fpn,
+                   size=args.size, gts=args.gts)
+    write_figures(args.json, figures, rows(figures))
 
-        with open(args.json, "w") as f:
-            json.dump(dict(seconds=med, ratio=med["loce"] / med["standard"],
-                           ratio_no_memory=med["loce_no_memory"] / med["standard"], repeats=args.repeats,
-                           fpn=args.fpn, size=args.size, gts=args.gts), f, indent=2)
+
+def rows(r: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    return [("LOCE RoI-head training step", "mmdet StandardRoIHead step", ratio_text(r["ratio"]), "<= 1.25"),
+            ("LOCE RoI-head step, memory off (EBL + tracking)", "StandardRoIHead step",
+             ratio_text(r["ratio_no_memory"]), "-")]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # bench.common: the loce binary, found as the benchmarks find it
+from bench.common import loce_binary  # noqa: E402
+
 SYNTH = ROOT / "configs" / "synthetic"
 BASE_CONFIG = SYNTH / "mask_rcnn_r18_fpn_normed_synth.py"
 BASE_EPOCHS = 6
@@ -48,11 +51,6 @@ VARIANTS = {
     "crt": ("baseline_crt_synth.py", "cRT (class-balanced sampling, CE)"),
 }
 BASELINES = {"seesaw", "eqlv2", "fed", "crt"}  # no LOCE mean-score tracker or memory to inspect
-
-
-def loce_bin() -> str:
-    exe = Path(sys.executable).with_name("loce")
-    return str(exe) if exe.exists() else "loce"
 
 
 def run(cmd, log: Path) -> None:
@@ -98,7 +96,7 @@ def main(argv=None) -> None:
     ap.add_argument("--doc", type=Path, default=None,
                     help="write the tables into this markdown file between its reproduce.py markers")
     args = ap.parse_args(argv)
-    loce = loce_bin()
+    loce = loce_binary()
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     log = work / "reproduce.log"

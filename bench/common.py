@@ -1,0 +1,221 @@
+"""What the benchmarks share: the repository's paths, the loce binary, a free port, the memory of a process tree
+(from Linux /proc), LVIS-shaped classes from the engine's generator, and the ``--json`` figures with the rows
+``run_all.py`` puts in docs/BENCHMARKS.md.
+
+A bench runs as ``python bench/bench_X.py``; it puts the repository on ``sys.path`` and imports this module as
+``bench.common`` (so do scripts/experiments/, which sample memory the same way)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = "loce_cli.engine.runtime.worker"  # the module each rank of a `--nproc` run executes
+
+
+def loce_binary() -> str:
+    """The ``loce`` entry point beside this interpreter (the venv's), else the one on PATH."""
+    exe = Path(sys.executable).with_name("loce")
+    return str(exe) if exe.exists() else (shutil.which("loce") or "loce")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for ``--master-port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ratio_text(x, digits: int = 2) -> str:
+    """A figure for a table cell: ``-`` when missing."""
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def write_figures(path, figures: dict, rows: List[tuple]) -> None:
+    """``figures`` as JSON at ``path`` with ``rows`` ((figure, against, ratio, goal) for docs/BENCHMARKS.md)
+    under ``"rows"``; nothing when ``path`` is None."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(figures, rows=[list(r) for r in rows]), indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------- process tree
+
+
+def parents() -> Dict[int, int]:
+    """pid -> parent pid of every process (from /proc/PID/stat)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    return parent
+
+
+def descendants(root_pid: int, parent: Dict[int, int]) -> set:
+    """``root_pid`` and every process under it."""
+    children: Dict[int, list] = {}
+    for c, p in parent.items():
+        children.setdefault(p, []).append(c)
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        for c in children.get(frontier.pop(), ()):
+            if c not in tree:
+                tree.add(c)
+                frontier.append(c)
+    return tree
+
+
+def memory_kb(pid: int) -> Optional[tuple]:
+    """(Rss, Pss, VmHWM) of ``pid`` in kB; None where the process is gone."""
+    rss = pss = hwm = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+                    break
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+                    break
+    except (OSError, ValueError):
+        return None
+    return rss, pss, hwm
+
+
+def meminfo_kb(key: str) -> int:
+    """A line of /proc/meminfo in kB (0 when missing), e.g. ``MemAvailable``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def describe(pid: int) -> dict:
+    """Command line, RANK from the environment (None when unset) and start time (clock ticks) of ``pid``."""
+    info = {"cmd": "", "rank": None, "start": 0}
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            info["cmd"] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"RANK="):
+                    info["rank"] = int(item[5:])
+        with open(f"/proc/{pid}/stat") as f:
+            info["start"] = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+@dataclass
+class ProcPeak:
+    """One process of a sampled tree and its peaks (kB): sampled Rss and Pss, the kernel's VmHWM."""
+
+    pid: int
+    parent: Optional[int]
+    cmd: str
+    rank: Optional[int]
+    start: int
+    rss: int = 0
+    pss: int = 0
+    hwm: int = 0
+
+
+class TreeSampler:
+    """Samples every ``interval`` s the memory of each process of the tree under ``root_pid`` in a thread:
+    ``procs`` (pid -> ProcPeak), ``tree_pss_peak`` (kB, the tree's summed PSS), ``timeline`` ((seconds since
+    ``t0``, {pid: (rss, pss)}) per sample) and ``samples``. Subclasses add figures in ``observe``."""
+
+    def __init__(self, root_pid: int, interval: float = 0.2):
+        self.root, self.interval = root_pid, interval
+        self.t0 = time.perf_counter()
+        self.procs: Dict[int, ProcPeak] = {}
+        self.tree_pss_peak = 0
+        self.timeline: List[tuple] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "TreeSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        parent = parents()
+        now = {}
+        for pid in descendants(self.root, parent):
+            m = memory_kb(pid)
+            if m is None or m[1] is None:
+                continue
+            p = self.procs.get(pid)
+            if p is None:
+                p = self.procs[pid] = ProcPeak(pid=pid, parent=parent.get(pid), **describe(pid))
+            elif p.rank is None:  # first seen between fork and exec: read again
+                seen = describe(pid)
+                p.cmd, p.rank = seen["cmd"], seen["rank"]
+            p.rss, p.pss, p.hwm = max(p.rss, m[0] or 0), max(p.pss, m[1]), max(p.hwm, m[2] or 0)
+            now[pid] = (m[0] or 0, m[1])
+        t = time.perf_counter() - self.t0
+        self.samples += 1
+        self.timeline.append((t, now))
+        self.tree_pss_peak = max(self.tree_pss_peak, sum(pss for _, pss in now.values()))
+        self.observe(t, now, parent)
+
+    def observe(self, t: float, now: Dict[int, tuple], parent: Dict[int, int]) -> None:
+        """Called after each sample with {pid: (rss, pss)} of the tree; nothing here."""
+
+
+def tree_pss_kb(root_pid: int) -> int:
+    """Sum of the proportional set size (shared pages counted once) of ``root_pid`` and its descendants."""
+    total = 0
+    for pid in descendants(root_pid, parents()):
+        mem = memory_kb(pid)
+        if mem is not None and mem[1] is not None:
+            total += mem[1]
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def lvis_v1_classes(images: int, seed: int):
+    """(training images per class ``[1203]``, frequency group per class ``[1203]``) of LVIS v1's 337 rare / 461
+    common / 405 frequent classes for a split of ``images`` images, drawn by the engine's LVIS-shaped generator
+    (``loce data synth --like lvis-v1``)."""
+    import numpy as np
+
+    from loce_cli.engine.data.synth_lvis import class_image_counts
+
+    return class_image_counts("v1", max(int(images), 1), np.random.default_rng(seed))
