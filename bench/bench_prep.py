@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import lvis_v1_classes, ratio_text, write_figures  # noqa: E402
+from bench.common import ratio_text, write_figures  # noqa: E402
+from bench.lvis_files import train_file  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time, logging
@@ -66,89 +66,6 @@ print(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.R
 """
 
 
-def generate(path: Path, n_images: int, n_anns: int, seed: int = 0) -> None:
-    """An LVIS v1 train-like file: LVIS v1's rare / common / frequent classes (the engine's image counts)."""
-    import msgspec
-
-    enc = msgspec.json.Encoder()
-
-    rng = np.random.default_rng(seed)
-    img_counts, freq = lvis_v1_classes(n_images, seed)
-    n_classes = len(img_counts)
-    pair_img, pair_cat = [], []
-    for c in range(n_classes):
-        pair_img.append(rng.choice(n_images, size=int(img_counts[c]), replace=False))
-        pair_cat.append(np.full(int(img_counts[c]), c))
-    pair_img = np.concatenate(pair_img)
-    pair_cat = np.concatenate(pair_cat)
-    n_pairs = len(pair_img)
-    per_pair = np.ones(n_pairs, np.int64)
-    if n_anns > n_pairs:
-        per_pair += np.bincount(rng.integers(0, n_pairs, n_anns - n_pairs), minlength=n_pairs)
-    ann_img = np.repeat(pair_img, per_pair)
-    ann_cat = np.repeat(pair_cat, per_pair)
-    perm = rng.permutation(len(ann_img))
-    ann_img, ann_cat = ann_img[perm], ann_cat[perm]
-    n_anns = len(ann_img)
-    inst_counts = np.bincount(ann_cat, minlength=n_classes)
-
-    image_ids = np.sort(rng.choice(600_000, size=n_images, replace=False)) + 1
-    sizes = np.array([(640, 480), (480, 640), (640, 427), (500, 375), (640, 512)])
-    wh = sizes[rng.integers(0, len(sizes), n_images)]
-
-    with open(path, "wb") as f:
-        f.write(b'{"info":{"description":"LVIS v1 (bench_prep: generated)","version":"1.0","year":2020},'
-                b'"licenses":[{"id":1,"name":"Attribution License","url":"http://creativecommons.org/"}],'
-                b'"images":[')
-        for start in range(0, n_images, 20_000):
-            chunk = []
-            for i in range(start, min(n_images, start + 20_000)):
-                iid = int(image_ids[i])
-                chunk.append({
-                    "id": iid, "license": 1, "height": int(wh[i, 1]), "width": int(wh[i, 0]),
-                    "flickr_url": f"http://farm{iid % 9}.staticflickr.com/{iid % 8000}/{iid * 7919}_abcdef.jpg",
-                    "coco_url": f"http://images.cocodataset.org/train2017/{iid:012d}.jpg",
-                    "date_captured": "2013-11-14 16:28:13",
-                    "neg_category_ids": sorted(int(c) + 1 for c in rng.choice(n_classes, rng.integers(0, 12), False)),
-                    "not_exhaustive_category_ids": sorted(
-                        int(c) + 1 for c in rng.choice(n_classes, rng.integers(0, 3), False)),
-                })
-            f.write((b"," if start else b"") + enc.encode(chunk)[1:-1])
-        f.write(b'],"annotations":[')
-        for start in range(0, n_anns, 50_000):
-            stop = min(n_anns, start + 50_000)
-            m = stop - start
-            W = wh[ann_img[start:stop], 0].astype(np.float64)
-            H = wh[ann_img[start:stop], 1].astype(np.float64)
-            bw = np.round(W * rng.uniform(0.02, 0.6, m), 2)
-            bh = np.round(H * rng.uniform(0.02, 0.6, m), 2)
-            bx = np.round(rng.uniform(0, 1, m) * (W - bw), 2)
-            by = np.round(rng.uniform(0, 1, m) * (H - bh), 2)
-            npts = rng.integers(12, 71, m)
-            offsets = np.concatenate([[0], np.cumsum(npts)])
-            k = np.arange(offsets[-1]) - np.repeat(offsets[:-1], npts)
-            ang = 2 * np.pi * k / np.repeat(npts, npts)
-            r = rng.uniform(0.8, 1.0, offsets[-1])
-            px = np.round(np.repeat(bx, npts) + np.repeat(bw, npts) * (0.5 + 0.5 * r * np.cos(ang)), 2)
-            py = np.round(np.repeat(by, npts) + np.repeat(bh, npts) * (0.5 + 0.5 * r * np.sin(ang)), 2)
-            coords = np.stack([px, py], 1).reshape(-1).tolist()
-            chunk = []
-            for j in range(m):
-                a, b = 2 * offsets[j], 2 * offsets[j + 1]
-                chunk.append({
-                    "area": round(float(bw[j] * bh[j] * 0.75), 2), "id": start + j + 1,
-                    "segmentation": [coords[a:b]], "image_id": int(image_ids[ann_img[start + j]]),
-                    "bbox": [float(bx[j]), float(by[j]), float(bw[j]), float(bh[j])],
-                    "category_id": int(ann_cat[start + j]) + 1,
-                })
-            f.write((b"," if start else b"") + enc.encode(chunk)[1:-1])
-        cats = [{"id": c + 1, "name": f"class_{c:04d}", "synset": f"class_{c:04d}.n.01",
-                 "synonyms": [f"class_{c:04d}"], "def": "a generated category for bench_prep",
-                 "frequency": str(freq[c]), "image_count": int(img_counts[c]), "instance_count": int(inst_counts[c])}
-                for c in range(n_classes)]
-        f.write(b'],"categories":' + enc.encode(cats) + b"}")
-
-
 def run_child(kind: str, path: Path, root: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(root)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -177,7 +94,7 @@ def main() -> None:
         (root / "train2017").mkdir(exist_ok=True)
         t = time.perf_counter()
         tmp = path.with_suffix(".tmp")
-        generate(tmp, args.images, args.annotations)
+        train_file(tmp, args.images, args.annotations)
         tmp.rename(path)
         print(f"generated {path} in {time.perf_counter() - t:.0f} s")
     print(f"file: {path} ({path.stat().st_size / 1e9:.2f} GB, {args.images:,} images, "
