@@ -37,38 +37,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import ROOT, ratio_text, write_figures  # noqa: E402
+from bench.common import (REPRODUCTION as REPRO, ROOT, existing_synthetic_data, lvis_like_data,  # noqa: E402
+                          ratio_text, write_figures)
 
 CONFIGS = {
     "synth": ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py",
     "lvis": ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
     "lvis-loce": ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py",
 }
-REPRO = Path("/work/main/work/reproduce/data0")  # the reproduction's data and base model, read only, if present
-
-
-def _synth_data() -> Path:
-    if (REPRO / "data" / "annotations" / "lvis_v1_train.json").is_file():
-        return REPRO / "data"
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    out = Path("/tmp/loce_bench_amp_synth")
-    if not (out / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize(out, SynthOptions(), force=True)
-    return out
-
-
-def _lvis_data(root) -> Path:
-    from loce_cli.engine.data.prep import prep_dataset
-    from loce_cli.engine.data.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
-
-    root = Path(root)
-    if not (root / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize_lvis_like(root, LvisLikeOptions(like="lvis-v1", train_images=MIN_TRAIN_IMAGES, val_images=4,
-                                                   seed=0), force=True)
-        prep = prep_dataset(root, check_images="none")
-        assert prep.ok, [p.message for _, p in prep.all_problems()]
-    return root
 
 
 def _options(name: str, data: Path) -> list:
@@ -108,7 +84,7 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
     from loce_cli.mmdet_ext import fill_memory
     from loce_cli.mmdet_ext.amp import AmpState, fp32_head_outputs
 
-    data = _synth_data() if name == "synth" else _lvis_data(lvis_root)
+    data = existing_synthetic_data() if name == "synth" else lvis_like_data(lvis_root)
     cfg = load_config(CONFIGS[name], _options(name, data))
     torch.manual_seed(0)
     dataset = build_dataset(cfg.data.train)
@@ -231,7 +207,7 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(0)})" if args.device == "cuda" else ""), flush=True)
     if args.quality:
         runs = [(None if a == "fp32" else a, int(s)) for a, s in (r.split(":") for r in args.runs.split(","))]
-        out = quality(runs, Path(args.base), Path(args.data) if args.data else _synth_data(), Path(args.work),
+        out = quality(runs, Path(args.base), Path(args.data) if args.data else existing_synthetic_data(), Path(args.work),
                       args.reference)
         for key, d in out["bf16_minus_fp32"].items():
             if d["mean"] is not None:

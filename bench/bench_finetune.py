@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import ROOT, ratio_text, write_figures  # noqa: E402
+from bench.common import REPRODUCTION, ROOT, existing_synthetic_data, ratio_text, write_figures  # noqa: E402
 
 SYNTH = ROOT / "configs" / "synthetic"
 CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py",
@@ -37,24 +37,10 @@ CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_
 LABELS = {"plain": "plain", "loce": "LOCE", "seesaw": "Seesaw", "eqlv2": "EQLv2", "fed": "federated", "crt": "cRT"}
 
 
-def _data(path):
-    if path is not None:
-        return Path(path)
-    for candidate in (ROOT / "work" / "reproduce" / "data0" / "data", ROOT / "work" / "quickstart" / "data"):
-        if (candidate / "annotations" / "lvis_v1_train.json").is_file():
-            return candidate
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    out = Path("/tmp/loce_bench_finetune_data")
-    if not (out / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize(out, SynthOptions(), force=True)
-    return out
-
-
 def _checkpoint(path):
     if path is not None:
         return Path(path)
-    for candidate in (ROOT / "work" / "reproduce" / "data0" / "base" / "epoch_6.pth",
+    for candidate in (REPRODUCTION / "base" / "epoch_6.pth",
                       ROOT / "work" / "quickstart" / "base" / "epoch_6.pth"):
         if candidate.is_file():
             return candidate
@@ -86,7 +72,7 @@ def main() -> None:
     quiet = logging.getLogger("bench_finetune.load")
     quiet.setLevel(logging.ERROR)
     torch.manual_seed(0)
-    data = _data(args.data)
+    data = Path(args.data) if args.data else existing_synthetic_data()
     ckpt = _checkpoint(args.checkpoint)
     opts = [f"data.train.ann_file={data / 'annotations' / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]
     models, optims = {}, {}

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
-from bench.common import ROOT as REPO, free_port, ratio_text, write_figures  # noqa: E402
+from bench.common import ROOT as REPO, free_port, ratio_text, synthetic_data, write_figures  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py"
 CANDIDATES = ("work/quickstart/loce/epoch_2.pth", "work/reproduce/*/loce_seed0/epoch_2.pth",
@@ -43,13 +43,7 @@ CANDIDATES = ("work/quickstart/loce/epoch_2.pth", "work/reproduce/*/loce_seed0/e
 
 def prepare_data(root: Path, images: int | None) -> tuple:
     """(data dir, val annotation file limited to the first ``images`` images, number of images)."""
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    val = root / "annotations" / "lvis_v1_val.json"
-    if not val.is_file() or not (root / "val2017").is_dir():
-        t = time.perf_counter()
-        synthesize(root, SynthOptions(), force=True)
-        print(f"synthesized {root} in {time.perf_counter() - t:.0f} s")
+    val = synthetic_data(root) / "annotations" / "lvis_v1_val.json"
     data = json.loads(val.read_text())
     n = len(data["images"])
     if images is None or images >= n:

@@ -13,15 +13,13 @@ switched off (EBL and score tracking only), which separates the memory's cost.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.mmdet_ext, bench.common
-from bench.common import ratio_text, write_figures  # noqa: E402
+from bench.common import interleaved, ratio_text, write_figures  # noqa: E402
 from tests.mmdet_ext import tiny  # noqa: E402
 
 
@@ -65,16 +63,7 @@ def main() -> None:
             total.backward()
         return run
 
-    runs = {k: step(m) for k, m in models.items()}
-    for fn in runs.values():
-        fn()
-    samples = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = dict(interleaved({k: step(m) for k, m in models.items()}, args.repeats))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, FPN {args.fpn} ch, {args.size} px, "
           f"2 images x {args.gts} gts, 512 RoIs/image")
     print(f"standard RoI head step {med['standard'] * 1e3:.1f} ms | LOCE {med['loce'] * 1e3:.1f} ms "

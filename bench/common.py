@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+REPRODUCTION = ROOT / "work" / "reproduce" / "data0"  # scripts/experiments/reproduce.py's data and base model
+TMP = Path(tempfile.gettempdir())
 WORKER = "loce_cli.engine.runtime.worker"  # the module each rank of a `--nproc` run executes
 
 
@@ -48,6 +52,39 @@ def write_figures(path, figures: dict, rows: List[tuple]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(figures, rows=[list(r) for r in rows]), indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+class Timings(dict):
+    """Median seconds per call of each candidate (``t[k]``), and ``t.ratio(a, b)``: the median over rounds of
+    a's time / b's time *in the same round*. Within a round the candidates run a few ms apart, so a shift in the
+    machine's load or memory bandwidth between rounds cancels out of each ratio; a ratio of overall medians would
+    mix rounds run under different loads."""
+
+    def __init__(self, samples: dict):
+        super().__init__({k: statistics.median(v) for k, v in samples.items()})
+        self.samples = samples
+
+    def ratio(self, a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(self.samples[a], self.samples[b]))
+
+
+def interleaved(fns: dict, repeats: int, sync=lambda: None) -> Timings:
+    """Seconds per call, the candidates alternating so that machine noise hits them alike (each called once
+    first, untimed); ``sync`` waits for a device before and after each call."""
+    for fn in fns.values():
+        fn()
+    samples = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[k].append(time.perf_counter() - t0)
+    return Timings(samples)
 
 
 # ---------------------------------------------------------------------------------------------- process tree
@@ -208,6 +245,45 @@ def tree_pss_kb(root_pid: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- data
+
+
+def synthetic_data(root: Path) -> Path:
+    """The synthetic dataset of ``loce data synth``'s defaults at ``root`` (40 classes, 128 px images), made by
+    the engine's generator when missing."""
+    from loce_cli.engine.data.synth import SynthOptions, synthesize
+
+    root = Path(root)
+    if not all((root / "annotations" / f"lvis_v1_{s}.json").is_file() for s in ("train", "val")):
+        t = time.perf_counter()
+        synthesize(root, SynthOptions(), force=True)
+        print(f"synthesized {root} in {time.perf_counter() - t:.0f} s", flush=True)
+    return root
+
+
+def existing_synthetic_data() -> Path:
+    """A synthetic dataset of the default options already made in this checkout (the reproduction's, the
+    quickstart's), read only; else :func:`synthetic_data` in the temporary folder."""
+    for candidate in (REPRODUCTION / "data", ROOT / "work" / "quickstart" / "data"):
+        if (candidate / "annotations" / "lvis_v1_train.json").is_file():
+            return candidate
+    return synthetic_data(TMP / "loce_bench_synth")
+
+
+def lvis_like_data(root: Path) -> Path:
+    """An LVIS v1-shaped dataset at ``root`` (``loce data synth --like lvis-v1`` with its fewest training
+    images, 4 val images; then ``loce data prep``), made by the engine when missing."""
+    from loce_cli.engine.data.prep import prep_dataset
+    from loce_cli.engine.data.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
+
+    root = Path(root)
+    if not (root / "annotations" / "loce_meta.json").is_file():
+        synthesize_lvis_like(root, LvisLikeOptions(like="lvis-v1", train_images=MIN_TRAIN_IMAGES, val_images=4,
+                                                   seed=0), force=True)
+        prep = prep_dataset(root, check_images="none")
+        if not prep.ok:
+            raise SystemExit(f"loce data prep {root}: " + "; ".join(p.message for _, p in prep.all_problems()))
+    return root
+
 
 
 def lvis_v1_classes(images: int, seed: int):
