@@ -12,6 +12,7 @@ set -euo pipefail
 
 DIR="${LOCE_SLURM_DIR:-/tmp/loce-slurm}"
 CONF=/etc/slurm/slurm.conf
+# (the path it was written from before scripts/ was split: slurm.conf files written then stay recognised as its own)
 MARK="# written by loce scripts/slurm_local.sh"
 
 die() { echo "slurm_local: $*" >&2; exit 1; }
