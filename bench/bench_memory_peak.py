@@ -8,13 +8,11 @@ child minus its RSS before the memory was built (torch imported, one batch of fe
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import ratio_text, write_figures  # noqa: E402
+from bench.common import child_json, ratio_text, write_figures  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, torch
@@ -51,9 +49,7 @@ def main() -> None:
     print(f"feature memory, {args.classes} classes x {args.queue} slots x 256 x 7 x 7, every slot written")
     print(f"{'dtype':10s}{'nbytes':>12s}{'peak RSS added':>17s}{'ratio':>8s}")
     for dtype in ("float32", "float16", "bfloat16"):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.classes), str(args.queue), dtype],
-                             capture_output=True, text=True, check=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
+        row = child_json(["-c", CHILD, args.classes, args.queue, dtype], f"the {dtype} memory")
         dtypes.append(row)
         print(f"{dtype:10s}{row['nbytes_mb'] / 1024:10.2f} GB{row['added_mb'] / 1024:14.2f} GB"
               f"{row['added_mb'] / row['nbytes_mb']:8.2f}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import ratio_text, write_figures  # noqa: E402
+from bench.common import child_json, ratio_text, write_figures  # noqa: E402
 from bench.lvis_files import train_file  # noqa: E402
 
 CHILD = r"""
@@ -66,13 +65,6 @@ print(json.dumps({"seconds": seconds, "maxrss_mb": resource.getrusage(resource.R
 """
 
 
-def run_child(kind: str, path: Path, root: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(root)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=100_000)
@@ -107,7 +99,7 @@ def main() -> None:
     runs = {k: [] for k in kinds}
     for rep in range(args.repeats):
         for k in kinds:
-            runs[k].append(run_child(k, path, root))
+            runs[k].append(child_json(["-c", CHILD, k, path, root], k))
             print(f"  run {rep + 1}: {k:8s} {runs[k][-1]['seconds']:7.2f} s  peak {runs[k][-1]['maxrss_mb']:8.0f} MB",
                   flush=True)
     best = {k: min(r["seconds"] for r in v) for k, v in runs.items()}

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +38,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def child_json(args: list, what: str) -> dict:
+    """Run ``python ARGS`` in a fresh process (its peak memory its own); the JSON of the last line it printed.
+    SystemExit with the tail of its stderr when it fails."""
+    out = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def ratio_text(x, digits: int = 2) -> str:
