@@ -20,8 +20,8 @@ step) on data from the LVIS-shaped generator (``loce data synth --like lvis-v1``
 
 Quality: ``loce finetune`` of the synthetic LOCE recipe from one base checkpoint, fp32 and ``--amp bf16`` for
 each seed, each evaluated with ``loce eval`` (box and mask AP / APr; loce eval's default evaluator), run as
-scripts/experiments/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with ``--reference``
-(the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
+scripts/experiments/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with
+``--reference`` (the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
 """
 
 from __future__ import annotations
@@ -207,8 +207,8 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(0)})" if args.device == "cuda" else ""), flush=True)
     if args.quality:
         runs = [(None if a == "fp32" else a, int(s)) for a, s in (r.split(":") for r in args.runs.split(","))]
-        out = quality(runs, Path(args.base), Path(args.data) if args.data else existing_synthetic_data(), Path(args.work),
-                      args.reference)
+        data = Path(args.data) if args.data else existing_synthetic_data()
+        out = quality(runs, Path(args.base), data, Path(args.work), args.reference)
         for key, d in out["bf16_minus_fp32"].items():
             if d["mean"] is not None:
                 per = ", ".join(f"seed {s}: {x:+.2f}" for s, x in d["per_seed"].items())

@@ -348,8 +348,8 @@ def rows(f: dict) -> list:
     """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
     r = f.get("ratios") or {}
     size = f"{f.get('images', '?'):,} images x {f.get('dets_per_image', 0):.0f} dets"
-    return [(f"`loce eval --nproc 2` ({size}): rank 0's peak RSS (VmHWM)", "one process", ratio_text(r.get("rank0_hwm_mb")),
-             "<= 1"),
+    return [(f"`loce eval --nproc 2` ({size}): rank 0's peak RSS (VmHWM)", "one process",
+             ratio_text(r.get("rank0_hwm_mb")), "<= 1"),
             ("`loce eval --nproc 2`: rank 0's peak PSS", "one process", ratio_text(r.get("rank0_peak_pss_mb")), "<= 1"),
             ("`loce eval --nproc 2`: wall time" + ("" if f.get("same_results") else " (results.json DIFFER)"),
              "one process", ratio_text(r.get("wall_s")), "-")]

@@ -4,9 +4,10 @@ side in the same run, written as markdown tables to docs/BENCHMARKS.md with the 
     .venv/bin/python bench/run_all.py [--out docs/BENCHMARKS.md] [--full] [--only core roi_head ...]
 
 It runs every ``bench_*.py`` of this folder (``BENCHES``; it refuses to start when one is missing there) and
-puts the rows each writes with ``--json`` into the table. Default sizes fit a few minutes on 2 cores; ``--full`` uses each script's full-size defaults (LVIS-v1-train-sized
-prep file, 5,000 x 300 evaluator set: tens of minutes). Run it on an otherwise idle machine: other load makes
-the absolute times (not so much the ratios) meaningless.
+puts the rows each writes with ``--json`` into the table. Default sizes fit a few minutes on 2 cores; ``--full``
+uses each script's full-size defaults (LVIS-v1-train-sized prep file, 5,000 x 300 evaluator set: tens of
+minutes). Run it on an otherwise idle machine: other load makes the absolute times (not so much the ratios)
+meaningless.
 """
 
 from __future__ import annotations
