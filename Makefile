@@ -1,15 +1,15 @@
 # The two commands a newcomer needs: `make demo` (the main job) and `make test` (the test suite).
-# Each first runs the idempotent set-up (scripts/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
+# Each first runs the idempotent set-up (scripts/dev/setup.sh: .venv/ with torch, mmcv-full, mmdet, loce).
 .PHONY: setup demo test test-fast bench completions docs-cli pictures clean-demo rehearsal
 
 VENV := .venv
 PY := $(VENV)/bin/python
 
 setup:
-	bash scripts/setup.sh
+	bash scripts/dev/setup.sh
 
 demo: setup
-	bash scripts/demo.sh
+	bash scripts/dev/demo.sh
 
 test: setup
 	$(PY) -m pytest
@@ -21,15 +21,15 @@ bench: setup
 	$(PY) bench/run_all.py
 
 completions: setup
-	$(PY) scripts/gen_completions.py
+	$(PY) scripts/dev/gen_completions.py
 
 # docs/CLI.md, every command and option, from the Typer app (a test fails when it is stale)
 docs-cli: setup
-	$(PY) scripts/gen_cli_reference.py
+	$(PY) scripts/dev/gen_cli_reference.py
 
 # The README's pictures (docs/img/quickstart_*.png) from the quickstart in work/quickstart (finished steps skipped).
 pictures: setup
-	$(PY) scripts/make_pictures.py
+	$(PY) scripts/dev/make_pictures.py
 
 clean-demo:
 	rm -rf work/quickstart
@@ -37,4 +37,4 @@ clean-demo:
 # The v1 R50 recipe at full shape on this machine (issue 22): data prep, base, LOCE fp32/fp16/2 processes, eval;
 # prints s/iteration, peak memory per process, memory-init and eval s/image (tens of minutes on 2 cores).
 rehearsal: setup
-	$(PY) scripts/rehearse.py
+	$(PY) scripts/experiments/rehearse.py

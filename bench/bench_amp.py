@@ -20,8 +20,8 @@ step) on data from the LVIS-shaped generator (``loce data synth --like lvis-v1``
 
 Quality: ``loce finetune`` of the synthetic LOCE recipe from one base checkpoint, fp32 and ``--amp bf16`` for
 each seed, each evaluated with ``loce eval`` (box and mask AP / APr; loce eval's default evaluator), run as
-scripts/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with ``--reference``
-(the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
+scripts/experiments/reproduce.py runs them. A seed whose fp32 run is left out of ``--runs`` is compared with
+``--reference`` (the reproduction's fp32 run of the same recipe, base model and data), and the output says so.
 """
 
 from __future__ import annotations
@@ -36,38 +36,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import (REPRODUCTION as REPRO, ROOT, existing_synthetic_data, lvis_like_data,  # noqa: E402
+                          ratio_text, write_figures)
+
 CONFIGS = {
     "synth": ROOT / "configs" / "synthetic" / "loce_mask_rcnn_r18_fpn_normed_synth.py",
     "lvis": ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py",
     "lvis-loce": ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py",
 }
-REPRO = Path("/work/main/work/reproduce/data0")  # the reproduction's data and base model, read only, if present
-
-
-def _synth_data() -> Path:
-    if (REPRO / "data" / "annotations" / "lvis_v1_train.json").is_file():
-        return REPRO / "data"
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    out = Path("/tmp/loce_bench_amp_synth")
-    if not (out / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize(out, SynthOptions(), force=True)
-    return out
-
-
-def _lvis_data(root) -> Path:
-    from loce_cli.engine.data.prep import prep_dataset
-    from loce_cli.engine.data.synth_lvis import MIN_TRAIN_IMAGES, LvisLikeOptions, synthesize_lvis_like
-
-    root = Path(root)
-    if not (root / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize_lvis_like(root, LvisLikeOptions(like="lvis-v1", train_images=MIN_TRAIN_IMAGES, val_images=4,
-                                                   seed=0), force=True)
-        prep = prep_dataset(root, check_images="none")
-        assert prep.ok, [p.message for _, p in prep.all_problems()]
-    return root
 
 
 def _options(name: str, data: Path) -> list:
@@ -107,7 +84,7 @@ def bench_speed(name: str, device: str, modes, iters: int, warmup: int, lvis_roo
     from loce_cli.mmdet_ext import fill_memory
     from loce_cli.mmdet_ext.amp import AmpState, fp32_head_outputs
 
-    data = _synth_data() if name == "synth" else _lvis_data(lvis_root)
+    data = existing_synthetic_data() if name == "synth" else lvis_like_data(lvis_root)
     cfg = load_config(CONFIGS[name], _options(name, data))
     torch.manual_seed(0)
     dataset = build_dataset(cfg.data.train)
@@ -185,7 +162,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
         t0 = time.perf_counter()
         result = train(TrainRequest(config=str(CONFIGS["synth"]), stage="finetune", work_dir=str(run),
                                     base_checkpoint=str(base), seed=seed, cfg_options=train_opts, force=True,
-                                    amp=amp))  # as scripts/reproduce.py runs it, plus --amp
+                                    amp=amp))  # as scripts/experiments/reproduce.py runs it, plus --amp
         seconds = time.perf_counter() - t0
         report = evaluate_model(EvalRequest(str(CONFIGS["synth"]), result.checkpoint, str(run / "eval"),
                                             cfg_options=train_opts + test_opts, force=True))
@@ -205,7 +182,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
             if b and f:
                 per_seed[seed] = b[0] - f[0]
         diffs[key] = dict(per_seed=per_seed, mean=statistics.mean(per_seed.values()) if per_seed else None)
-    return dict(rows=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
+    return dict(runs=rows, bf16_minus_fp32=diffs, base=str(base), data=str(data))
 
 
 def main() -> None:
@@ -230,8 +207,8 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(0)})" if args.device == "cuda" else ""), flush=True)
     if args.quality:
         runs = [(None if a == "fp32" else a, int(s)) for a, s in (r.split(":") for r in args.runs.split(","))]
-        out = quality(runs, Path(args.base), Path(args.data) if args.data else _synth_data(), Path(args.work),
-                      args.reference)
+        data = Path(args.data) if args.data else existing_synthetic_data()
+        out = quality(runs, Path(args.base), data, Path(args.work), args.reference)
         for key, d in out["bf16_minus_fp32"].items():
             if d["mean"] is not None:
                 per = ", ".join(f"seed {s}: {x:+.2f}" for s, x in d["per_seed"].items())
@@ -249,8 +226,21 @@ def main() -> None:
                                for m in modes if m != "fp32")
             print(f"{name} ({r['batch_shape']}, {args.device}): {line}; vs fp32 {ratios} (median of {args.iters}, "
                   f"interleaved; losses finite: {r['finite']})", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    write_figures(args.json, out, rows(out))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    for r in f.get("results", []):
+        for m in r["speedup"]:
+            if m != "fp32":
+                out.append((f"{m} training iteration, {r['config']} config, {r['device']}: iterations/s "
+                            f"(peak memory {r['memory_ratio'][m]:.2f}x)", "fp32", ratio_text(r["speedup"][m]), "-"))
+    for key, d in (f.get("bf16_minus_fp32") or {}).items():
+        if d["mean"] is not None:
+            out.append((f"bf16 fine-tune {key} (points, mean over seeds)", "fp32", f"{d['mean']:+.2f}", "-"))
+    return out
 
 
 if __name__ == "__main__":

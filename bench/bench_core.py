@@ -16,15 +16,18 @@
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from loce_cli.core import equilibrium_loss as ebl_module
-from loce_cli.core.equilibrium_loss import equilibrium_loss
-from loce_cli.core.memory_bank import FeatureMemory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import Timings, interleaved, ratio_text, write_figures  # noqa: E402
+from loce_cli.core import equilibrium_loss as ebl_module  # noqa: E402
+from loce_cli.core.equilibrium_loss import equilibrium_loss  # noqa: E402
+from loce_cli.core.memory_bank import FeatureMemory  # noqa: E402
 
 C, Q, SHAPE = 1203, 80, (256, 7, 7)
 
@@ -32,35 +35,6 @@ C, Q, SHAPE = 1203, 80, (256, 7, 7)
 def _sync() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
-
-
-class Timings(dict):
-    """Median seconds per call of each candidate (``t[k]``), and ``t.ratio(a, b)``: the median over rounds of
-    a's time / b's time *in the same round*. Within a round the candidates run a few ms apart, so a shift in the
-    machine's load or memory bandwidth between rounds cancels out of each ratio; a ratio of overall medians would
-    mix rounds run under different loads."""
-
-    def __init__(self, samples: dict):
-        super().__init__({k: statistics.median(v) for k, v in samples.items()})
-        self.samples = samples
-
-    def ratio(self, a: str, b: str) -> float:
-        return statistics.median(x / y for x, y in zip(self.samples[a], self.samples[b]))
-
-
-def interleaved(fns: dict, repeats: int) -> Timings:
-    """Seconds per call, the candidates alternating so that machine noise hits them alike."""
-    for fn in fns.values():
-        fn()
-    samples = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            _sync()
-            t0 = time.perf_counter()
-            fn()
-            _sync()
-            samples[k].append(time.perf_counter() - t0)
-    return Timings(samples)
 
 
 class LoopMemory:
@@ -199,7 +173,8 @@ def main() -> None:
             equilibrium_loss(logits, labels, scores).backward()
         return run
 
-    t = interleaved({"ce": ce, "inplace": ebl_with("inplace"), "builtin": ebl_with("builtin")}, args.repeats * 3)
+    t = interleaved({"ce": ce, "inplace": ebl_with("inplace"), "builtin": ebl_with("builtin")}, args.repeats * 3,
+                    _sync)
     ebl_module.BACKWARD = "auto"
     auto = "inplace" if dev.type == "cpu" else "builtin"
     print(f"\n[1] loss fwd+bwd [1056, {C + 1}]: CE {t['ce'] * 1e3:.2f} ms, EBL {t[auto] * 1e3:.2f} ms "
@@ -286,11 +261,29 @@ def main() -> None:
         m = FeatureMemory(C, Q, SHAPE, dtype=dtype, device="meta")
         print(f"  {str(dtype):14s} {m.nbytes() / 1e9:.2f} GB")
         figures[f"nbytes_{str(dtype).split('.')[-1]}"] = m.nbytes()
-    if args.json:
-        import json
+    write_figures(args.json, figures, rows(figures))
 
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+
+def rows(c: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = [("EBL forward+backward, [1056, 1204] logits", "softmax CE", ratio_text(c["loss"]["ratio"]), "<= 1.15")]
+    for dt in ("float32", "float16"):
+        m = c.get(f"memory_{dt}")
+        if not m:
+            continue
+        out.append((f"feature memory push 640 + sample 32 ({dt}, LVIS v1 scale, random classes)",
+                    "one plain copy of the 640 features", ratio_text(m["ratio"]), "<= 1.5"))
+        if m.get("cold_ratio") is not None:
+            out.append((f"feature memory push 640 + sample 32 ({dt})", "one copy of the 640 features into "
+                        "uncached memory", ratio_text(m["cold_ratio"]), "-"))
+        if m.get("ops_ratio") is not None:
+            ops = c.get(f"ops_per_step_{dt}")
+            n = sum(ops.values()) - 1 if ops else "the other"
+            out.append((f"feature memory push 640 + sample 32 ({dt})", f"the plain copy + {n} trivial tensor "
+                        "ops (as many ops as the step)", ratio_text(m["ops_ratio"]), "-"))
+        out.append((f"per-label Python loop memory ({dt}, the authors' design)", "loce's FeatureMemory",
+                    ratio_text(m["loop_ratio"]), "-"))
+    return out
 
 
 if __name__ == "__main__":

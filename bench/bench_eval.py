@@ -1,8 +1,9 @@
 """loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory) and
 `fast` (faster-coco-eval's LVIS mode) against `lvis`.
 
-Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: --classes categories (337 rare /
-461 common / 405 frequent for 1203, with names, frequency, image_count, instance_count), --images images of
+Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: LVIS v1's 1203 categories (337 rare /
+461 common / 405 frequent, their image counts drawn by the engine's LVIS-shaped generator; with names, frequency,
+image_count, instance_count), --images images of
 COCO-like sizes with neg_category_ids and not_exhaustive_category_ids, a long-tailed ground truth (a few classes
 and several instances per image; bbox, polygon, area) and a results file of exactly --dets-per-image detections
 per image: jittered copies of the ground truth (some relabelled) plus false positives on the image's positive,
@@ -38,212 +39,14 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from proctree import tree_pss_kb  # bench/ is on sys.path when a bench runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
+from bench.common import TreeSampler, ratio_text, write_figures  # noqa: E402
 
-GEN_VERSION = 1  # bump when the generator changes, so cached sets are rebuilt
-SIZES = ((640, 480), (480, 640), (640, 427), (640, 512), (500, 375))
+GEN_VERSION = 2  # bump when the generator changes, so cached sets are rebuilt
 MAIN_KEYS = ("AP", "APr", "APc", "APf")
-
-
-# ---------------------------------------------------------------------------------------------- generation
-
-
-def _ellipses(x, y, w, h, npts, rng, rmin):
-    """Flat [x0, y0, x1, y1, ...] coordinates of a jagged ellipse inside each box, and the offsets (in points)."""
-    import numpy as np
-
-    offsets = np.concatenate([[0], np.cumsum(npts)])
-    k = np.arange(offsets[-1]) - np.repeat(offsets[:-1], npts)
-    ang = 2 * np.pi * k / np.repeat(npts, npts) + np.repeat(rng.uniform(0, 2 * np.pi, len(x)), npts)
-    r = rng.uniform(rmin, 1.0, offsets[-1])
-    px = np.repeat(x, npts) + np.repeat(w, npts) * (0.5 + 0.5 * r * np.cos(ang))
-    py = np.repeat(y, npts) + np.repeat(h, npts) * (0.5 + 0.5 * r * np.sin(ang))
-    return np.round(px, 2), np.round(py, 2), offsets
-
-
-def _boxes(rng, W, H):
-    """Long-tailed box sizes (many small, some large) placed uniformly inside images of width W, height H."""
-    import numpy as np
-
-    m = len(W)
-    side = np.exp(rng.uniform(np.log(0.015), np.log(0.75), m))
-    aspect = np.exp(rng.normal(0, 0.45, m))
-    bw = np.clip(W * side * np.sqrt(aspect), 2, W)
-    bh = np.clip(H * side / np.sqrt(aspect), 2, H)
-    bx = rng.uniform(0, 1, m) * (W - bw)
-    by = rng.uniform(0, 1, m) * (H - bh)
-    return bx, by, bw, bh
-
-
-def generate(root: Path, n_images: int, dets_per_image: int, n_classes: int, seed: int = 0) -> dict:
-    """Write root/lvis_v1_val.json and root/results.json; return counts."""
-    import msgspec
-    import numpy as np
-    import pycocotools.mask as mask_utils
-
-    enc = msgspec.json.Encoder()
-    rng = np.random.default_rng(seed)
-
-    # categories: LVIS v1 proportions of rare / common / frequent, by training image count
-    n_r = round(n_classes * 337 / 1203)
-    n_c = round(n_classes * 461 / 1203)
-    n_f = n_classes - n_r - n_c
-    img_counts = np.concatenate([
-        rng.integers(1, 11, n_r), rng.integers(11, 101, n_c),
-        np.exp(rng.uniform(np.log(101), np.log(10_000), n_f)).astype(np.int64)])
-    img_counts = img_counts[rng.permutation(n_classes)]  # category ids (alphabetical) unrelated to frequency
-    freq = np.where(img_counts <= 10, "r", np.where(img_counts <= 100, "c", "f"))
-    inst_counts = (img_counts * rng.uniform(1.0, 4.0, n_classes)).astype(np.int64)
-    weights = img_counts.astype(np.float64) ** 0.85
-    weights /= weights.sum()
-
-    # images
-    image_ids = np.sort(rng.choice(600_000, size=n_images, replace=False)) + 1
-    sizes = np.array(SIZES)
-    wh = sizes[rng.integers(0, len(sizes), n_images)]
-
-    # ground truth: (image, class) pairs, several instances each
-    m_i = 1 + rng.poisson(2.5, n_images)
-    pair_img = np.repeat(np.arange(n_images), m_i)
-    pair_cat = rng.choice(n_classes, size=len(pair_img), p=weights)
-    key = np.unique(pair_img * n_classes + pair_cat)  # sorted by image, then class
-    pair_img, pair_cat = key // n_classes, key % n_classes
-    per_pair = np.minimum(rng.geometric(0.4, len(pair_img)), 20)
-    gt_img = np.repeat(pair_img, per_pair)
-    gt_cat = np.repeat(pair_cat, per_pair)
-    # at most 60 ground truths per image (keeps detections per image within the budget below)
-    rank_in_img = np.arange(len(gt_img)) - np.searchsorted(gt_img, gt_img)
-    keep = rank_in_img < 60
-    gt_img, gt_cat = gt_img[keep], gt_cat[keep]
-    n_gt = len(gt_img)
-    GW, GH = wh[gt_img, 0].astype(np.float64), wh[gt_img, 1].astype(np.float64)
-    gx, gy, gw, gh = _boxes(rng, GW, GH)
-    gx, gy, gw, gh = (np.round(v, 2) for v in (gx, gy, gw, gh))
-    gpts = rng.integers(12, 41, n_gt)
-    px, py, goff = _ellipses(gx, gy, gw, gh, gpts, rng, 0.8)
-    # polygon area (shoelace)
-    nxt = np.arange(goff[-1]) + 1
-    nxt[goff[1:] - 1] = goff[:-1]
-    cross = px * py[nxt] - px[nxt] * py
-    g_area = np.abs(np.add.reduceat(cross, goff[:-1])) / 2
-    gcoords = np.stack([px, py], 1).reshape(-1).tolist()
-
-    # per image: positive classes (from the pairs), negative and not-exhaustive classes
-    pair_start = np.searchsorted(pair_img, np.arange(n_images))
-    pair_count = np.bincount(pair_img, minlength=n_images)
-    neg_lists, nex_lists = [], []
-    n_neg = rng.integers(0, 16, n_images)
-    for i in range(n_images):
-        pos = pair_cat[pair_start[i]:pair_start[i] + pair_count[i]]
-        cand = rng.choice(n_classes, size=int(n_neg[i]) + len(pos), p=weights)
-        neg = np.setdiff1d(cand, pos)[: int(n_neg[i])]
-        neg_lists.append(neg)
-        nex = pos[rng.random(len(pos)) < 0.08]
-        nex_lists.append(nex)
-    neg_count = np.array([len(v) for v in neg_lists])
-    neg_start = np.concatenate([[0], np.cumsum(neg_count)[:-1]])
-    neg_flat = np.concatenate(neg_lists) if neg_count.sum() else np.zeros(0, np.int64)
-
-    # detections: jittered copies of the ground truth ...
-    copies = rng.choice(4, size=n_gt, p=[0.15, 0.45, 0.25, 0.15])
-    tp_src = np.repeat(np.arange(n_gt), copies)
-    n_tp = len(tp_src)
-    tp_img = gt_img[tp_src]
-    tw = gw[tp_src] * np.exp(rng.normal(0, 0.15, n_tp))
-    th = gh[tp_src] * np.exp(rng.normal(0, 0.15, n_tp))
-    tx = gx[tp_src] + (gw[tp_src] - tw) / 2 + rng.normal(0, 0.1, n_tp) * gw[tp_src]
-    ty = gy[tp_src] + (gh[tp_src] - th) / 2 + rng.normal(0, 0.1, n_tp) * gh[tp_src]
-    tcat = gt_cat[tp_src].copy()
-    relabel = rng.random(n_tp) < 0.15
-    tcat[relabel] = rng.choice(n_classes, size=int(relabel.sum()), p=weights)
-    tscore = rng.uniform(0.05, 1.0, n_tp) ** 0.5
-    # ... and false positives filling each image to exactly dets_per_image
-    tp_per_img = np.bincount(tp_img, minlength=n_images)
-    if tp_per_img.max() > dets_per_image:
-        raise SystemExit(f"--dets-per-image {dets_per_image} is below the {tp_per_img.max()} copies of the ground "
-                         f"truth in one image; use at least 200")
-    fp_per_img = dets_per_image - tp_per_img
-    fp_img = np.repeat(np.arange(n_images), fp_per_img)
-    n_fp = len(fp_img)
-    fx, fy, fw, fh = _boxes(rng, wh[fp_img, 0].astype(np.float64), wh[fp_img, 1].astype(np.float64))
-    src = rng.random(n_fp)
-    fcat = rng.choice(n_classes, size=n_fp, p=weights)  # a random (long-tailed) class ...
-    on_pos = src < 0.35  # ... or one of the image's positive classes (evaluated: real false positives)
-    pick = pair_start[fp_img[on_pos]] + (rng.random(on_pos.sum()) * pair_count[fp_img[on_pos]]).astype(np.int64)
-    fcat[on_pos] = pair_cat[pick]
-    on_neg = (src >= 0.35) & (src < 0.65) & (neg_count[fp_img] > 0)  # ... or a negative class (evaluated too)
-    pick = neg_start[fp_img[on_neg]] + (rng.random(on_neg.sum()) * neg_count[fp_img[on_neg]]).astype(np.int64)
-    fcat[on_neg] = neg_flat[pick]
-    fscore = rng.uniform(0.0, 1.0, n_fp) ** 2
-
-    d_img = np.concatenate([tp_img, fp_img])
-    order = np.argsort(d_img, kind="stable")
-    d_img = d_img[order]
-    dx, dy, dw, dh = (np.concatenate(v)[order] for v in ((tx, fx), (ty, fy), (tw, fw), (th, fh)))
-    d_cat = np.concatenate([tcat, fcat])[order]
-    d_score = np.concatenate([tscore, fscore])[order]
-    DW, DH = wh[d_img, 0].astype(np.float64), wh[d_img, 1].astype(np.float64)
-    x1, y1 = np.clip(dx, 0, DW - 1), np.clip(dy, 0, DH - 1)
-    x2, y2 = np.clip(dx + dw, x1 + 1, DW), np.clip(dy + dh, y1 + 1, DH)
-    dx, dy, dw, dh = (np.round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1))
-    dpts = rng.integers(8, 17, len(d_img))
-    qx, qy, doff = _ellipses(dx, dy, dw, dh, dpts, rng, 0.85)
-    qflat = np.stack([qx, qy], 1).reshape(-1)
-
-    root.mkdir(parents=True, exist_ok=True)
-    ann_tmp, res_tmp = root / "lvis_v1_val.json.tmp", root / "results.json.tmp"
-    with open(ann_tmp, "wb") as f:
-        f.write(b'{"info":{"description":"LVIS v1 val (bench_eval: generated)","version":"1.0","year":2020},'
-                b'"licenses":[{"id":1,"name":"Attribution License","url":"http://creativecommons.org/"}],'
-                b'"images":')
-        images = [{
-            "id": int(image_ids[i]), "license": 1, "width": int(wh[i, 0]), "height": int(wh[i, 1]),
-            "coco_url": f"http://images.cocodataset.org/val2017/{int(image_ids[i]):012d}.jpg",
-            "date_captured": "2013-11-14 16:28:13",
-            "neg_category_ids": sorted(int(c) + 1 for c in neg_lists[i]),
-            "not_exhaustive_category_ids": sorted(int(c) + 1 for c in nex_lists[i]),
-        } for i in range(n_images)]
-        f.write(enc.encode(images))
-        f.write(b',"annotations":')
-        anns = [{
-            "id": j + 1, "image_id": int(image_ids[gt_img[j]]), "category_id": int(gt_cat[j]) + 1,
-            "bbox": [float(gx[j]), float(gy[j]), float(gw[j]), float(gh[j])], "area": round(float(g_area[j]), 2),
-            "segmentation": [gcoords[2 * goff[j]:2 * goff[j + 1]]],
-        } for j in range(n_gt)]
-        f.write(enc.encode(anns))
-        del anns
-        cats = [{"id": c + 1, "name": f"class_{c:04d}", "synset": f"class_{c:04d}.n.01",
-                 "synonyms": [f"class_{c:04d}"], "def": "a generated category for bench_eval",
-                 "frequency": str(freq[c]), "image_count": int(img_counts[c]),
-                 "instance_count": int(inst_counts[c])} for c in range(n_classes)]
-        f.write(b',"categories":' + enc.encode(cats) + b"}")
-
-    img_start = np.searchsorted(d_img, np.arange(n_images + 1))
-    with open(res_tmp, "wb") as f:
-        f.write(b"[")
-        for i in range(n_images):
-            a, b = int(img_start[i]), int(img_start[i + 1])
-            polys = [qflat[2 * doff[j]:2 * doff[j + 1]].tolist() for j in range(a, b)]
-            rles = mask_utils.frPyObjects(polys, int(wh[i, 1]), int(wh[i, 0]))
-            iid = int(image_ids[i])
-            chunk = [{
-                "image_id": iid, "category_id": int(d_cat[j]) + 1,
-                "bbox": [float(dx[j]), float(dy[j]), float(dw[j]), float(dh[j])], "score": float(d_score[j]),
-                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
-            } for j, rle in zip(range(a, b), rles)]
-            f.write((b"," if i else b"") + enc.encode(chunk)[1:-1])
-        f.write(b"]")
-    ann_tmp.rename(root / "lvis_v1_val.json")
-    res_tmp.rename(root / "results.json")
-    counts = {"images": n_images, "classes": n_classes, "gt_annotations": int(n_gt), "detections": int(len(d_img)),
-              "tp_copies": int(n_tp), "false_positives": int(n_fp),
-              "classes_with_gt": {g: int(len(np.unique(gt_cat[freq[gt_cat] == g]))) for g in "rcf"}}
-    (root / "counts.json").write_text(json.dumps(counts))
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------- child
@@ -288,16 +91,7 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
 
     proc = subprocess.Popen([sys.executable, __file__, "--child", evaluator, metric, str(ann), str(res), protocol],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
-    peak = [0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], tree_pss_kb(proc.pid))
-            stop.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = TreeSampler(proc.pid, 0.1).start()
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -305,15 +99,15 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
         proc.communicate()
         return {"timeout": True, "child_wall_s": time.perf_counter() - t}
     finally:
-        stop.set()
-        sampler.join()
+        sampler.stop()
     if proc.returncode != 0:
         if "MemoryError" in stderr or proc.returncode in (-9, 137):
-            return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t, "tree_pss_mb": peak[0] / 1024}
+            return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t,
+                    "tree_pss_mb": sampler.tree_pss_peak / 1024}
         raise SystemExit(f"{evaluator} {metric} failed:\n{stderr[-3000:]}")
     r = json.loads(stdout.strip().splitlines()[-1])
     r["child_wall_s"] = time.perf_counter() - t
-    r["tree_pss_mb"] = peak[0] / 1024
+    r["tree_pss_mb"] = sampler.tree_pss_peak / 1024
     return r
 
 
@@ -347,7 +141,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--dets-per-image", type=int, default=300)
-    ap.add_argument("--classes", type=int, default=1203)
     ap.add_argument("--quick", action="store_true", help="500 images x 300 detections")
     ap.add_argument("--metrics", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     ap.add_argument("--evaluators", nargs="+", default=["lvis", "fast", "streaming"],
@@ -375,10 +168,12 @@ def main() -> None:
     if args.quick:
         args.images = 500
     if args.generate:
-        print(json.dumps(generate(args.generate, args.images, args.dets_per_image, args.classes, args.seed)))
+        from bench.lvis_files import val_set  # here: the evaluation children need none of it
+
+        print(json.dumps(val_set(args.generate, args.images, args.dets_per_image, args.seed)))
         return
 
-    root = args.dir / f"v{GEN_VERSION}_{args.images}x{args.dets_per_image}_{args.classes}c_s{args.seed}"
+    root = args.dir / f"v{GEN_VERSION}_{args.images}x{args.dets_per_image}_s{args.seed}"
     ann, res = root / "lvis_v1_val.json", root / "results.json"
     gen_seconds = None
     if not (ann.is_file() and res.is_file() and (root / "counts.json").is_file()):
@@ -386,7 +181,7 @@ def main() -> None:
         print(f"generating {root} ...", flush=True)
         t = time.perf_counter()
         cmd = [sys.executable, __file__, "--generate", str(root), "--images", str(args.images),
-               "--dets-per-image", str(args.dets_per_image), "--classes", str(args.classes), "--seed", str(args.seed)]
+               "--dets-per-image", str(args.dets_per_image), "--seed", str(args.seed)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         gen_seconds = time.perf_counter() - t
         print(f"generated in {gen_seconds:.0f} s")
@@ -397,11 +192,11 @@ def main() -> None:
     print(f"  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs", flush=True)
 
     evaluators = tuple(args.evaluators)
-    rows = [(m, p) for p in args.protocols for m in args.metrics]  # (metric, protocol)
-    label = {(m, p): m if p == "standard" else f"{m}/{p}" for m, p in rows}
-    runs = {label[k]: {e: [] for e in evaluators} for k in rows}
+    plan = [(m, p) for p in args.protocols for m in args.metrics]  # (metric, protocol)
+    label = {(m, p): m if p == "standard" else f"{m}/{p}" for m, p in plan}
+    runs = {label[k]: {e: [] for e in evaluators} for k in plan}
     for rep in range(args.repeats):
-        for metric, protocol in rows:
+        for metric, protocol in plan:
             for e in (evaluators if rep % 2 == 0 else evaluators[::-1]):
                 r = run_child(e, metric, ann, res, args.timeout, args.cap_gb, protocol)
                 key = label[(metric, protocol)]
@@ -414,7 +209,7 @@ def main() -> None:
                           f"{r['worker_peak_mb']:.0f})  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
 
     reference = json.loads(args.per_det_reference.read_text()) if args.per_det_reference else None
-    figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": args.classes,
+    figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": counts["classes"],
                "counts": counts, "generation_seconds": gen_seconds, "cpus": os.cpu_count(), "metrics": {}}
     header = (f"{'metric':12s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
               f"{'max|dAP|':>9s} {'all keys':>9s} {'per class':>9s}")
@@ -464,8 +259,29 @@ def main() -> None:
           "process tree's peak PSS;\nmax|dAP|: over AP, APr, APc, APf against lvis; all keys: every summary key; "
           "per class: every class's AP.")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        write_figures(args.json, figures, rows(figures))
         print(f"figures written to {args.json}")
+
+
+def rows(e: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    size = f"{e.get('images', '?'):,} images x {e.get('dets_per_image', '?')} dets"
+    for metric, m in (e.get("metrics") or {}).items():
+        lvis_mb = (m.get("lvis") or {}).get("peak_mb")
+        for name, goal in (("streaming", ">= 5"), ("fast", ">= 3")):
+            row = m.get(name) or {}
+            if row.get("failed") or "seconds" not in row:
+                continue
+            out.append((f"`--evaluator {name}` {metric} ({size}): speed-up", "official lvis API",
+                        ratio_text(row.get("speedup")), goal))
+            out.append((f"`--evaluator {name}` {metric}: peak memory (process tree PSS)", "official lvis API",
+                        ratio_text(row["peak_mb"] / lvis_mb) if lvis_mb else "-", "-"))
+            if row.get("max_abs_diff_all_keys") is not None:
+                out.append((f"`--evaluator {name}` {metric}: largest difference, every summary key / class",
+                            "official lvis API", f"{row['max_abs_diff_all_keys']:.1e} / "
+                            f"{row['max_abs_diff_per_class']:.1e}", "<= 1e-4"))
+    return out
 
 
 if __name__ == "__main__":

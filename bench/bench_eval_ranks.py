@@ -38,19 +38,18 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from proctree import descendants, memory_kb, parents  # bench/ is on sys.path when a bench runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
+from bench.common import (ROOT, WORKER, TreeSampler, descendants, free_port, loce_binary,  # noqa: E402
+                          ratio_text, write_figures)
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
-LOCE = Path(sys.executable).with_name("loce")
+LOCE = loce_binary()
 GEN_VERSION = 1  # bump when the dataset or checkpoint recipe changes, so cached ones are rebuilt
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
@@ -125,101 +124,42 @@ def _child_env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def _describe(pid: int) -> dict:
-    """Command line, RANK from the environment, start time (clock ticks) of ``pid``."""
-    info = {"cmd": "", "rank": None, "start": 0}
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            info["cmd"] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"RANK="):
-                    info["rank"] = int(item[5:])
-        with open(f"/proc/{pid}/stat") as f:
-            info["start"] = int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        pass
-    return info
-
-
-class TreeSampler:
-    """Samples every ``interval`` s the memory of each process of the tree under ``root_pid``."""
+class RankSampler(TreeSampler):
+    """The tree's memory (``TreeSampler``) and rank 0's: its own timeline ((seconds, Rss kB, Pss kB)), the peak
+    of rank 0 with its descendants, and when ``out/results.json`` appeared (the merge's end)."""
 
     def __init__(self, root_pid: int, interval: float = 0.2, out: Path = None):
-        self.root, self.interval, self.out = root_pid, interval, out
-        self.t0 = time.perf_counter()
-        self.results_at = None  # seconds after the start when results.json appeared (the merge's end)
-        self.timeline = []  # (seconds, rank 0's Rss kB, Pss kB)
-        self.procs = {}  # pid -> dict(cmd, rank, start, parent, peak_rss, peak_pss, hwm)
-        self.tree_pss_peak = 0
+        super().__init__(root_pid, interval)
+        self.out = out
+        self.results_at = None
+        self.rank0_timeline = []
         self.rank0_tree_pss_peak = 0
         self.rank0_tree_rss_peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def sample(self):
-        parent = parents()
-        tree = descendants(self.root, parent)
-        now = {}
-        for pid in tree:
-            m = memory_kb(pid)
-            if m is None or m[1] is None:
-                continue
-            p = self.procs.get(pid)
-            if p is None:
-                p = self.procs[pid] = dict(_describe(pid), parent=parent.get(pid), peak_rss=0, peak_pss=0, hwm=0)
-            elif p["rank"] is None and "loce_cli.engine.worker" in p["cmd"]:
-                p["rank"] = _describe(pid)["rank"]
-            p["peak_rss"] = max(p["peak_rss"], m[0] or 0)
-            p["peak_pss"] = max(p["peak_pss"], m[1])
-            p["hwm"] = max(p["hwm"], m[2] or 0)
-            now[pid] = m
-        self.samples += 1
-        t = time.perf_counter() - self.t0
+    def observe(self, t, now, parent):
         if self.results_at is None and self.out is not None and (self.out / "results.json").exists():
             self.results_at = t
-        self.tree_pss_peak = max(self.tree_pss_peak, sum(m[1] for m in now.values()))
         r0 = self.rank0_pid()
         if r0 is not None and r0 in now:
-            self.timeline.append((round(t, 2), now[r0][0] or 0, now[r0][1]))
-            sub = descendants(r0, {c: pp for c, pp in parent.items() if c in now})
-            self.rank0_tree_pss_peak = max(self.rank0_tree_pss_peak, sum(now[p][1] for p in sub if p in now))
-            self.rank0_tree_rss_peak = max(self.rank0_tree_rss_peak, sum(now[p][0] or 0 for p in sub if p in now))
+            self.rank0_timeline.append((round(t, 2), now[r0][0], now[r0][1]))
+            sub = [p for p in descendants(r0, {c: pp for c, pp in parent.items() if c in now}) if p in now]
+            self.rank0_tree_pss_peak = max(self.rank0_tree_pss_peak, sum(now[p][1] for p in sub))
+            self.rank0_tree_rss_peak = max(self.rank0_tree_rss_peak, sum(now[p][0] for p in sub))
 
     def workers(self) -> dict:
-        return {pid: p for pid, p in self.procs.items() if "loce_cli.engine.worker" in p["cmd"]}
+        return {pid: p for pid, p in self.procs.items() if WORKER in p.cmd}
 
     def rank0_pid(self):
         workers = self.workers()
         if not workers:
             return self.root  # one process: the `loce` process itself
         for pid, p in workers.items():
-            if p["rank"] == 0:
+            if p.rank == 0:
                 return pid
-        return min(workers, key=lambda pid: (workers[pid]["start"], pid))  # the first worker started
+        return min(workers, key=lambda pid: (workers[pid].start, pid))  # the first worker started
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -257,19 +197,19 @@ def _count_results(path: Path) -> dict:
 def run_eval(name: str, nproc: int, data: Path, ckpt: Path, out: Path, args) -> dict:
     """One ``loce eval`` in a fresh process tree, sampled while it runs."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(LOCE), "eval", str(CONFIG), str(ckpt), "--out", str(out)]
+    cmd = [LOCE, "eval", str(CONFIG), str(ckpt), "--out", str(out)]
     for o in _options(data, args.classes, args.score_thr):
         cmd += ["--cfg-options", o]
     if args.eval_workers:
         cmd += ["--workers", str(args.eval_workers)]
     if nproc > 1:
-        cmd += ["--nproc", str(nproc), "--master-port", str(_free_port())]
+        cmd += ["--nproc", str(nproc), "--master-port", str(free_port())]
     log = out.parent / f"{out.name}.log"
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     with open(log, "w") as logf:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=_child_env())
-        sampler = TreeSampler(proc.pid, args.interval, out).start()
+        sampler = RankSampler(proc.pid, args.interval, out).start()
         try:
             rc = proc.wait(timeout=args.timeout)
         except subprocess.TimeoutExpired:
@@ -283,28 +223,28 @@ def run_eval(name: str, nproc: int, data: Path, ckpt: Path, out: Path, args) -> 
         text = log.read_text(errors="replace")
         raise SystemExit(f"{name} failed ({rc}) after {wall:.0f} s: {' '.join(cmd)}\n{text[-4000:]}")
     r0 = sampler.rank0_pid()
-    p0 = sampler.procs.get(r0, {})
+    p0 = sampler.procs.get(r0)
     results = _count_results(out / "results.json")
     metrics = json.loads((out / "metrics.json").read_text())
     summaries = {m: v["summary"] for m, v in metrics["metrics"].items()}
-    procs = [dict(pid=pid, parent=p["parent"], rank=p["rank"], cmd=p["cmd"][:160], peak_rss_mb=p["peak_rss"] / 1024,
-                  peak_pss_mb=p["peak_pss"] / 1024, hwm_mb=p["hwm"] / 1024) for pid, p in sampler.procs.items()]
+    procs = [dict(pid=pid, parent=p.parent, rank=p.rank, cmd=p.cmd[:160], peak_rss_mb=p.rss / 1024,
+                  peak_pss_mb=p.pss / 1024, hwm_mb=p.hwm / 1024) for pid, p in sampler.procs.items()]
     if not args.keep:
         (out / "results.json").unlink(missing_ok=True)
     split = sampler.results_at if sampler.results_at is not None else float("inf")
-    before = [x for x in sampler.timeline if x[0] < split]
-    after = [x for x in sampler.timeline if x[0] >= split]
+    before = [x for x in sampler.rank0_timeline if x[0] < split]
+    after = [x for x in sampler.rank0_timeline if x[0] >= split]
     phases = dict(results_json_at_s=sampler.results_at,
                   rank0_pss_mb_inference_merge=max((x[2] for x in before), default=0) / 1024,
                   rank0_pss_mb_evaluation=max((x[2] for x in after), default=0) / 1024,
                   rank0_rss_mb_inference_merge=max((x[1] for x in before), default=0) / 1024,
                   rank0_rss_mb_evaluation=max((x[1] for x in after), default=0) / 1024)
-    return dict(name=name, nproc=nproc, wall_s=wall, rank0_pid=r0, rank0_cmd=p0.get("cmd", "")[:160],
-                rank0_env_rank=p0.get("rank"), rank0_hwm_mb=p0.get("hwm", 0) / 1024,
-                rank0_peak_rss_mb=p0.get("peak_rss", 0) / 1024, rank0_peak_pss_mb=p0.get("peak_pss", 0) / 1024,
+    return dict(name=name, nproc=nproc, wall_s=wall, rank0_pid=r0, rank0_cmd=p0.cmd[:160] if p0 else "",
+                rank0_env_rank=p0.rank if p0 else None, rank0_hwm_mb=p0.hwm / 1024 if p0 else 0,
+                rank0_peak_rss_mb=p0.rss / 1024 if p0 else 0, rank0_peak_pss_mb=p0.pss / 1024 if p0 else 0,
                 rank0_tree_peak_rss_mb=sampler.rank0_tree_rss_peak / 1024,
                 rank0_tree_peak_pss_mb=sampler.rank0_tree_pss_peak / 1024, tree_peak_pss_mb=sampler.tree_pss_peak / 1024,
-                samples=sampler.samples, phases=phases, timeline=sampler.timeline, processes=procs, results=results, summaries=summaries,
+                samples=sampler.samples, phases=phases, timeline=sampler.rank0_timeline, processes=procs, results=results, summaries=summaries,
                 evaluator=metrics.get("evaluator"), eval_seconds=metrics.get("seconds"), command=cmd)
 
 
@@ -401,8 +341,18 @@ def main() -> None:
                        detections=ref["results"]["detections"], best=best, peak=peak, ratios=ratios,
                        ratio=ratios.get("rank0_hwm_mb"), same_results=same_results, same_metrics=same_metrics,
                        max_abs_diff=max_diff, goal_met=goal, runs=runs)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1))
+        write_figures(args.json, figures, rows(figures))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    r = f.get("ratios") or {}
+    size = f"{f.get('images', '?'):,} images x {f.get('dets_per_image', 0):.0f} dets"
+    return [(f"`loce eval --nproc 2` ({size}): rank 0's peak RSS (VmHWM)", "one process",
+             ratio_text(r.get("rank0_hwm_mb")), "<= 1"),
+            ("`loce eval --nproc 2`: rank 0's peak PSS", "one process", ratio_text(r.get("rank0_peak_pss_mb")), "<= 1"),
+            ("`loce eval --nproc 2`: wall time" + ("" if f.get("same_results") else " (results.json DIFFER)"),
+             "one process", ratio_text(r.get("wall_s")), "-")]
 
 
 if __name__ == "__main__":

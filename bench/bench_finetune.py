@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import statistics
 import sys
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import REPRODUCTION, ROOT, existing_synthetic_data, ratio_text, write_figures  # noqa: E402
+
 SYNTH = ROOT / "configs" / "synthetic"
 CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py",
            "seesaw": SYNTH / "baseline_seesaw_synth.py", "eqlv2": SYNTH / "baseline_eqlv2_synth.py",
@@ -37,24 +37,10 @@ CONFIGS = {"plain": SYNTH / "ablation_plain_ft_synth.py", "loce": SYNTH / "loce_
 LABELS = {"plain": "plain", "loce": "LOCE", "seesaw": "Seesaw", "eqlv2": "EQLv2", "fed": "federated", "crt": "cRT"}
 
 
-def _data(path):
-    if path is not None:
-        return Path(path)
-    for candidate in (ROOT / "work" / "reproduce" / "data0" / "data", ROOT / "work" / "quickstart" / "data"):
-        if (candidate / "annotations" / "lvis_v1_train.json").is_file():
-            return candidate
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    out = Path("/tmp/loce_bench_finetune_data")
-    if not (out / "annotations" / "lvis_v1_train.json").is_file():
-        synthesize(out, SynthOptions(), force=True)
-    return out
-
-
 def _checkpoint(path):
     if path is not None:
         return Path(path)
-    for candidate in (ROOT / "work" / "reproduce" / "data0" / "base" / "epoch_6.pth",
+    for candidate in (REPRODUCTION / "base" / "epoch_6.pth",
                       ROOT / "work" / "quickstart" / "base" / "epoch_6.pth"):
         if candidate.is_file():
             return candidate
@@ -86,7 +72,7 @@ def main() -> None:
     quiet = logging.getLogger("bench_finetune.load")
     quiet.setLevel(logging.ERROR)
     torch.manual_seed(0)
-    data = _data(args.data)
+    data = Path(args.data) if args.data else existing_synthetic_data()
     ckpt = _checkpoint(args.checkpoint)
     opts = [f"data.train.ann_file={data / 'annotations' / 'lvis_v1_train.json'}", f"data.train.img_prefix={data}/"]
     models, optims = {}, {}
@@ -140,13 +126,26 @@ def main() -> None:
         print(f"| variant | ms / iteration | vs {LABELS[ref]} |\n|---|---:|---:|")
         for name in variants:
             print(f"| {LABELS[name]} | {med[name] * 1e3:.0f} | {med[name] / med[ref]:.2f}x |")
-    if args.json:
-        result = dict(iters=args.iters, threads=torch.get_num_threads(), weights=str(ckpt or "fresh"),
-                      **{f"{name}_s": med[name] for name in variants})
-        if "loce" in med and "plain" in med:
-            result["ratio"] = med["loce"] / med["plain"]
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    result = dict(iters=args.iters, threads=torch.get_num_threads(), weights=str(ckpt or "fresh"),
+                  variants=variants, **{f"{name}_s": med[name] for name in variants})
+    if "loce" in med and "plain" in med:
+        result["ratio"] = med["loce"] / med["plain"]
+    write_figures(args.json, result, rows(result))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    out = []
+    if f.get("ratio") is not None:
+        out.append(("LOCE fine-tune iteration, whole model, synthetic config, CPU", "plain fine-tune iteration",
+                    ratio_text(f["ratio"]), "-"))
+    if "plain_s" in f:
+        for name in CONFIGS:
+            if name not in ("plain", "loce") and f"{name}_s" in f:
+                out.append((f"{LABELS[name]} fine-tune iteration, whole model, synthetic config, CPU",
+                            "plain fine-tune iteration (same batches, interleaved)",
+                            ratio_text(f[f"{name}_s"] / f["plain_s"]), "-"))
+    return out
 
 
 if __name__ == "__main__":

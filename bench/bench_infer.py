@@ -28,12 +28,14 @@ import glob
 import io
 import json
 import os
-import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
+from bench.common import ROOT as REPO, free_port, ratio_text, synthetic_data, write_figures  # noqa: E402
+
 DEFAULT_CONFIG = REPO / "configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py"
 CANDIDATES = ("work/quickstart/loce/epoch_2.pth", "work/reproduce/*/loce_seed0/epoch_2.pth",
               "work/reproduce/*/base/epoch_6.pth")
@@ -41,13 +43,7 @@ CANDIDATES = ("work/quickstart/loce/epoch_2.pth", "work/reproduce/*/loce_seed0/e
 
 def prepare_data(root: Path, images: int | None) -> tuple:
     """(data dir, val annotation file limited to the first ``images`` images, number of images)."""
-    from loce_cli.engine.data.synth import SynthOptions, synthesize
-
-    val = root / "annotations" / "lvis_v1_val.json"
-    if not val.is_file() or not (root / "val2017").is_dir():
-        t = time.perf_counter()
-        synthesize(root, SynthOptions(), force=True)
-        print(f"synthesized {root} in {time.perf_counter() - t:.0f} s")
+    val = synthetic_data(root) / "annotations" / "lvis_v1_val.json"
     data = json.loads(val.read_text())
     n = len(data["images"])
     if images is None or images >= n:
@@ -130,12 +126,6 @@ def infer_once(cfg_path: Path, ckpt: Path, ann_file: Path, img_prefix: str, thre
             "steady_images_per_s": steady, "setup_s": marks[0][1] - t, "detections": len(dets),
             "dets_per_image": len(dets) / n, "has_masks": has_masks,
             "load_notes": [ln for ln in captured.getvalue().splitlines() if "key" in ln]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def eval_once(cfg_path: Path, ckpt: Path, ann_file: Path, img_prefix: str, nproc: int, threads: int, out: Path,
@@ -252,8 +242,20 @@ def main() -> None:
         dets = {v["detections"] for v in figures["end_to_end"].values()}
         print("same number of detections in every variant" if len(dets) == 1 else "DIFFERENT numbers of detections")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        write_figures(args.json, figures, rows(figures))
         print(f"figures written to {args.json}")
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    inf = f.get("inference", {})
+    out = [(f"inference, synthetic config, CPU, {threads} thread(s): {r['steady_images_per_s']:.1f} images/s steady, "
+            f"{r['dets_per_image']:.0f} dets/image", "-", "-", "-") for threads, r in sorted(inf.items())]
+    if len(inf) == 2:
+        a, b = (inf[k] for k in sorted(inf, key=int, reverse=True))
+        out.append((f"inference with {max(inf, key=int)} threads: speed-up", "1 thread",
+                    ratio_text(b["seconds"] / a["seconds"]), "-"))
+    return out
 
 
 if __name__ == "__main__":

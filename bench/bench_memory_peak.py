@@ -8,9 +8,11 @@ child minus its RSS before the memory was built (torch imported, one batch of fe
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import child_json, ratio_text, write_figures  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, torch
@@ -43,19 +45,22 @@ def main() -> None:
     ap.add_argument("--queue", type=int, default=80)
     ap.add_argument("--json", type=str, default=None, help="write the figures to this file")
     args = ap.parse_args()
-    rows = []
+    dtypes = []
     print(f"feature memory, {args.classes} classes x {args.queue} slots x 256 x 7 x 7, every slot written")
     print(f"{'dtype':10s}{'nbytes':>12s}{'peak RSS added':>17s}{'ratio':>8s}")
     for dtype in ("float32", "float16", "bfloat16"):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.classes), str(args.queue), dtype],
-                             capture_output=True, text=True, check=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        rows.append(row)
+        row = child_json(["-c", CHILD, args.classes, args.queue, dtype], f"the {dtype} memory")
+        dtypes.append(row)
         print(f"{dtype:10s}{row['nbytes_mb'] / 1024:10.2f} GB{row['added_mb'] / 1024:14.2f} GB"
               f"{row['added_mb'] / row['nbytes_mb']:8.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(classes=args.classes, queue=args.queue, rows=rows), f, indent=2)
+    figures = dict(classes=args.classes, queue=args.queue, dtypes=dtypes)
+    write_figures(args.json, figures, rows(figures))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    return [(f"peak host memory added by the LVIS v1 feature memory ({row['dtype']}): {row['added_mb'] / 1024:.2f} GB",
+             "its nbytes()", ratio_text(row["added_mb"] / row["nbytes_mb"]), "-") for row in f["dtypes"]]
 
 
 if __name__ == "__main__":

@@ -26,13 +26,15 @@ per-round ratios (loce / stock: below 1 is faster):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import ROOT as REPO, ratio_text, write_figures  # noqa: E402
+
 CONFIG = REPO / "configs/lvis/mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
 ORI = (480, 640, 3)
 TEST = (800, 1067, 3)
@@ -239,10 +241,30 @@ def main() -> None:
     print(f"{clock} times (seconds per image, medians); ratio: loce / stock, the median of per-round ratios (the "
           f"sides alternating); saved: the median of per-round differences")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        write_figures(args.json, figures, rows(figures))
         print(f"figures written to {args.json}")
     if not all(figures[k]["identical"] for k in names if k in figures):
         raise SystemExit("RLEs differ between the stock path and loce's")
+
+
+def rows(p: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    where = f"{p['device']}, {p['threads']} thread(s), {p.get('clock', 'wall')} time"
+    (oh, ow), (th, tw) = p["ori_shape"], p["test_shape"]
+    size = f"{p['dets']} dets, {ow}x{oh} image from {tw}x{th}"
+    out = []
+    for key, fig, against in (
+            ("paste_encode", f"mask paste + threshold + RLE ({size}, {where})",
+             "mmdet get_seg_masks + encode_mask_results"),
+            ("postprocess", f"mask post-processing incl. sigmoid of all {p['classes']} classes' logits ({where})",
+             "mmdet get_seg_masks + encode_mask_results"),
+            ("model", f"inference per image, R50-FPN {p['classes']} classes, random weights ({where})",
+             "mmdet forward + encode_mask_results")):
+        if key in p:
+            same = "identical RLEs" if p[key]["identical"] else "RLEs DIFFER"
+            out.append((f"{fig}: {p[key]['loce_s']:.3f} s vs {p[key]['stock_s']:.3f} s per image "
+                        f"({p[key]['saved_s']:.3f} s saved), {same}", against, ratio_text(p[key]["ratio"]), "< 1"))
+    return out
 
 
 if __name__ == "__main__":

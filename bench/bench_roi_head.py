@@ -13,14 +13,13 @@ switched off (EBL and score tracking only), which separates the memory's cost.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.mmdet_ext, bench.common
+from bench.common import interleaved, ratio_text, write_figures  # noqa: E402
 from tests.mmdet_ext import tiny  # noqa: E402
 
 
@@ -64,28 +63,23 @@ def main() -> None:
             total.backward()
         return run
 
-    runs = {k: step(m) for k, m in models.items()}
-    for fn in runs.values():
-        fn()
-    samples = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = dict(interleaved({k: step(m) for k, m in models.items()}, args.repeats))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, FPN {args.fpn} ch, {args.size} px, "
           f"2 images x {args.gts} gts, 512 RoIs/image")
     print(f"standard RoI head step {med['standard'] * 1e3:.1f} ms | LOCE {med['loce'] * 1e3:.1f} ms "
           f"(LOCE/standard = {med['loce'] / med['standard']:.2f}, goal <= 1.25) | LOCE without memory "
           f"{med['loce_no_memory'] * 1e3:.1f} ms ({med['loce_no_memory'] / med['standard']:.2f})")
-    if args.json:
-        import json
+    figures = dict(seconds=med, ratio=med["loce"] / med["standard"],
+                   ratio_no_memory=med["loce_no_memory"] / med["standard"], repeats=args.repeats, fpn=args.fpn,
+                   size=args.size, gts=args.gts)
+    write_figures(args.json, figures, rows(figures))
 
-        with open(args.json, "w") as f:
-            json.dump(dict(seconds=med, ratio=med["loce"] / med["standard"],
-                           ratio_no_memory=med["loce_no_memory"] / med["standard"], repeats=args.repeats,
-                           fpn=args.fpn, size=args.size, gts=args.gts), f, indent=2)
+
+def rows(r: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    return [("LOCE RoI-head training step", "mmdet StandardRoIHead step", ratio_text(r["ratio"]), "<= 1.25"),
+            ("LOCE RoI-head step, memory off (EBL + tracking)", "StandardRoIHead step",
+             ratio_text(r["ratio_no_memory"]), "-")]
 
 
 if __name__ == "__main__":

@@ -17,12 +17,16 @@ allocations). ``--with-duplicates`` makes 1% of the rows exact copies (the refus
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
+from bench.common import ratio_text, write_figures  # noqa: E402
 
 
 def main() -> None:
@@ -32,6 +36,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=1203)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--with-duplicates", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 
     from loce_cli.engine.evaluation import validation
@@ -70,6 +75,16 @@ def main() -> None:
     print(f"validate {v:.2f} s   argsort of the scores {b:.2f} s   ratio {v / b:.2f}   "
           f"(best of {args.repeats}; all validate runs: {', '.join(f'{x:.2f}' for x in times)})")
     print(f"peak memory added by the validation: {peak / 1e6:,.0f} MB ({peak / n:.1f} bytes per detection)")
+    figures = dict(detections=n, images=args.images, dets_per_image=args.dets_per_image, outcome=outcome,
+                   validate_s=v, argsort_s=b, ratio=v / b, all_validate_s=times, peak_bytes=peak)
+    write_figures(args.json, figures, rows(figures))
+
+
+def rows(f: dict) -> list:
+    """(figure, against, ratio, goal) rows of docs/BENCHMARKS.md from this bench's figures."""
+    return [(f"results validation (scores, boxes, exact duplicates) of {f['detections']:,} detections: time "
+             f"({f['peak_bytes'] / f['detections']:.1f} bytes per detection added)",
+             "one argsort of the scores", ratio_text(f["ratio"]), "-")]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-# bash completion for loce (generated from the loce Typer app by scripts/gen_completions.py; do not edit)
+# bash completion for loce (generated from the loce Typer app by scripts/dev/gen_completions.py; do not edit)
 _loce_complete() {
     local cur prev path i w words opts valued
     cur="${COMP_WORDS[COMP_CWORD]}"

@@ -1,4 +1,4 @@
-# fish completion for loce (generated from the loce Typer app by scripts/gen_completions.py; do not edit)
+# fish completion for loce (generated from the loce Typer app by scripts/dev/gen_completions.py; do not edit)
 complete -c loce -e
 complete -c loce -f -n '__fish_use_subcommand' -a configs -d 'The configs shipped with loce, by name: stage, dataset, backbone.'
 complete -c loce -f -n '__fish_use_subcommand' -a data -d 'Datasets: synthetic long-tailed data, LVIS validation and indexing (prep),...'

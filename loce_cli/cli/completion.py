@@ -1,6 +1,6 @@
 """Static shell completion scripts (bash, zsh, fish) generated from the Typer app.
 
-Static scripts list every command and option, so TAB never starts Python. ``scripts/gen_completions.py``
+Static scripts list every command and option, so TAB never starts Python. ``scripts/dev/gen_completions.py``
 writes them to ``completions/``; a test regenerates them and fails when the committed files are stale.
 """
 
@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Tuple
 
 
 SHELLS = ("bash", "zsh", "fish")
-HEADER = "generated from the loce Typer app by scripts/gen_completions.py; do not edit"
+HEADER = "generated from the loce Typer app by scripts/dev/gen_completions.py; do not edit"
 
 
 def _tree(app) -> Dict[Tuple[str, ...], Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-HEADER = ("<!-- generated from the loce Typer app by scripts/gen_cli_reference.py (make docs-cli); "
+HEADER = ("<!-- generated from the loce Typer app by scripts/dev/gen_cli_reference.py (make docs-cli); "
           "do not edit -->")
 
 

@@ -7,7 +7,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
 
-SETUP_HINT = "run scripts/setup.sh (or `make setup`) from the loce checkout"
+SETUP_HINT = "run scripts/dev/setup.sh (or `make setup`) from the loce checkout"
 
 
 @dataclass
@@ -132,7 +132,7 @@ def check_mmcv() -> Check:
         if keep_cuda.cpu().tolist() != [0, 2] or not torch.allclose(pooled_cuda.cpu(), pooled):
             return Check("mmcv-full", False, True, mmcv.__version__,
                          "mmcv-full has no CUDA ops and torchvision's CUDA RoIAlign/NMS gave wrong results",
-                         "rebuild with LOCE_CUDA=1 scripts/setup.sh (nvcc matching torch's CUDA)")
+                         "rebuild with LOCE_CUDA=1 scripts/dev/setup.sh (nvcc matching torch's CUDA)")
         devices.append("cuda (RoIAlign and NMS through torchvision: mmcv built without CUDA ops)")
     return Check("mmcv-full", True, True, mmcv.__version__,
                  f"compiled ops load and run on: {', '.join(devices)}{detail_cuda}")

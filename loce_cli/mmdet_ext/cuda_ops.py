@@ -56,7 +56,7 @@ def _roi_align_forward(original):
             return original(input, rois, output, argmax_y, argmax_x, **kw)
         if kw["pool_mode"] != 1:
             raise RuntimeError("RoIAlign with pool_mode='max' on CUDA needs mmcv-full built with CUDA ops "
-                               "(LOCE_CUDA=1 scripts/setup.sh); 'avg' runs on torchvision's kernel")
+                               "(LOCE_CUDA=1 scripts/dev/setup.sh); 'avg' runs on torchvision's kernel")
         output.copy_(torch.ops.torchvision.roi_align(input, rois, float(kw["spatial_scale"]), int(kw["aligned_height"]),
                                                      int(kw["aligned_width"]), int(kw["sampling_ratio"]),
                                                      bool(kw["aligned"])))

@@ -442,7 +442,7 @@ def test_slurm_signal_and_requeue(base_ckpt, tiny_dataset, tmp_path):
     limit) -> mid-epoch checkpoint, `--requeue` puts the job back in the queue, the second run of the same script
     (`--resume-from auto`) continues from the checkpoint and finishes."""
     if not _slurm_up():
-        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
+        pytest.skip("no Slurm controller with an idle node (bash scripts/dev/slurm_local.sh start)")
     work = tmp_path / "run"
     work.mkdir()
     args = cli("finetune", work, opts(tiny_dataset, per_gpu=2), "--launcher", "slurm", "--master-port", "29821",

@@ -330,7 +330,7 @@ def test_slurm_two_tasks_finetune_and_eval(base_run, tiny_dataset, tmp_path):
     import sys
 
     if not _slurm_up():
-        pytest.skip("no Slurm controller with an idle node (bash scripts/slurm_local.sh start)")
+        pytest.skip("no Slurm controller with an idle node (bash scripts/dev/slurm_local.sh start)")
     exe = str(Path(sys.executable).with_name("loce"))
     # --immediate: fail, not wait, on a node without 2 free CPUs
     _two_tasks_finetune_and_eval(lambda port: ["srun", "-n", "2", "--kill-on-bad-exit=1", "--immediate=120", exe],

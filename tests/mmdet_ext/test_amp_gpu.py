@@ -1,4 +1,4 @@
-"""Mixed precision on CUDA (``gpu`` marker; skipped without a GPU, run by scripts/gpu_check.sh): fp16 and bf16
+"""Mixed precision on CUDA (``gpu`` marker; skipped without a GPU, run by scripts/dev/gpu_check.sh): fp16 and bf16
 training steps of the base and the LOCE model, the tracker / memory path free of host syncs under autocast, the
 GradScaler's state through a real checkpoint and resume, and 2 ranks sharing one GPU over gloo
 (``LOCE_SHARE_GPU=1``) for base training, LOCE fine-tune and ``loce eval``."""

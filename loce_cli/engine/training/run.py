@@ -101,7 +101,7 @@ def validate(req: TrainRequest):
     if req.tensorboard:
         if importlib.util.find_spec("tensorboard") is None:
             raise LoceUsageError("--tensorboard needs the tensorboard package", "pip install tensorboard "
-                                 "(scripts/setup.sh installs it)")
+                                 "(scripts/dev/setup.sh installs it)")
 
     if req.checkpoint_every < 0:
         raise LoceUsageError(f"--checkpoint-every must be >= 0, got {req.checkpoint_every}", "e.g. 500 (iterations)")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from loce_cli.cli.completion import FILE_NAMES, SHELLS, generate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

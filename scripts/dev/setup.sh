@@ -11,7 +11,7 @@
 #   MAX_JOBS                parallel compile jobs for mmcv-full         (default: number of cores)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/.venv"
 MMCV_VERSION="1.7.2"
 TORCH_SPEC="${LOCE_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
@@ -19,12 +19,12 @@ CACHE="${LOCE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/loce/wheels}"
 STAMP="$VENV/.loce-setup-done"
 
 STEP="start"
-trap 'rc=$?; if [ $rc -ne 0 ]; then echo "setup: FAILED at step: $STEP (exit $rc). Fix the error above and rerun scripts/setup.sh." >&2; rm -f "$STAMP"; fi' EXIT
+trap 'rc=$?; if [ $rc -ne 0 ]; then echo "setup: FAILED at step: $STEP (exit $rc). Fix the error above and rerun scripts/dev/setup.sh." >&2; rm -f "$STAMP"; fi' EXIT
 step() { STEP="$1"; echo "setup: == $1"; }
 
 # Fast path: nothing changed since the last successful set-up.
 fingerprint() {
-  cat "$ROOT/scripts/setup.sh" "$ROOT/scripts/build_mmcv_wheel.sh" "$ROOT/pyproject.toml" "$ROOT/requirements/"*.txt 2>/dev/null | sha256sum | cut -d' ' -f1
+  cat "$ROOT/scripts/dev/setup.sh" "$ROOT/scripts/dev/build_mmcv_wheel.sh" "$ROOT/pyproject.toml" "$ROOT/requirements/"*.txt 2>/dev/null | sha256sum | cut -d' ' -f1
   echo "$TORCH_SPEC ${LOCE_CUDA:-0}"
 }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] && [ -x "$VENV/bin/loce" ] \
@@ -95,7 +95,7 @@ else
   if [ -z "$WHEEL" ]; then
     step "build mmcv-full $MMCV_VERSION from source ($FLAVOUR; about 10 minutes on 2 cores)"
     if [ "${LOCE_CUDA:-0}" = "1" ]; then CUDA_FLAG=1; else CUDA_FLAG=0; fi
-    WHEEL="$(FORCE_CUDA=$CUDA_FLAG MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/build_mmcv_wheel.sh" "$PYV" "$KEY_DIR" | tail -n1)"
+    WHEEL="$(FORCE_CUDA=$CUDA_FLAG MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/dev/build_mmcv_wheel.sh" "$PYV" "$KEY_DIR" | tail -n1)"
   else
     step "reuse cached mmcv-full wheel $WHEEL"
   fi

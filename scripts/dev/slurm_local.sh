@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for testing `--launcher slurm` with real srun (CPU, gloo).
 #
-#   bash scripts/slurm_local.sh start    # install slurm-wlm + munge if missing (apt, root), start the daemons
-#   bash scripts/slurm_local.sh status   # sinfo
-#   bash scripts/slurm_local.sh stop
+#   bash scripts/dev/slurm_local.sh start    # install slurm-wlm + munge if missing (apt, root), start the daemons
+#   bash scripts/dev/slurm_local.sh status   # sinfo
+#   bash scripts/dev/slurm_local.sh stop
 #
 # It writes /etc/slurm/slurm.conf only when there is none or when the one there is its own (first line below);
 # a machine that already has a Slurm configuration is left alone. State and logs go to $LOCE_SLURM_DIR
@@ -12,6 +12,7 @@ set -euo pipefail
 
 DIR="${LOCE_SLURM_DIR:-/tmp/loce-slurm}"
 CONF=/etc/slurm/slurm.conf
+# (the path it was written from before scripts/ was split: slurm.conf files written then stay recognised as its own)
 MARK="# written by loce scripts/slurm_local.sh"
 
 die() { echo "slurm_local: $*" >&2; exit 1; }

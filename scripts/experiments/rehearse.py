@@ -28,7 +28,7 @@ Peak memory is given up to the last iteration ("iters") and for the whole comman
 save, which mmcv serialises into an in-memory buffer first). mmdet's group sampler pads each aspect-ratio group
 to a multiple of 2 x processes, so a stage may run an iteration more than N; the figures say what ran.
 
-    .venv/bin/python scripts/rehearse.py [--iterations 4] [--init-images 20] [--eval-images 4] [--json FILE]
+    .venv/bin/python scripts/experiments/rehearse.py [--iterations 4] [--init-images 20] [--eval-images 4] [--json FILE]
     make rehearsal
 """
 
@@ -40,18 +40,19 @@ import math
 import os
 import re
 import shlex
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # bench.common: the process-tree sampler the benchmarks use
+from bench.common import WORKER, TreeSampler, free_port, loce_binary, meminfo_kb  # noqa: E402
+
 BASE_CONFIG = ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
 LOCE_CONFIG = ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
 SAMPLES_PER_GPU = 2  # both configs' data.samples_per_gpu
@@ -86,140 +87,30 @@ def memory_init_hook(max_images: int) -> str:
 
 # ------------------------------------------------------------------------------------------- process sampling
 
-def _read_kv(path: str, keys) -> Dict[str, int]:
-    out = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                name, _, rest = line.partition(":")
-                if name in keys:
-                    out[name] = int(rest.split()[0]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
+def classify(sampler: TreeSampler) -> List[dict]:
+    """Each process the sampler saw, its peaks in bytes and its role: main (the loce process), torchrun, rank R,
+    child of ..."""
+    roles: dict = {}
 
+    def role(pid: int) -> str:
+        if pid in roles:
+            return roles[pid]
+        p = sampler.procs[pid]
+        parent = p.parent if p.parent in sampler.procs else None
+        if "torch.distributed.run" in p.cmd:
+            roles[pid] = "torchrun"
+        elif WORKER in p.cmd and parent is not None and role(parent) == "torchrun":
+            roles[pid] = f"rank {p.rank}"
+        elif pid == sampler.root:
+            roles[pid] = "main"
+        elif parent is not None:
+            roles[pid] = f"child of {role(parent)}"
+        else:
+            roles[pid] = "other"
+        return roles[pid]
 
-def _children_map() -> Dict[int, List[int]]:
-    kids: Dict[int, List[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-@dataclass
-class ProcPeak:
-    pid: int
-    ppid: int
-    cmdline: str
-    rank: Optional[str]
-    rss: int = 0  # sampled peak
-    pss: int = 0  # sampled peak
-    hwm: int = 0  # VmHWM, the kernel's peak RSS (last value seen)
-    role: str = ""
-
-
-class TreeSampler(threading.Thread):
-    """Every ``interval`` s: RSS and PSS (``/proc/PID/smaps_rollup``) and VmHWM of every process under ``root``;
-    keeps each process's peaks and the peak of the tree's summed PSS."""
-
-    def __init__(self, root: int, interval: float = 0.2):
-        super().__init__(daemon=True)
-        self.root, self.interval = root, interval
-        self.procs: Dict[int, ProcPeak] = {}
-        self.tree_pss = 0
-        self.samples = 0
-        self.t0 = time.perf_counter()
-        self.timeline: List[tuple] = []  # (seconds since start, {pid: (rss, pss)})
-        self._tree: List[int] = []
-        self._parent: Dict[int, int] = {}
-        self._halt = threading.Event()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.sample()
-            self._halt.wait(self.interval)
-
-    def sample(self) -> None:
-        if self.samples % 5 == 0 or not self._tree:  # the tree (a /proc scan) every second, memory every 0.2 s
-            kids = _children_map()
-            todo, tree, parent = [self.root], [], {self.root: 0}
-            while todo:
-                pid = todo.pop()
-                tree.append(pid)
-                for k in kids.get(pid, []):
-                    parent[k] = pid
-                    todo.append(k)
-            self._tree, self._parent = tree, parent
-        tree, parent = self._tree, self._parent
-        total = 0
-        now: Dict[int, tuple] = {}
-        for pid in tree:
-            mem = _read_kv(f"/proc/{pid}/smaps_rollup", ("Rss", "Pss"))
-            if not mem:
-                continue
-            hwm = _read_kv(f"/proc/{pid}/status", ("VmHWM",)).get("VmHWM", 0)
-            p = self.procs.get(pid)
-            if p is None:
-                p = self.procs[pid] = ProcPeak(pid, parent[pid], _cmdline(pid), _env(pid, "RANK"))
-            p.rss, p.pss, p.hwm = max(p.rss, mem.get("Rss", 0)), max(p.pss, mem.get("Pss", 0)), max(p.hwm, hwm)
-            total += mem.get("Pss", 0)
-            now[pid] = (mem.get("Rss", 0), mem.get("Pss", 0))
-        self.timeline.append((time.perf_counter() - self.t0, now))
-        self.tree_pss = max(self.tree_pss, total)
-        self.samples += 1
-
-    def classify(self) -> List[ProcPeak]:
-        """Name each process: loce (main), torchrun, rank R, loader worker of ..."""
-        def role(p: ProcPeak) -> str:
-            if p.role:
-                return p.role
-            parent = self.procs.get(p.ppid)
-            if "torch.distributed.run" in p.cmdline:
-                p.role = "torchrun"
-            elif "loce_cli.engine.worker" in p.cmdline and parent is not None and parent.role == "torchrun":
-                p.role = f"rank {p.rank}"
-            elif p.pid == self.root:
-                p.role = "main"
-            elif parent is not None:
-                p.role = f"child of {role(parent)}"
-            else:
-                p.role = "other"
-            return p.role
-
-        procs = sorted(self.procs.values(), key=lambda q: q.pid)
-        for p in procs:  # parents first (pids grow), so "torchrun" is known before its ranks
-            role(p)
-        return procs
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _env(pid: int, key: str) -> Optional[str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(key.encode() + b"="):
-                    return item.split(b"=", 1)[1].decode()
-    except OSError:
-        pass
-    return None
+    return [dict(pid=p.pid, ppid=p.parent, cmdline=p.cmd[:200], rank=p.rank, rss=p.rss * 1024, pss=p.pss * 1024,
+                 hwm=p.hwm * 1024, role=role(p.pid)) for p in sorted(sampler.procs.values(), key=lambda q: q.pid)]
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -243,15 +134,10 @@ class Run:
     timeline: List[tuple] = field(default_factory=list)  # the sampler's, on the same clock as ``lines``
 
 
-def loce_bin() -> str:
-    local = ROOT / ".venv" / "bin" / "loce"
-    return str(local) if local.exists() else (shutil.which("loce") or "loce")
-
-
 def run_stage(name: str, args: List[str], cwd: Path, log_dir: Path, threads_one: bool = False) -> Run:
     """Run ``loce ARGS`` in ``cwd``, time-stamping its output lines into ``log_dir/NAME.log`` and sampling its
     process tree's memory; raise StageFailed (with the last lines) when it fails."""
-    cmd = [loce_bin(), *args]
+    cmd = [loce_binary(), *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if threads_one:
         env["OMP_NUM_THREADS"] = "1"
@@ -299,9 +185,9 @@ def run_stage(name: str, args: List[str], cwd: Path, log_dir: Path, threads_one:
             r.join()
     sampler.stop()
     seconds = time.perf_counter() - start
-    procs = [dict(asdict(p), cmdline=p.cmdline[:200]) for p in sampler.classify()]
-    run = Run(name, cmd, str(cwd), proc.returncode, seconds, str(log_file), lines, "".join(out_chunks), procs,
-              sampler.tree_pss, sampler.timeline)
+    timeline = [(t, {pid: (rss * 1024, pss * 1024) for pid, (rss, pss) in now.items()}) for t, now in sampler.timeline]
+    run = Run(name, cmd, str(cwd), proc.returncode, seconds, str(log_file), lines, "".join(out_chunks),
+              classify(sampler), sampler.tree_pss_peak * 1024, timeline)
     print(f"[{name}] exit {proc.returncode} after {seconds:.1f} s (output: {log_file})", flush=True)
     if proc.returncode != 0:
         tail = "\n".join(f"    {text}" for _, text in lines[-40:])
@@ -418,13 +304,7 @@ def eval_figures(run: Run, images: int) -> dict:
 # ------------------------------------------------------------------------------------------------- the stages
 
 def mem_available() -> int:
-    return _read_kv("/proc/meminfo", ("MemAvailable",)).get("MemAvailable", 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return meminfo_kb("MemAvailable") * 1024
 
 
 def data_root(cwd: Path, target: Path) -> Path:

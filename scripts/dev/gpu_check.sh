@@ -2,10 +2,10 @@
 # The device check, in one run: everything loce must show on a GPU, with a log and a JSON summary in $OUT.
 #
 # On the lent GPU machine (no network; Python 3.12 + torch 2.11 there), with the wheels from
-# scripts/gpu_kit.sh in .gpukit/ (name it in the device tool's `carry`):
-#     bash scripts/gpu_check.sh
-# On any machine with loce installed: KIT_PY=.venv/bin/python bash scripts/gpu_check.sh
-# Rehearsal without a GPU (same steps on the CPU): GPU_FLAGS= BENCH_DEVICE=cpu KIT_PY=... bash scripts/gpu_check.sh
+# scripts/dev/gpu_kit.sh in .gpukit/ (name it in the device tool's `carry`):
+#     bash scripts/dev/gpu_check.sh
+# On any machine with loce installed: KIT_PY=.venv/bin/python bash scripts/dev/gpu_check.sh
+# Rehearsal without a GPU (same steps on the CPU): GPU_FLAGS= BENCH_DEVICE=cpu KIT_PY=... bash scripts/dev/gpu_check.sh
 # Steps (each time-limited, each logged, a failure does not stop the rest):
 #   doctor; the gpu-marked tests (CUDA sync-free step, host memory with a CUDA model, routed RoIAlign/NMS on
 #   CUDA vs mmcv on CPU, mmcv's scatter, an NCCL DDP train step, RNG states from the GPU); base training, LOCE fine-tune and evaluation
@@ -17,9 +17,9 @@
 #   then a LOCE fine-tune with --amp fp16 and its eval with --amp bf16, and bench_amp (fp32 vs bf16 vs fp16 iteration
 #   time and peak memory, synthetic config and the R50 LVIS config at real shape).
 # Within a 10-minute device call: ONLY="env synth train_base amp_gpu_tests finetune_fp16 eval_bf16 bench_amp" bash
-# scripts/gpu_check.sh runs just the mixed-precision part (finetune_fp16 needs train_base's checkpoint).
+# scripts/dev/gpu_check.sh runs just the mixed-precision part (finetune_fp16 needs train_base's checkpoint).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/loce-gpu-check}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"

@@ -2,7 +2,7 @@
 # The main job: check the environment, then `loce quickstart` on the built-in synthetic long-tailed data
 # (synthetic data -> base Mask R-CNN -> LOCE fine-tune). Rerunnable: finished steps are skipped.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCE="$ROOT/.venv/bin/loce"
 WORK="${LOCE_DEMO_DIR:-$ROOT/work/quickstart}"
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build mmcv-full's wheel from source with its compiled ops, for the torch installed in PYTHON's environment.
-# Used by scripts/setup.sh (this project's .venv) and scripts/gpu_kit.sh (the GPU image's stack).
+# Used by scripts/dev/setup.sh (this project's .venv) and scripts/dev/gpu_kit.sh (the GPU image's stack).
 #
-#   bash scripts/build_mmcv_wheel.sh PYTHON OUT_DIR      # prints the wheel's path as its last line
+#   bash scripts/dev/build_mmcv_wheel.sh PYTHON OUT_DIR      # prints the wheel's path as its last line
 #
 # Environment: FORCE_CUDA=1 for the CUDA ops (default 0: CPU ops), MAX_JOBS (default: all cores),
 # MMCV_VERSION (default 1.7.2). The wheel lands in OUT_DIR atomically (no half-written file under its name).

@@ -11,12 +11,12 @@
 #      through torchvision's kernels, so no CUDA build of mmcv is needed: loce_cli/mmdet_ext/cuda_ops.py),
 #   3. downloads the other missing cp312 wheels into $KIT/wheels and copies them into .gpukit/ in the checkout
 #      (ignored by git; name it in the device tool's `carry`), and installs them and loce into $KIT/venv.
-# Then `KIT_PY=$KIT/venv/bin/python bash scripts/gpu_check.sh` runs the device check on the CPU stand-in.
+# Then `KIT_PY=$KIT/venv/bin/python bash scripts/dev/gpu_check.sh` runs the device check on the CPU stand-in.
 #
-#   bash scripts/gpu_kit.sh          # ~4 GB of downloads, ~10-15 minutes of build on 2 cores; idempotent
+#   bash scripts/dev/gpu_kit.sh          # ~4 GB of downloads, ~10-15 minutes of build on 2 cores; idempotent
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KIT="${LOCE_GPU_KIT:-${XDG_CACHE_HOME:-$HOME/.cache}/loce/gpu-kit}"
 PY312="${PY312:-}"
 if [ -z "$PY312" ]; then
@@ -51,7 +51,7 @@ echo "gpu_kit: == torch stack ($TORCH_SPEC) and the image's packages"
 MMCV_WHEEL="$(ls "$KIT"/wheels/mmcv_full-*.whl 2>/dev/null | head -n1 || true)"
 if [ -z "$MMCV_WHEEL" ]; then
   echo "gpu_kit: == build mmcv-full $MMCV_VERSION (CPU ops) against torch 2.11"
-  MMCV_WHEEL="$(FORCE_CUDA=0 MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/build_mmcv_wheel.sh" "$KIT/venv/bin/python" "$KIT/wheels" | tail -n1)"
+  MMCV_WHEEL="$(FORCE_CUDA=0 MMCV_VERSION=$MMCV_VERSION bash "$ROOT/scripts/dev/build_mmcv_wheel.sh" "$KIT/venv/bin/python" "$KIT/wheels" | tail -n1)"
 fi
 
 echo "gpu_kit: == cp312 wheels of the packages the image lacks"

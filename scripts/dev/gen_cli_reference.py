@@ -4,7 +4,7 @@ from pathlib import Path
 
 from loce_cli.cli.reference import generate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
