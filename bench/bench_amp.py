@@ -149,7 +149,7 @@ def quality(runs, base: Path, data: Path, work: Path, reference: str) -> dict:
     """``runs``: ``[(amp, seed)]`` fine-tunes done here, in that order (``amp`` None: fp32). For a seed with a
     bf16 run but no fp32 one here, the fp32 side is ``reference`` (a metrics.json path with ``{seed}``: the
     reproduction's run of the same recipe, base and data), marked so."""
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model, read_report
     from loce_cli.engine.training.run import TrainRequest, train
 
     ann = data / "annotations"

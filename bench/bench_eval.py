@@ -9,7 +9,7 @@ and several instances per image; bbox, polygon, area) and a results file of exac
 per image: jittered copies of the ground truth (some relabelled) plus false positives on the image's positive,
 negative and random classes, each with a bbox, a random score and a compressed RLE mask.
 
-Then, for each metric, runs `loce_cli.engine.evaluation.evaluate.evaluate_results(..., evaluator=E)` for each E of
+Then, for each metric, runs `loce_cli.engine.evaluation.evaluate_results(..., evaluator=E)` for each E of
 --evaluators, alternating, each in its own fresh process, and reports the time of that call (it includes reading
 both JSON files, as `loce eval` does; imports are outside), the child's total wall time, its peak memory, the
 speed-up lvis / E and the largest difference of AP, APr, APc, APf (and of every summary key and of the per-class
@@ -65,7 +65,7 @@ def child(evaluator: str, metric: str, ann: str, res: str, protocol: str = "stan
         from loce_cli.engine.evaluation import matching
 
         matching.warm_up()  # numba's compile (or cache load) is outside the timed call, like the imports
-    from loce_cli.engine.evaluation.evaluate import evaluate_results
+    from loce_cli.engine.evaluation import evaluate_results
 
     marks = []  # (step message, seconds since the call started): where the time goes
     t = time.perf_counter()

@@ -134,7 +134,7 @@ def eval_once(cfg_path: Path, ckpt: Path, ann_file: Path, img_prefix: str, nproc
     OMP_NUM_THREADS=1 from loce's launcher."""
     import torch
 
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
     from loce_cli.engine.runtime.launch import LaunchOptions
 
     req = EvalRequest(config=str(cfg_path), checkpoint=str(ckpt), out=str(out), force=True, evaluator=evaluator,

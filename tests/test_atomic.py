@@ -23,7 +23,7 @@ def _mode(path):
 @pytest.mark.parametrize("umask, want", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_atomic_files_get_the_umask_mode(tmp_path, umask, want):
     import loce_cli.mmdet_ext.training as training
-    from loce_cli.engine.evaluation.evaluate import EvalReport, MetricResult, write_report
+    from loce_cli.engine.evaluation import EvalReport, MetricResult, write_report
 
     old = os.umask(umask)
     try:

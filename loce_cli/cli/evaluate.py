@@ -49,14 +49,14 @@ def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECK
              force: bool = FORCE, amp: Optional[Amp] = AMP, json_out: bool = JSON_OUTPUT,
              verbose: bool = VERBOSE) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
-    from loce_cli.engine.evaluation import evaluate as ev
+    from loce_cli.engine import evaluation as ev
 
     metrics, protocols = list(metric or ev.METRICS), list(protocol or ["standard"])
     if results is not None:
         if ann is None or config is not None:
             raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
                        2)
-        from loce_cli.engine.evaluation.outputs import evaluate_results_file
+        from loce_cli.engine.evaluation import evaluate_results_file
 
         report, written = evaluate_results_file(results, ann, out_dir, force, metrics, split, max_dets, evaluator,
                                                 say, workers, protocols, dets_per_class)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from loce_cli.engine.evaluation.evaluate import EvalRequest, run_eval_worker
+from loce_cli.engine.evaluation import EvalRequest, run_eval_worker
 from loce_cli.engine.runtime.launch import LaunchOptions
 from loce_cli.engine.training.run import TrainRequest, run_worker
 from loce_cli.errors import LoceError

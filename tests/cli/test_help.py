@@ -64,7 +64,7 @@ def test_readable_type_words():
 def test_choice_sets_equal_the_engine_constants():
     from loce_cli.core.frequency import GROUP_NAMES
     from loce_cli.engine.data import prep, synth_lvis
-    from loce_cli.engine.evaluation import evaluate
+    from loce_cli.engine import evaluation as evaluate
     from loce_cli.engine.report import runs as report
     from loce_cli.engine.runtime import launch
     from loce_cli.engine.evaluation import protocols

@@ -76,7 +76,7 @@ SCORE_MIN, IOU_MIN, MATCHED_MIN, AP_POINTS = 0.05, 0.5, 0.9, 1.0
 
 @pytest.mark.slow
 def test_eval_under_bf16_matches_fp32_within_tolerance(tiny_base_model, tmp_path):
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 
     config, ckpt, options = tiny_base_model
     reports, results = {}, {}

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluation.evaluate import evaluate_results, write_report
+from loce_cli.engine.evaluation import evaluate_results, write_report
 from loce_cli.errors import DataError, LoceUsageError
 
 
@@ -149,7 +149,7 @@ def test_fast_evaluator_equals_lvis(tiny_dataset, tmp_path, max_dets):
 
 
 def test_unknown_evaluator_and_report_round_trip(tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluation.evaluate import read_report
+    from loce_cli.engine.evaluation import read_report
 
     res = tmp_path / "r.json"
     res.write_text(json.dumps(_results(tiny_dataset, with_masks=False)))

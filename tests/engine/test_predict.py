@@ -142,7 +142,7 @@ def test_pictures_have_the_input_size_and_change_only_where_drawn(predicted, inp
 def test_predictions_equal_loce_eval_detections(predicted, inputs, tiny_base_model, tiny_dataset, tmp_path):
     """The same image through loce eval at the same thresholds: the same detections, masks byte for byte; at
     eval's own threshold (1e-4) the ones scoring >= THR are the same too."""
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 
     _, _, by_file = predicted
     config, ckpt, options = tiny_base_model

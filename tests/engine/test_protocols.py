@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, evaluate_results, read_report, write_report
+from loce_cli.engine.evaluation import SUMMARY_KEYS, evaluate_results, read_report, write_report
 from loce_cli.engine.evaluation.protocols import TopKPerGroup, top_k_per_group
 from loce_cli.errors import LoceUsageError
 from tests.engine.test_evaluate import _results, _with_false_positives

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluation.evaluate import evaluate_results, write_report
+from loce_cli.engine.evaluation import evaluate_results, write_report
 from loce_cli.engine.report.runs import build_report, render_csv, render_markdown
 from loce_cli.errors import DataError, LoceUsageError
 from tests.engine.test_evaluate import _results

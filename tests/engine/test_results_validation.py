@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluation.evaluate import EVALUATORS, evaluate_results
+from loce_cli.engine.evaluation import EVALUATORS, evaluate_results
 from loce_cli.errors import DataError
 from tests.engine.test_evaluate import _results
 

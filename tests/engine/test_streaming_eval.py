@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loce_cli.cli import app
-from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, evaluate_results
+from loce_cli.engine.evaluation import SUMMARY_KEYS, evaluate_results
 from loce_cli.errors import DataError
 
 
@@ -148,14 +148,14 @@ def test_ties_follow_image_then_file_order(tmp_path):
 
 
 def test_small_blocks_and_workers_give_the_same_numbers(tmp_path, monkeypatch):
-    from loce_cli.engine.evaluation import results_reader, streaming
+    from loce_cli.engine.evaluation import results_blocks, streaming
 
     ann, res, dets = make_set(tmp_path, seed=3, images=60)
     whole = evaluate_results(res, ann, ["bbox", "segm"], workers=1)
-    blocks = list(results_reader.iter_blocks(res, block_bytes=2048))
+    blocks = list(results_blocks.iter_blocks(res, block_bytes=2048))
     assert len(blocks) > 20 and sum(len(b) for _, b in blocks) == len(dets)
     assert [first for first, _ in blocks] == list(np.cumsum([0] + [len(b) for _, b in blocks[:-1]]))
-    monkeypatch.setattr(results_reader, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(results_blocks, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(streaming, "CHUNK_DETECTIONS", 50)  # many chunks, over 2 worker processes
     parts = evaluate_results(res, ann, ["bbox", "segm"], workers=2)
     for m in ("bbox", "segm"):
@@ -234,10 +234,10 @@ def _message(fn) -> str:
 
 def test_truncated_large_file_refused_in_blocks(tmp_path, monkeypatch):
     """A truncated file bigger than one block: refused at its end, after the earlier blocks decoded."""
-    from loce_cli.engine.evaluation import results_reader
+    from loce_cli.engine.evaluation import results_blocks
 
     ann, res, dets = make_set(tmp_path, seed=6)
-    monkeypatch.setattr(results_reader, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(results_blocks, "BLOCK_BYTES", 4096)
     text = json.dumps(dets)
     bad = _write(tmp_path / "cut.json", text[:-200])
     with pytest.raises(DataError, match="closing"):

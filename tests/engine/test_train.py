@@ -105,7 +105,7 @@ def _test_opts(data: Path):
 def test_evaluation_during_training_equals_loce_eval(tiny_dataset, tmp_path):
     """evaluation.interval=1 over 2 epochs: rank 0 writes WORK_DIR/eval_epoch_{1,2}/metrics.json, the same report
     (and the same results file) as `loce eval` on those checkpoints."""
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model, read_report
 
     work = tmp_path / "run"
     options = opts(tiny_dataset, epochs=2, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])
@@ -348,7 +348,7 @@ def test_user_started_torchrun_two_processes(base_run, tiny_dataset, tmp_path):
 
 
 def test_eval_of_a_trained_model_end_to_end(base_run, tiny_dataset, tmp_path, capsys):
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -372,7 +372,7 @@ def test_eval_protocols_from_one_uncapped_inference(base_run, tiny_dataset, tmp_
     from typer.testing import CliRunner
 
     from loce_cli.cli import app
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model, read_report
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model, read_report
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -395,7 +395,7 @@ def test_eval_protocols_from_one_uncapped_inference(base_run, tiny_dataset, tmp_
 
 @pytest.mark.slow
 def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
@@ -436,7 +436,7 @@ def test_class_names_come_from_loce_meta_when_prepared(tiny_dataset, tmp_path, m
 
 
 def test_eval_refuses_bad_requests_before_writing(base_run, tiny_dataset, tmp_path):
-    from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+    from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]

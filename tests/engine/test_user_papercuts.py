@@ -80,7 +80,7 @@ def test_every_command_says_a_checkpoint_directory_is_one(tmp_path, command, tin
 
 
 def test_metrics_txt_shows_dash_where_lvis_has_no_value(tmp_path):
-    from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, EvalReport, MetricResult, write_report
+    from loce_cli.engine.evaluation import SUMMARY_KEYS, EvalReport, MetricResult, write_report
 
     summary = {k: 0.25 for k in SUMMARY_KEYS}
     summary.update(APm=-1.0, APl=-1.0, APf=-1.0)

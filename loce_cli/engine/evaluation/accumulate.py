@@ -47,7 +47,7 @@ def accumulate(cat: np.ndarray, score: np.ndarray, img: np.ndarray, pos: np.ndar
     return precision
 
 
-def _mean_valid(s: np.ndarray) -> float:
+def mean_valid(s: np.ndarray) -> float:
     valid = s[s > -1]
     return float(np.mean(valid)) if valid.size else -1.0
 
@@ -61,7 +61,7 @@ def summarize(precision: np.ndarray, freq_groups: List[np.ndarray]) -> Dict[str,
         if iou_thr is not None:
             s = s[np.where(iou_thr == IOU_THRS)[0]]
         s = s[:, :, freq_groups[group], aidx] if group is not None else s[:, :, :, aidx]
-        return _mean_valid(s)
+        return mean_valid(s)
 
     return {"AP": ap(), "AP50": ap(iou_thr=0.50), "AP75": ap(iou_thr=0.75), "APs": ap(area="small"),
             "APm": ap(area="medium"), "APl": ap(area="large"), "APr": ap(group=0), "APc": ap(group=1),

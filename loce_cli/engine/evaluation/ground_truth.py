@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
+import msgspec
 import numpy as np
+from pycocotools import mask as mask_utils
 
+from loce_cli.engine.data.stats import load_annotation_json
 from loce_cli.errors import DataError
 
 
@@ -85,10 +88,6 @@ def _image_lists(images: List[dict], key: str, img_index: np.ndarray, cat_ids: n
 
 
 def _decode(path: Path) -> dict:
-    import msgspec
-
-    from loce_cli.engine.data.stats import load_annotation_json
-
     try:
         data = msgspec.json.decode(Path(path).read_bytes())
     except (msgspec.DecodeError, OSError, UnicodeDecodeError):
@@ -99,10 +98,8 @@ def _decode(path: Path) -> dict:
     return data
 
 
-def _rle_counts(segm: Any, h: int, w: int) -> bytes:
+def rle_counts(segm: Any, h: int, w: int) -> bytes:
     """Compressed RLE counts of a polygon list, an uncompressed RLE or a compressed RLE (``ann_to_rle``)."""
-    from pycocotools import mask as mask_utils
-
     if isinstance(segm, list):
         rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
     elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
@@ -150,7 +147,7 @@ def load_ground_truth(path: Path, with_masks: bool) -> GroundTruth:
     rles = None
     if with_masks:
         try:
-            rles = [_rle_counts(anns[i]["segmentation"], int(heights[a_img[i]]), int(widths[a_img[i]]))
+            rles = [rle_counts(anns[i]["segmentation"], int(heights[a_img[i]]), int(widths[a_img[i]]))
                     for i in keep.tolist()]
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: an annotation has no usable segmentation ({type(e).__name__}: {e})",

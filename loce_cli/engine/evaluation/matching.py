@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from loce_cli.errors import EnvironmentProblem
+
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a runtime requirement
@@ -133,8 +135,6 @@ def match_groups(g_dt: np.ndarray, g_gt: np.ndarray, dt_box: np.ndarray, dt_area
     """``(tp, fp)``: ``[N, A]`` uint16 bit masks (bit t: IoU threshold ``IOU_THRS[t]``) for the ``N`` detections
     of the groups. Without ``iou_flat`` the IoUs are computed from the boxes."""
     if numba is None:
-        from loce_cli.errors import EnvironmentProblem
-
         raise EnvironmentProblem("numba is not installed: the streaming evaluator needs it",
                                  "run make setup (or pip install numba), or pass --evaluator lvis")
     n = dt_area.shape[0]

@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from loce_cli.engine.evaluation.accumulate import _mean_valid, accumulate, summarize
+from loce_cli.engine.evaluation.accumulate import accumulate, mean_valid, summarize
 
 POOLS = ("all", "r", "c", "f")
 POOL_CATEGORY = dict(id=1, name="pool", frequency="f", image_count=1, instance_count=1, synset="pool.n.01",
@@ -51,7 +51,7 @@ def pooled_summary(cat: np.ndarray, score: np.ndarray, img: np.ndarray, pos: np.
             whole = summarize(precision, [np.arange(1)] * 3)
             out.update({k: whole[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")})
         else:
-            out[f"AP{name}"] = _mean_valid(precision[:, :, 0, 0])
+            out[f"AP{name}"] = mean_valid(precision[:, :, 0, 0])
     return out
 
 

@@ -1,36 +1,30 @@
 """An LVIS results JSON read in blocks, validated, and kept as columns: memory bounded by the block size plus a
 few dozen bytes per detection, however large the file (LVIS v1 val at 300 per image: 5.9M detections, ~2 GB).
 
-The top-level array is cut into blocks of whole detections (a cut after a ``}`` that is followed by ``,`` and
-``{``; a cut that is not between two top-level objects cannot decode, so the block is cut earlier or read
-further) and each block is decoded by msgspec into typed records. Mask RLE counts go to a temporary spill file;
-the evaluator reads back only the masks it needs (detections in an (image, category) with ground truth).
-Everything is validated before any image is evaluated: not an array, truncated, not JSON, missing fields,
-non-finite numbers, unknown images or categories, masks of the wrong size here; scores outside [0, 1], boxes
-not finite or of size <= 0 and exact duplicates in ``validation`` (every evaluator goes through both).
+The top-level array is cut into blocks of whole detections, each decoded by msgspec into typed records
+(``results_blocks``). Mask RLE counts go to a temporary spill file; the evaluator reads back only the masks it
+needs (detections in an (image, category) with ground truth). Everything is validated before any image is
+evaluated: not an array, truncated, not JSON, missing fields, non-finite numbers (``results_blocks``); unknown
+images or categories, masks of the wrong size (here); scores outside [0, 1], boxes not finite or of size < 0 and
+exact duplicates (``validation``). Every evaluator goes through all three.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from itertools import chain
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple
 
-import msgspec
 import numpy as np
+from pycocotools import mask as mask_utils
 
-from loce_cli.engine.evaluation.ground_truth import GroundTruth, _rle_counts
+from loce_cli.engine.evaluation.ground_truth import GroundTruth, rle_counts
+from loce_cli.engine.evaluation.results_blocks import Scored, iter_blocks
+from loce_cli.engine.evaluation.validation import check_boxes, check_duplicates, check_scores
 from loce_cli.errors import DataError
-
-BLOCK_BYTES = 32 << 20
-_CUT = re.compile(rb"\}\s*,\s*\{")
-_WS = b" \t\r\n"
-_NON_FINITE = re.compile(rb"[:,\[]\s*(NaN|-?Infinity)\b")
-_HINT = "expected a JSON array [{image_id, category_id, bbox, score[, segmentation]}, ...]"
 
 
 class RleSpill:
@@ -113,114 +107,95 @@ class Detections:
             self.rle.close()
 
 
-class Rle(msgspec.Struct):
-    size: List[int]
-    counts: Union[str, List[int]]
+@dataclass
+class _Columns:
+    """The columns of the detections kept so far, block by block, and the first offender of each kind that is
+    reported once the whole file is read (unknown images, unknown categories, masks of the wrong size)."""
 
+    path: Path
+    gt: GroundTruth
+    spill: Optional[RleSpill]  # masks, when they were asked for
+    keep: Optional[np.ndarray]  # sorted file positions to keep (None: every detection)
+    has_box: Optional[bool] = None
+    parts: dict = field(default_factory=lambda: dict(img=[], cat=[], score=[], box=[], area=[]))
+    bad: dict = field(default_factory=lambda: dict(img=0, cat=0, size=0))
+    first_bad: dict = field(default_factory=dict)  # kind -> (file position, what) of the first offender
 
-class Det(msgspec.Struct):
-    """The record msgspec decodes each detection into (other keys are skipped): a typed RLE makes the usual
-    case fast; polygons and uncompressed RLEs still decode (a list, or ``Rle.counts`` as a list)."""
+    def add(self, first: int, items: list) -> None:
+        """Check one block (ids, bbox presence and length, masks) and keep its chosen detections' columns."""
+        n, gt = len(items), self.gt
+        img_id = np.fromiter((d.image_id for d in items), np.int64, n)
+        cat_id = np.fromiter((d.category_id for d in items), np.int64, n)
+        img, cat = gt.image_index(img_id), gt.cat_index(cat_id)
+        self._count("img", first, img < 0, lambda k: f"image_id {int(img_id[k])}")
+        self._count("cat", first, cat < 0, lambda k: f"category_id {int(cat_id[k])}")
+        self._check_bbox_presence(first, items)
+        if self.keep is not None:  # only the chosen detections are kept
+            lo, hi = np.searchsorted(self.keep, [first, first + n])
+            sel = self.keep[lo:hi] - first
+        else:
+            sel = slice(None)
+        if self.has_box:
+            if any(len(d.bbox) != 4 for d in items):
+                k = next(i for i, d in enumerate(items) if len(d.bbox) != 4)
+                raise DataError(f"{self.path}: detection {first + k} has a bbox of {len(items[k].bbox)} numbers",
+                                "bbox is [x, y, width, height]")
+            box = np.fromiter(chain.from_iterable(d.bbox for d in items), np.float64, 4 * n).reshape(n, 4)
+            self.parts["box"].append(box[sel])
+        self.parts["img"].append(img.astype(np.int32)[sel])
+        self.parts["cat"].append(cat.astype(np.int32)[sel])
+        self.parts["score"].append(np.fromiter((d.score for d in items), np.float64, n)[sel])
+        if self.spill is not None:
+            self._add_masks(first, items, img_id, img, sel)
 
-    image_id: int
-    category_id: int
-    score: float
-    bbox: Optional[List[float]] = None
-    segmentation: Union[Rle, List[Any], None] = None
+    def _count(self, kind: str, first: int, wrong: np.ndarray, what: Callable[[int], str]) -> None:
+        self.bad[kind] += int(wrong.sum())
+        if kind not in self.first_bad and wrong.any():
+            k = int(np.argmax(wrong))
+            self.first_bad[kind] = (first + k, what(k))
 
+    def _check_bbox_presence(self, first: int, items: list) -> None:
+        block_has = [d.bbox is not None for d in items]
+        if self.has_box is None:
+            self.has_box = block_has[0]
+        if any(b != self.has_box for b in block_has):
+            k = next(i for i, b in enumerate(block_has) if b != self.has_box)
+            raise DataError(f"{self.path}: detection {first + k} {'lacks' if self.has_box else 'has'} a bbox unlike "
+                            "detection 0", "give every detection a bbox, or none")
 
-def _error_position(msg: str, first: int) -> str:
-    """msgspec's ``$[i]`` paths made absolute (the detection's index in the file)."""
-    return re.sub(r"\$\[(\d+)\]", lambda m: f"detection {first + int(m.group(1))}", msg)
+    def _add_masks(self, first: int, items: list, img_id: np.ndarray, img: np.ndarray, sel) -> None:
+        gt = self.gt
+        counts, wrong = _block_masks(items, img, gt, first, self.path)
+        self._count("size", first, wrong, lambda k: f"image_id {int(img_id[k])} is {int(gt.heights[img[k]])}x"
+                                                    f"{int(gt.widths[img[k]])}")
+        if self.keep is not None:
+            counts, img = [counts[i] for i in sel.tolist()], img[sel]
+        self.spill.append(counts)
+        if not self.has_box:
+            self.parts["area"].append(_mask_areas(counts, img, gt))
 
+    def refuse_offenders(self) -> None:
+        """The errors only the whole file shows: no detections, unknown ids, masks of the wrong size."""
+        path, bad = self.path, self.bad
+        if not self.parts["score"]:
+            raise DataError(f"{path} holds no detections", "nothing to evaluate; check the model or the score "
+                                                           "threshold")
+        if bad["img"] or bad["cat"]:
+            k, what = self.first_bad.get("img") or self.first_bad["cat"]
+            raise DataError(f"{path} does not match {self.gt.path}: {bad['img']:,} detections for unknown images, "
+                            f"{bad['cat']:,} for unknown categories (the first: detection {k}, {what})",
+                            "evaluate against the annotation file the results were made for")
+        if bad["size"]:
+            k, what = self.first_bad["size"]
+            raise DataError(f"{path}: {bad['size']:,} masks differ in size from their image (the first: detection "
+                            f"{k}; {what})", "an RLE's size is [image height, width]")
 
-def iter_blocks(path: Path, block_bytes: int = BLOCK_BYTES, record: type = None) -> Iterator[Tuple[int, list]]:
-    """``(index of the first detection, decoded detections)`` for consecutive blocks of the top-level array
-    (each detection decoded into ``record``, by default ``Det``).
-
-    The buffer is one ``bytearray``: a block is decoded in place by turning the comma after its last detection
-    into ``]`` (and then into ``[``, the opening of the next block), so no block is copied."""
-    decoder = msgspec.json.Decoder(List[record or Det])
-    with open(path, "rb") as f:
-        buf = bytearray(f.read(block_bytes))
-        start = len(buf) - len(buf.lstrip(_WS))
-        if start == len(buf):
-            raise DataError(f"{path} is empty", _HINT)
-        if buf[start] != ord("["):
-            raise DataError(f"{path} is not an LVIS results list (it does not start with '[')", _HINT)
-        first, consumed, eof = 0, 0, False
-        while True:
-            if start:
-                consumed += start
-                del buf[:start]
-                start = 0
-            while not eof and len(buf) < block_bytes:
-                more = f.read(block_bytes)
-                eof = not more
-                buf += more
-            items, cut = (None, -1) if eof else _decode_before_last_cut(decoder, buf, first, path, consumed)
-            if items is None and not eof:
-                more = f.read(block_bytes)  # no usable cut yet (one huge detection?): read further
-                eof = not more
-                buf += more
-                continue
-            if items is None:  # the rest of the file: detections and the closing bracket
-                end = len(buf.rstrip(_WS))
-                if not end or buf[end - 1] != ord("]"):
-                    raise DataError(f"{path} is not valid JSON: it stops after {consumed + len(buf):,} bytes without "
-                                    "the closing ']'", "the file is truncated; write it again")
-                with memoryview(buf) as view:
-                    items = _decode(decoder, view[:end], first, path, consumed)
-                if items:
-                    yield first, items
-                return
-            yield first, items
-            first += len(items)
-            buf[cut] = ord("[")
-            start = cut
-
-
-def _decode_before_last_cut(decoder, buf: bytearray, first: int, path: Path, consumed: int, tries: int = 3):
-    """Decode the detections before the last cut point of ``buf`` that gives valid JSON: ``(items, position of
-    the comma after them)``, or ``(None, -1)`` when none of the last ``tries`` cut points does. A record that
-    does not validate, or a NaN, is an error at once (reading further could not fix it)."""
-    base = max(0, len(buf) - (1 << 20))
-    cuts = [m.start() for m in _CUT.finditer(buf, base)][-tries:]
-    for cut in reversed(cuts):
-        comma = buf.index(b",", cut)
-        buf[comma] = ord("]")
-        try:
-            with memoryview(buf) as view:
-                items = decoder.decode(view[:comma + 1])
-            return items, comma
-        except msgspec.ValidationError:
-            with memoryview(buf) as view:
-                _decode(decoder, view[:comma + 1], first, path, consumed)  # raises the message
-        except msgspec.DecodeError:
-            _refuse_non_finite(buf[:comma + 1], path, consumed)
-        finally:
-            buf[comma] = ord(",")
-    return None, -1
-
-
-def _refuse_non_finite(raw: bytes, path: Path, consumed: int) -> None:
-    if _NON_FINITE.search(raw):
-        from loce_cli.engine.evaluation.validation import scan_non_finite
-
-        first, count = scan_non_finite(path)
-        raise DataError(f"{path}: {count:,} non-finite number{'s' if count > 1 else ''} (NaN or Infinity) (the "
-                        f"first: detection {first})", "scores and boxes must be finite numbers; fix the model output")
-
-
-def _decode(decoder, raw, first: int, path: Path, consumed: int) -> list:
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as e:
-        raise DataError(f"{path}: {_error_position(str(e), first)}", _HINT) from None
-    except msgspec.DecodeError as e:
-        _refuse_non_finite(raw, path, consumed)
-        raise DataError(f"{path} is not valid JSON after byte {consumed:,} ({e})",
-                        "the file may be truncated or corrupted; write it again") from None
+    def detections(self) -> Detections:
+        p = self.parts
+        return Detections(np.concatenate(p["img"]), np.concatenate(p["cat"]), np.concatenate(p["score"]),
+                          np.concatenate(p["box"]) if self.has_box else None,
+                          np.concatenate(p["area"]) if (self.spill is not None and not self.has_box) else None,
+                          self.spill)
 
 
 def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optional[str] = None,
@@ -234,81 +209,20 @@ def read_results(path: Path, gt: GroundTruth, with_masks: bool, spill_dir: Optio
         raise DataError(f"results file {path} does not exist", "pass an LVIS results JSON")
     say = say or (lambda _m: None)
     say(f"reading {path.name} ({path.stat().st_size / 1e6:,.0f} MB, streaming)")
-    imgs, cats, scores, boxes, areas = [], [], [], [], []
     spill = RleSpill(spill_dir) if with_masks else None
-    has_box: Optional[bool] = None
-    bad_img = bad_cat = bad_size = 0
-    first_img = first_cat = first_size = None  # (file position, what) of the first offender of each kind
+    columns = _Columns(path, gt, spill, keep)
     try:
         for first, items in iter_blocks(path):
-            n = len(items)
-            img_id = np.fromiter((d.image_id for d in items), np.int64, n)
-            cat_id = np.fromiter((d.category_id for d in items), np.int64, n)
-            img, cat = gt.image_index(img_id), gt.cat_index(cat_id)
-            bad_img += int((img < 0).sum())
-            bad_cat += int((cat < 0).sum())
-            if first_img is None and (img < 0).any():
-                k = int(np.argmax(img < 0))
-                first_img = (first + k, f"image_id {int(img_id[k])}")
-            if first_cat is None and (cat < 0).any():
-                k = int(np.argmax(cat < 0))
-                first_cat = (first + k, f"category_id {int(cat_id[k])}")
-            block_has = [d.bbox is not None for d in items]
-            if has_box is None:
-                has_box = block_has[0]
-            if any(b != has_box for b in block_has):
-                k = next(i for i, b in enumerate(block_has) if b != has_box)
-                raise DataError(f"{path}: detection {first + k} {'lacks' if has_box else 'has'} a bbox unlike "
-                                "detection 0", "give every detection a bbox, or none")
-            if keep is not None:  # only the chosen detections are kept
-                lo, hi = np.searchsorted(keep, [first, first + n])
-                sel = keep[lo:hi] - first
-            else:
-                sel = slice(None)
-            if has_box:
-                if any(len(d.bbox) != 4 for d in items):
-                    k = next(i for i, d in enumerate(items) if len(d.bbox) != 4)
-                    raise DataError(f"{path}: detection {first + k} has a bbox of {len(items[k].bbox)} numbers",
-                                    "bbox is [x, y, width, height]")
-                box = np.fromiter(chain.from_iterable(d.bbox for d in items), np.float64, 4 * n).reshape(n, 4)
-                boxes.append(box[sel])
-            imgs.append(img.astype(np.int32)[sel])
-            cats.append(cat.astype(np.int32)[sel])
-            scores.append(np.fromiter((d.score for d in items), np.float64, n)[sel])
-            if with_masks:
-                counts, wrong = _block_masks(items, img, gt, first, path)
-                bad_size += int(wrong.sum())
-                if first_size is None and wrong.any():
-                    k = int(np.argmax(wrong))
-                    first_size = (first + k, f"image_id {int(img_id[k])} is {int(gt.heights[img[k]])}x"
-                                             f"{int(gt.widths[img[k]])}")
-                if keep is not None:
-                    counts, img = [counts[i] for i in sel.tolist()], img[sel]
-                spill.append(counts)
-                if not has_box:
-                    areas.append(_mask_areas(counts, img, gt))
+            columns.add(first, items)
             del items
-        if not scores:
-            raise DataError(f"{path} holds no detections", "nothing to evaluate; check the model or the score "
-                                                           "threshold")
-        if bad_img or bad_cat:
-            k, what = first_img or first_cat
-            raise DataError(f"{path} does not match {gt.path}: {bad_img:,} detections for unknown images, "
-                            f"{bad_cat:,} for unknown categories (the first: detection {k}, {what})",
-                            "evaluate against the annotation file the results were made for")
-        if bad_size:
-            k, what = first_size
-            raise DataError(f"{path}: {bad_size:,} masks differ in size from their image (the first: detection {k}; "
-                            f"{what})", "an RLE's size is [image height, width]")
+        columns.refuse_offenders()
     except BaseException:
         if spill is not None:
             spill.close()
         raise
     if spill is not None:
         spill.finish()
-    dets = Detections(np.concatenate(imgs), np.concatenate(cats), np.concatenate(scores),
-                      np.concatenate(boxes) if has_box else None,
-                      np.concatenate(areas) if (with_masks and not has_box) else None, spill)
+    dets = columns.detections()
     try:
         validate_columns(path, gt, dets)
     except BaseException:
@@ -326,7 +240,7 @@ def scan_protocols(path: Path, gt: GroundTruth, selectors: dict,
     say(f"choosing detections in {Path(path).name} (streaming, {len(selectors)} selection"
         f"{'s' if len(selectors) > 1 else ''})")
     per_image = np.zeros(gt.num_images, np.int64)
-    for first, items in iter_blocks(Path(path), record=_Scored):
+    for first, items in iter_blocks(Path(path), record=Scored):
         n = len(items)
         img = gt.image_index(np.fromiter((d.image_id for d in items), np.int64, n))
         cat = gt.cat_index(np.fromiter((d.category_id for d in items), np.int64, n))
@@ -339,19 +253,11 @@ def scan_protocols(path: Path, gt: GroundTruth, selectors: dict,
     return per_image
 
 
-class _Scored(msgspec.Struct):
-    image_id: int
-    category_id: int
-    score: float
-
-
 def validate_columns(path: Path, gt: GroundTruth, dets: Detections) -> None:
     """The column checks every evaluator's input passes (:mod:`~loce_cli.engine.evaluation.validation`)."""
-    from loce_cli.engine.evaluation import validation
-
-    validation.check_scores(path, gt, dets.img, dets.cat, dets.score)
-    validation.check_boxes(path, gt, dets.img, dets.cat, dets.box)
-    validation.check_duplicates(path, gt, dets.img, dets.cat, dets.score, dets.box, dets.rle)
+    check_scores(path, gt, dets.img, dets.cat, dets.score)
+    check_boxes(path, gt, dets.img, dets.cat, dets.box)
+    check_duplicates(path, gt, dets.img, dets.cat, dets.score, dets.box, dets.rle)
 
 
 def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int,
@@ -372,7 +278,7 @@ def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int,
             size = list(s.size) if hasattr(s, "size") else [h, w]
             try:
                 as_dict = {"size": size, "counts": s.counts} if hasattr(s, "counts") else s
-                counts.append(_rle_counts(as_dict, h, w))
+                counts.append(rle_counts(as_dict, h, w))
             except (TypeError, ValueError, KeyError, UnicodeEncodeError):
                 raise DataError(f"{path}: detection {first + i} has a segmentation that is neither an RLE nor "
                                 "polygons", "segmentation is {size: [h, w], counts: str}") from None
@@ -386,8 +292,6 @@ def _block_masks(items: list, img: np.ndarray, gt: GroundTruth, first: int,
 
 
 def _mask_areas(counts: List[bytes], img: np.ndarray, gt: GroundTruth) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
     h, w = gt.heights[img.clip(0)], gt.widths[img.clip(0)]
     rles = [{"size": [int(a), int(b)], "counts": c} for a, b, c in zip(h.tolist(), w.tolist(), counts)]
     return np.asarray(mask_utils.area(rles), dtype=np.float64).reshape(len(rles))

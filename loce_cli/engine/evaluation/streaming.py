@@ -11,10 +11,12 @@ returning two bit masks per detection; the accumulation per category (``accumula
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from loce_cli.engine.evaluation.accumulate import accumulate, class_aps, summarize
 from loce_cli.engine.evaluation.ground_truth import GroundTruth, load_ground_truth
@@ -87,8 +89,6 @@ def _chunk(bounds: Tuple[int, int]) -> Tuple[int, np.ndarray, np.ndarray]:
 
 def _mask_ious(job: _Job, lo: int, g_dt: np.ndarray, g_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Mask IoUs (pycocotools, as the official API) of the groups that have ground truth, flattened."""
-    from pycocotools import mask as mask_utils
-
     gt, dets = job.gt, job.dets
     nd = g_dt[:, 1] - g_dt[:, 0]
     ng = g_gt[:, 1] - g_gt[:, 0]
@@ -165,8 +165,6 @@ def match(gt: GroundTruth, dets: Detections, kept: np.ndarray, metric: str, work
         f"{workers} worker{'s' if workers > 1 else ''}")
     try:
         if workers > 1 and len(tasks) > 1:
-            import multiprocessing as mp
-
             with mp.get_context("fork").Pool(min(workers, len(tasks))) as pool:
                 for lo, t, f in pool.imap_unordered(_chunk, tasks):
                     tp[lo:lo + t.shape[0]], fp[lo:lo + f.shape[0]] = t, f

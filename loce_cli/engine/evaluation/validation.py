@@ -1,21 +1,22 @@
 """The checks every evaluator's input passes before anything is evaluated (streaming, the official lvis API and
-faster-coco-eval alike: ``evaluate.py`` runs the streaming reader's validation first for all three), on the
-column arrays the reader builds, so memory stays bounded at the full LVIS val size.
+faster-coco-eval alike: the in-memory backends run the streaming reader's validation first), on the column
+arrays the reader (``results_reader``) builds, so memory stays bounded at the full LVIS val size.
 
 Refused, each in one line naming the first offending detection (its position in the file, image and category)
 and how many there are: scores that are not finite numbers in [0, 1], boxes with a non-finite number or a
-negative width or height (0 stays legal, as in the official API: such a box has area 0 and is not counted), exact duplicates (same image, category, score, box and mask), and — from the reader — unknown
-images or categories, masks of another size than their image, NaN / Infinity literals.
+negative width or height (0 stays legal, as in the official API: such a box has area 0 and is not counted),
+exact duplicates (same image, category, score, box and mask), and (from the reader) unknown images or
+categories, masks of another size than their image, NaN / Infinity literals.
 
 Duplicates: one 64-bit hash per detection (8 bytes each, 47 MB at 5.9M detections), sorted; only when two are
-equal is the order computed and the rows whose hashes collide compared exactly (columns, then the masks' RLE bytes), so a hash collision never refuses a
-file.
+equal is the order computed and the rows whose hashes collide compared exactly (columns, then the masks' RLE
+bytes), so a hash collision never refuses a file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -111,45 +112,3 @@ def check_duplicates(path: Path, gt, img: np.ndarray, cat: np.ndarray, score: np
     earlier = int(min(a[pair], b[pair]))
     refuse(path, bad, "repeat an earlier detection exactly", _HINT_DUP,
            lambda k: f"{_who(gt, img, cat, k)}, the same as detection {earlier}")
-
-
-def scan_non_finite(path: Path, chunk: int = 32 << 20) -> Tuple[int, int]:
-    """``(index of the first detection holding a NaN / Infinity literal, how many such literals the file
-    holds)`` in one streaming pass; a detection's index is the number of ``}, {`` boundaries before it (the
-    reader's cut points: mask counts and polygons hold no braces)."""
-    from loce_cli.engine.evaluation.results_reader import _CUT, _NON_FINITE
-
-    first, count, cuts, carry = -1, 0, 0, b""
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(chunk)
-            buf = carry + data
-            limit = len(buf) if not data else max(0, len(buf) - 64)  # matches starting later: next round
-            events = sorted([(m.start(), 0) for m in _CUT.finditer(buf) if m.start() < limit]
-                            + [(m.start(), 1) for m in _NON_FINITE.finditer(buf) if m.start() < limit])
-            for _pos, kind in events:
-                if kind == 0:
-                    cuts += 1
-                else:
-                    count += 1
-                    first = cuts if first < 0 else first
-            carry = buf[limit:]
-            if not data:
-                break
-    return max(first, 0), count
-
-
-def validate_file(results_file: Path, ann_file: Path, with_masks: bool, say=None) -> int:
-    """Everything above, for an evaluator that reads the file its own way (the lvis API, faster-coco-eval):
-    the streaming reader's pass over ``results_file`` (bounded memory), nothing kept. Returns the count."""
-    from loce_cli.engine.evaluation.ground_truth import load_ground_truth
-    from loce_cli.engine.evaluation.results_reader import read_results
-
-    gt = load_ground_truth(Path(ann_file), False)
-    dets = read_results(Path(results_file), gt, with_masks, say=say)
-    try:
-        if dets.box is None and not with_masks:
-            raise DataError(f"{results_file} has no boxes", "pass --metric segm for mask-only results")
-        return dets.size
-    finally:
-        dets.close()

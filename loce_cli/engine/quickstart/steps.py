@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.config.names import configs_root
 from loce_cli.engine.data.synth import SynthOptions, synthesize
-from loce_cli.engine.evaluation.evaluate import EvalRequest, evaluate_model
+from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_predictions
 from loce_cli.engine.runtime.locks import locked
 from loce_cli.engine.training.run import TrainRequest, train

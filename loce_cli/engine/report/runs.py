@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from loce_cli.core.frequency import GROUP_NAMES, parse_split
-from loce_cli.engine.evaluation.evaluate import METRICS, EvalReport, read_report
-from loce_cli.engine.evaluation.protocols import PROTOCOLS
+from loce_cli.engine.evaluation import METRICS, PROTOCOLS, EvalReport, read_report
 from loce_cli.engine.report.same_data import check_same_data
 from loce_cli.errors import DataError, LoceUsageError
 

@@ -21,7 +21,7 @@ from loce_cli.engine.config.loading import dataset_paths, load_config
 from loce_cli.engine.config.names import config_file_name
 from loce_cli.engine.data.checks import check_config_data
 from loce_cli.engine.data.prep import check_prepared
-from loce_cli.engine.evaluation.evaluate import METRICS, EvalRequest, evaluate_results, write_report, write_results
+from loce_cli.engine.evaluation import METRICS, EvalRequest, evaluate_results, write_report, write_results
 from loce_cli.engine.json_files import write_json_atomic
 from loce_cli.engine.runtime import amp
 from loce_cli.engine.runtime.launch import LaunchOptions, check_launch, env_rank, init_distributed, run_torchrun
