@@ -178,3 +178,16 @@ def test_cli_eval_fast_and_usage_errors(tiny_dataset, tmp_path):
     r = runner.invoke(app, ["eval", "cfg.py", "ckpt.pth", "--gpus", "1", "--nproc", "2"])
     assert r.exit_code == 2 and "exclude each other" in r.stderr
     assert not (tmp_path / "eval").exists()
+
+
+def test_one_registry_of_evaluators():
+    """Each --evaluator name maps to one backend (an Evaluator) that carries that name; the face's EVALUATORS is
+    the registry's names, the default first."""
+    from loce_cli.engine.evaluation import BACKENDS, DEFAULT_EVALUATOR, EVALUATORS, Evaluator, make_evaluator
+
+    assert EVALUATORS == tuple(BACKENDS) and EVALUATORS[0] == DEFAULT_EVALUATOR
+    for name, backend in BACKENDS.items():
+        assert issubclass(backend, Evaluator) and backend.name == name
+        assert isinstance(make_evaluator(name), backend)
+    with pytest.raises(LoceUsageError, match="--workers"):
+        make_evaluator("streaming", workers=0)
