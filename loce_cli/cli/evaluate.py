@@ -85,7 +85,7 @@ def _model_request(config, checkpoint, out_dir, metrics, split, max_dets, cfg_op
     if config is None or checkpoint is None:
         raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
     from loce_cli.core.checkpoint_io import checkpoint_file
-    from loce_cli.engine.evaluation.evaluate import EvalRequest
+    from loce_cli.engine.evaluation import EvalRequest
     from loce_cli.engine.runtime.launch import LaunchOptions
 
     checkpoint = checkpoint_file(checkpoint)
@@ -103,7 +103,7 @@ def _print_share_done(req, node_rank: int) -> None:
 
 def _print_report(report, split: str) -> None:
     """The summary table (one row per metric and protocol) and, for --split, the classes of that group by AP."""
-    from loce_cli.engine.evaluation.evaluate import SUMMARY_KEYS, ap_text
+    from loce_cli.engine.evaluation import SUMMARY_KEYS, ap_text
 
     title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode"}.get(report.evaluator,
                                                                                     "streaming evaluator")
