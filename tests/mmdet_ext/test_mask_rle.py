@@ -1,4 +1,4 @@
-"""loce's mask post-processing (loce_cli.mmdet_ext.mask_rle) against mmdet 2.28's stock path
+"""loce's mask post-processing (loce_cli.mmdet_ext.mask_rle, mask_paste) against mmdet 2.28's stock path
 (``FCNMaskHead.get_seg_masks`` + ``encode_mask_results``): the same RLE bytes for every detection."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import loce_cli.mmdet_ext  # noqa: F401  (registers loce's heads)
-from loce_cli.mmdet_ext import mask_rle
+from loce_cli.mmdet_ext import mask_paste, mask_rle
 from tests.mmdet_ext import tiny
 
 # LVIS test scale: a 640 x 480 original resized to 1067 x 800 (mmdet's Resize keep_ratio to 1333 x 800)
@@ -39,22 +39,22 @@ def test_crop_counts_give_pycocotools_encoding_of_the_full_mask():
             crop[int(rng.integers(0, h)):, :int(rng.integers(1, w + 1))] = True
         full = np.zeros((height, width), bool)
         full[y0:y0 + h, x0:x0 + w] = crop
-        counts = mask_rle.crop_rle_counts(crop, x0, y0, height, width)
+        counts = mask_paste.crop_rle_counts(crop, x0, y0, height, width)
         assert int(counts.sum()) == height * width
-        got = mask_rle.compress([counts], height, width)[0]
+        got = mask_paste.compress([counts], height, width)[0]
         assert got == _full_rle(full), (trial, height, width, h, w, x0, y0)
 
 
 def test_crop_counts_known_layout():
     # 3 x 4 image, crop [[1, 0], [1, 1]] at x0=1, y0=1: column-major pixels 000 011 001 000
-    counts = mask_rle.crop_rle_counts(np.array([[1, 0], [1, 1]], bool), 1, 1, 3, 4)
+    counts = mask_paste.crop_rle_counts(np.array([[1, 0], [1, 1]], bool), 1, 1, 3, 4)
     assert counts.tolist() == [4, 2, 2, 1, 3]
     # full-height crop of ones: one run across the two columns
-    assert mask_rle.crop_rle_counts(np.ones((3, 2), bool), 1, 0, 3, 4).tolist() == [3, 6, 3]
-    assert mask_rle.crop_rle_counts(np.ones((3, 4), bool), 0, 0, 3, 4).tolist() == [0, 12]
-    assert mask_rle.crop_rle_counts(np.zeros((0, 0), bool), 0, 0, 3, 4).tolist() == [12]
+    assert mask_paste.crop_rle_counts(np.ones((3, 2), bool), 1, 0, 3, 4).tolist() == [3, 6, 3]
+    assert mask_paste.crop_rle_counts(np.ones((3, 4), bool), 0, 0, 3, 4).tolist() == [0, 12]
+    assert mask_paste.crop_rle_counts(np.zeros((0, 0), bool), 0, 0, 3, 4).tolist() == [12]
     with pytest.raises(ValueError):
-        mask_rle.crop_rle_counts(np.ones((2, 2), bool), 3, 0, 3, 4)
+        mask_paste.crop_rle_counts(np.ones((2, 2), bool), 3, 0, 3, 4)
 
 
 # -- a real mask head at LVIS scale -----------------------------------------------------------------------------
