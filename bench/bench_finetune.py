@@ -67,7 +67,7 @@ def main() -> None:
     from loce_cli.engine.config.loading import load_config
     from loce_cli.mmdet_ext import fill_memory
     from loce_cli.mmdet_ext.federated import _federated_losses, image_counts_from_labels
-    from loce_cli.mmdet_ext.hooks import _image_labels
+    from loce_cli.mmdet_ext.unwrap import image_labels
 
     quiet = logging.getLogger("bench_finetune.load")
     quiet.setLevel(logging.ERROR)
@@ -91,7 +91,7 @@ def main() -> None:
         if name == "loce":
             fill_memory(model, dataset)
         for loss in _federated_losses(model):
-            loss.set_image_counts(image_counts_from_labels(_image_labels(dataset), len(dataset.CLASSES)))
+            loss.set_image_counts(image_counts_from_labels(image_labels(dataset), len(dataset.CLASSES)))
         models[name] = MMDataParallel(model, device_ids=None)
         optims[name] = build_optimizer(models[name], cfg.optimizer)
     loader = build_dataloader(dataset, 4, 0, num_gpus=1, dist=False, seed=0, shuffle=True)

@@ -22,7 +22,7 @@ def _mode(path):
 
 @pytest.mark.parametrize("umask, want", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_atomic_files_get_the_umask_mode(tmp_path, umask, want):
-    import loce_cli.mmdet_ext.training as training
+    import loce_cli.mmdet_ext.runner.epoch_runner as epoch_runner
     from loce_cli.engine.evaluation import EvalReport, MetricResult, write_report
 
     old = os.umask(umask)
@@ -34,7 +34,7 @@ def test_atomic_files_get_the_umask_mode(tmp_path, umask, want):
                                                                      "APc", "APf")})}, 1.0)
         write_report(report, tmp_path / "eval")
 
-        class Runner(training.LoceEpochBasedRunner):  # the runner's own checkpoint writer, on a small model
+        class Runner(epoch_runner.LoceEpochBasedRunner):  # the runner's own checkpoint writer, on a small model
             def __init__(self):
                 self._epoch, self._iter, self.meta, self.optimizer = 0, 1, {}, None
                 self.model = torch.nn.Linear(2, 2)

@@ -23,6 +23,8 @@ import stat
 from pathlib import Path
 from typing import Any, Union
 
+import torch
+
 from loce_cli.errors import DataError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -77,8 +79,6 @@ def load_checkpoint_file(path: Union[str, Path], map_location: Any = "cpu", mmap
     ``mmap=True`` maps the tensors of a zip-format file instead of reading them (only what is touched is paged
     in); a legacy file is read normally. A directory reads its ``latest.pth`` (:func:`checkpoint_file`). Raises :class:`UnsafeCheckpointError` for a file that needs pickle and
     :class:`~loce_cli.errors.DataError` for a missing, empty, truncated or foreign file, each one line."""
-    import torch
-
     path = checkpoint_file(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from loce_cli.core._state import OptionalState
+from loce_cli.core.optional_state import OptionalState
 
 
 class FeatureMemory(OptionalState):

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from loce_cli.core._state import OptionalState
+from loce_cli.core.optional_state import OptionalState
 
 
 class MeanScoreTracker(OptionalState):

@@ -30,7 +30,7 @@ from loce_cli.mmdet_ext.eqlv2 import EQLv2Loss  # noqa: E402
 from loce_cli.mmdet_ext.federated import ClassFrequencyHook, FederatedLoss  # noqa: E402
 from loce_cli.mmdet_ext.detector import LoceMaskRCNN, freeze_except  # noqa: E402
 from loce_cli.mmdet_ext.heads import LoceBBoxHead, LoceRoIHead, NormedMaskHead  # noqa: E402
-from loce_cli.mmdet_ext.hooks import LoceMemoryInitHook, fill_memory  # noqa: E402
+from loce_cli.mmdet_ext.memory_init import LoceMemoryInitHook, fill_memory  # noqa: E402
 from loce_cli.mmdet_ext.losses import EquilibriumLoss  # noqa: E402
 
 __all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceLVISDataset",

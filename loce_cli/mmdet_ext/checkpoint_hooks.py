@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from mmcv.runner import checkpoint as mmcv_checkpoint
+from torch.hub import HASH_REGEX, download_url_to_file, get_dir
 
 from loce_cli.core.checkpoint_io import load_checkpoint_file
 
@@ -35,8 +37,6 @@ def load_from_local(filename: str, map_location: Any = None) -> Any:
 def _load_url(url: str, model_dir: str = None, map_location: Any = None, progress: bool = True,
               check_hash: bool = False, file_name: str = None, **_ignored: Any) -> Any:
     """torch.hub's download-and-cache, then loce's loader on the cached file."""
-    from torch.hub import HASH_REGEX, download_url_to_file, get_dir
-
     model_dir = model_dir or os.path.join(get_dir(), "checkpoints")
     os.makedirs(model_dir, exist_ok=True)
     cached = os.path.join(model_dir, file_name or os.path.basename(urlparse(url).path))
@@ -68,8 +68,6 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    from mmcv.runner import checkpoint as mmcv_checkpoint
-
     mmcv_checkpoint.CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
     mmcv_checkpoint.load_url = _load_url
     mmcv_checkpoint.torch = _TorchWithSafeLoad()

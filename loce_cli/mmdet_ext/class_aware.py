@@ -14,6 +14,7 @@ from typing import Optional
 from torch.utils.data import DataLoader
 
 from loce_cli.core.sampling import ClassAwareSampler
+from loce_cli.mmdet_ext.unwrap import image_labels, unwrap_dataset
 
 
 def class_aware_config(cfg) -> Optional[dict]:
@@ -30,13 +31,11 @@ def class_aware_config(cfg) -> Optional[dict]:
 
 def class_aware_loader(loader: DataLoader, samples_per_gpu: int, world: int, rank: int, seed: int) -> DataLoader:
     """``loader`` (as mmdet's ``build_dataloader`` made it) with its sampler replaced by the class-aware one."""
-    from loce_cli.mmdet_ext.hooks import _image_labels, unwrap_dataset
-
     dataset = loader.dataset
     if unwrap_dataset(dataset) is not dataset:
         raise ValueError("class_aware_sampler cannot be combined with a dataset wrapper (RepeatDataset, "
                          "ClassBalancedDataset): it already chooses every image")
-    sampler = ClassAwareSampler(_image_labels(dataset), samples_per_gpu=samples_per_gpu, num_replicas=world,
+    sampler = ClassAwareSampler(image_labels(dataset), samples_per_gpu=samples_per_gpu, num_replicas=world,
                                 rank=rank, seed=seed)
     return DataLoader(dataset, batch_size=samples_per_gpu, sampler=sampler, num_workers=loader.num_workers,
                       collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,

@@ -3,8 +3,11 @@ naming existing keys, each value of the type the key already has."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Sequence, Tuple
+
+from mmcv import Config, DictAction
 
 from loce_cli.errors import DataError, LoceUsageError
 
@@ -15,8 +18,6 @@ _EXAMPLE = "e.g. --cfg-options runner.max_epochs=2 optimizer.lr=0.01"
 def parse_value(text: str) -> Any:
     """``KEY=VALUE`` value as mmdet's tools parse it (mmcv's ``DictAction``): int, float, true/false (any case),
     None, ``a,b,c`` or ``[a,b]`` a list, ``(a,b)`` a tuple (nested brackets too), otherwise the string."""
-    from mmcv import DictAction
-
     try:
         return DictAction._parse_iterable(text)
     except AssertionError:  # mmcv asserts on unbalanced brackets
@@ -113,8 +114,6 @@ def typed_value(key: str, text: str, value: Any, current: Any) -> Any:
 
 def load_config(path: Path, cfg_options: Sequence[str] = ()):
     """An ``mmcv.Config`` from ``path`` with ``cfg_options`` merged; every option must name an existing key."""
-    from mmcv import Config
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"config {path} does not exist", "pass a config file, e.g. configs/synthetic/"
@@ -145,10 +144,6 @@ def apply_cfg_options(cfg, cfg_options: Sequence[str]):
 def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config"):
     """An ``mmcv.Config`` from the text of a dumped config (a checkpoint's ``meta['config']``), with
     ``cfg_options`` merged as :func:`load_config` does."""
-    import tempfile
-
-    from mmcv import Config
-
     try:  # through a file of our own (mmcv's fromstring leaves a warning about its temporary file at exit)
         with tempfile.TemporaryDirectory(prefix="loce_cfg_") as folder:
             path = Path(folder) / "saved_config.py"

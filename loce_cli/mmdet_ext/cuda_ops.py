@@ -15,8 +15,11 @@ every other mmcv op (not used by the Mask R-CNN configs here).
 from __future__ import annotations
 
 import functools
+import importlib
 
 import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+from mmcv.ops import get_compiling_cuda_version
 
 _INSTALLED = False
 # Tests set this to route CPU tensors through torchvision too (to compare with mmcv's CPU kernels).
@@ -26,8 +29,6 @@ ROUTE_CPU = False
 @functools.lru_cache(maxsize=1)
 def mmcv_has_cuda_ops() -> bool:
     """Whether the installed mmcv-full was compiled with its CUDA kernels."""
-    from mmcv.ops import get_compiling_cuda_version
-
     try:
         return get_compiling_cuda_version() not in ("", "not available")
     except Exception:  # an mmcv without compiled ops at all
@@ -93,8 +94,6 @@ def _nms(original):
 def wrap_ext_ops(roi_align_forward, roi_align_backward, nms) -> None:
     """Put wrappers around mmcv's compiled RoIAlign forward / backward and NMS, under mmcv's own functions: each
     argument makes the wrapper from the current kernel (a wrapper installed earlier stays underneath)."""
-    import importlib
-
     # the modules (mmcv.ops re-exports functions of the same names)
     roi_align_module = importlib.import_module("mmcv.ops.roi_align")
     nms_module = importlib.import_module("mmcv.ops.nms")
@@ -110,7 +109,5 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
-
     wrap_ext_ops(_roi_align_forward, _roi_align_backward, _nms)
     _INSTALLED = True

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lvis import LVIS
 from mmdet.datasets.builder import DATASETS
 from mmdet.datasets.lvis import LVISV1Dataset
 
+from loce_cli import compat
 from loce_cli.core.annotations import image_relpath  # the rule loce data prep checks images with
+from loce_cli.mmdet_ext.dataset_checks import check_boxes_inside, insert_size_check, load_checked
 
 
 @DATASETS.register_module()
@@ -40,15 +43,9 @@ class LoceLVISDataset(LVISV1Dataset):
         self._loce_meta = loce_meta
         self.meta = None
         super().__init__(*args, classes=classes, **kwargs)
-        from loce_cli.mmdet_ext.dataset_checks import insert_size_check
-
         insert_size_check(self.pipeline)  # an image of another size than annotated: one line naming it
 
     def load_annotations(self, ann_file):
-        from lvis import LVIS
-
-        from loce_cli import compat
-
         compat.apply()
         self.coco = LVIS(ann_file)
         self.cat_ids = self.coco.get_cat_ids()
@@ -78,8 +75,6 @@ class LoceLVISDataset(LVISV1Dataset):
                 self.class_image_count = tuple(train["image_count"])
                 self.class_instance_count = tuple(train["instance_count"])
         if meta is None:  # not through `loce data prep` (which refuses such boxes for the whole file)
-            from loce_cli.mmdet_ext.dataset_checks import check_boxes_inside
-
             check_boxes_inside(self.coco, ann_file)
         self.img_ids = self.coco.get_img_ids()
         data_infos = []
@@ -90,13 +85,9 @@ class LoceLVISDataset(LVISV1Dataset):
         return data_infos
 
     def prepare_train_img(self, idx):
-        from loce_cli.mmdet_ext.dataset_checks import load_checked
-
         return load_checked(self, idx, super().prepare_train_img)  # one line naming the image, size checked
 
     def prepare_test_img(self, idx):
-        from loce_cli.mmdet_ext.dataset_checks import load_checked
-
         return load_checked(self, idx, super().prepare_test_img)
 
     def _read_meta(self, ann_file):

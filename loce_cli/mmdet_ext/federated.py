@@ -18,10 +18,11 @@ from mmcv.runner import HOOKS, Hook
 
 from mmdet.models.builder import LOSSES
 
-from loce_cli.core._state import OptionalState
+from loce_cli.core.optional_state import OptionalState
 from loce_cli.core.losses.federated import (FREQ_POWER, federated_class_mask, federated_loss, federated_weights,
                                             image_counts_from_labels)
 from loce_cli.mmdet_ext.sigmoid_loss import SigmoidClassifierLoss
+from loce_cli.mmdet_ext.unwrap import image_labels, unwrap_dataset, unwrap_model
 
 
 class FederatedState(OptionalState):
@@ -90,14 +91,12 @@ class ClassFrequencyHook(Hook):
     def before_train_epoch(self, runner) -> None:  # the first one: runner.data_loader is set from here on
         if self.counts is not None:
             return
-        from loce_cli.mmdet_ext.hooks import _image_labels, _unwrap, unwrap_dataset
-
-        losses = _federated_losses(_unwrap(runner.model))
+        losses = _federated_losses(unwrap_model(runner.model))
         if not losses:
             return
         dataset = unwrap_dataset(runner.data_loader.dataset)
         num_classes = len(dataset.CLASSES)
-        self.counts = image_counts_from_labels(_image_labels(dataset), num_classes)
+        self.counts = image_counts_from_labels(image_labels(dataset), num_classes)
         for loss in losses:
             loss.set_image_counts(self.counts)
         runner.logger.info(f"federated loss: image counts of {num_classes} classes from the training set "

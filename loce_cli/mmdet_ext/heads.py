@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from mmcv.runner import force_fp32
+from torchvision.ops import roi_align
 
 from mmdet.core import bbox2roi
 from mmdet.models.builder import HEADS
@@ -164,8 +165,6 @@ class LoceRoIHead(StandardRoIHead):
         if not usable:
             feats = ext(x[: ext.num_inputs], rois)
             return self.shared_head(feats) if self.with_shared_head else feats
-        from torchvision.ops import roi_align
-
         num_levels = len(ext.featmap_strides)
         out = x[0].new_zeros((rois.shape[0], ext.out_channels, *layer.output_size))
         levels = ext.map_roi_levels(rois, num_levels)

@@ -9,8 +9,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmcv.parallel import MMDataParallel, collate
+from mmcv.utils import build_from_cfg
+from mmdet.datasets import PIPELINES
+from mmdet.datasets.pipelines import Compose
 
 from loce_cli.errors import DataError
+from loce_cli.mmdet_ext.amp import fp32_head_outputs, inference_autocast
+from loce_cli.mmdet_ext.inference import load_detector, result_to_lvis
+from loce_cli.mmdet_ext.mask_rle import detect
 
 
 class ImageDetector:
@@ -22,13 +29,6 @@ class ImageDetector:
 
     def __init__(self, cfg, checkpoint: Path, device: str, score_thr: float, max_dets: int,
                  cat_ids: Sequence[int], amp: Optional[str] = None):
-        from mmcv.parallel import MMDataParallel
-        from mmdet.datasets import PIPELINES
-        from mmdet.datasets.pipelines import Compose
-        from mmcv.utils import build_from_cfg
-
-        from loce_cli.mmdet_ext.inference import load_detector
-
         cfg = copy.deepcopy(cfg)
         rcnn = cfg.model.test_cfg.rcnn
         rcnn.score_thr = float(score_thr)
@@ -44,8 +44,6 @@ class ImageDetector:
         model = load_detector(cfg, Path(checkpoint), gpu)
         self.amp, self.device = amp, gpu  # amp: the forward under autocast (bf16 / fp16), heads' outputs in fp32
         if amp is not None:
-            from loce_cli.mmdet_ext.amp import fp32_head_outputs
-
             fp32_head_outputs(model)
         self.model = MMDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
         self.model.eval()
@@ -67,15 +65,8 @@ class ImageDetector:
 
     def detect(self, loaded: dict, image_id: int) -> Tuple[np.ndarray, List[dict], List[int]]:
         """``(the image as RGB uint8, its LVIS detections, each one's label index)`` for ``load()``'s output."""
-        from mmcv.parallel import collate
-
-        from loce_cli.mmdet_ext.inference import result_to_lvis
-        from loce_cli.mmdet_ext.mask_rle import detect
-
         rgb = np.ascontiguousarray(loaded["img"][..., ::-1]).astype(np.uint8, copy=False)
         data = collate([self._transforms(loaded)], samples_per_gpu=1)
-        from loce_cli.mmdet_ext.amp import inference_autocast
-
         with torch.no_grad(), inference_autocast(self.amp, self.device):
             result = detect(self.model, data, rescale=True)
         dets, labels = result_to_lvis(result[0], image_id, self.cat_ids)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
+from mmcv.parallel import MMDataParallel
+from mmdet.core import get_classes
+from mmdet.datasets import build_dataloader, build_dataset
+from mmdet.models import build_detector
 from torch.utils.data import Subset
 
+from loce_cli.core.checkpoint_io import load_checkpoint_file
 from loce_cli.errors import DataError
+from loce_cli.mmdet_ext.amp import fp32_head_outputs, inference_autocast
+from loce_cli.mmdet_ext.mask_rle import detect
+from loce_cli.mmdet_ext.per_class_cap import RunningCap, per_class_cap
 
 
 TRAINING_STATE = ("roi_head.memory.", "roi_head.bbox_head.score_tracker.")  # LOCE state inference never reads
@@ -23,11 +34,6 @@ def load_detector(cfg, checkpoint: Path, device: str):
     is memory-mapped and its ``roi_head.memory.*`` tensors are never read. Other weights load as
     ``init_detector`` loads them (missing or unexpected keys are reported on stderr, class names come from the
     checkpoint's meta)."""
-    import copy
-    import warnings
-
-    from mmdet.models import build_detector
-
     cfg = copy.deepcopy(cfg)
     model_cfg = cfg.model
     if "pretrained" in model_cfg:
@@ -38,8 +44,6 @@ def load_detector(cfg, checkpoint: Path, device: str):
     if isinstance(model_cfg.get("roi_head", {}).get("memory"), dict):
         model_cfg.roi_head.memory["queue_size"] = 1
     model = build_detector(model_cfg, test_cfg=cfg.get("test_cfg"))
-    from loce_cli.core.checkpoint_io import load_checkpoint_file
-
     ckpt = load_checkpoint_file(checkpoint, map_location="cpu", mmap=True)  # weights only; legacy files read
     state = ckpt.get("state_dict", ckpt)
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
@@ -54,8 +58,6 @@ def load_detector(cfg, checkpoint: Path, device: str):
     if "CLASSES" in meta:
         model.CLASSES = meta["CLASSES"]
     else:
-        from mmdet.core import get_classes
-
         warnings.warn("Class names are not saved in the checkpoint's meta data, use COCO classes by default.")
         model.CLASSES = get_classes("coco")
     model.cfg = cfg
@@ -111,15 +113,6 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     image but at most ``per_class`` detections of each class per image (``per_class_cap``: for AP-fixed).
     ``amp`` (``bf16`` / ``fp16``): the forward under autocast, the heads' outputs in fp32
     (:mod:`loce_cli.mmdet_ext.amp`)."""
-    import contextlib
-
-    from loce_cli.mmdet_ext.per_class_cap import per_class_cap
-
-    from mmcv.parallel import MMDataParallel
-    from mmdet.datasets import build_dataloader, build_dataset
-
-    from loce_cli.mmdet_ext.mask_rle import detect
-
     test = cfg.data.test
     test.test_mode = True
     cfg.model.test_cfg.rcnn.max_per_img = max_dets
@@ -132,15 +125,11 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
     model = load_detector(cfg, Path(checkpoint), gpu)
     if tuple(model.CLASSES) != tuple(dataset.CLASSES):
         raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
-    from loce_cli.mmdet_ext.amp import fp32_head_outputs, inference_autocast
-
     if amp is not None:
         fp32_head_outputs(model)
     detector = model
     running = None
     if per_class is not None:
-        from loce_cli.mmdet_ext.per_class_cap import RunningCap
-
         running = RunningCap(model.roi_head.bbox_head.num_classes, per_class, max_dets)  # one for the whole run
 
     def cap():

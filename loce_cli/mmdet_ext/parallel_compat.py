@@ -11,6 +11,7 @@ forms, with the old semantics: one cached copy stream per GPU, ``None`` for the 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
 from typing import Dict, Optional, Union
 
@@ -44,8 +45,6 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    import importlib
-
     functions = importlib.import_module("mmcv.parallel._functions")
     functions._get_stream = copy_stream
     _INSTALLED = True

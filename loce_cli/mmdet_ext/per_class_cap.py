@@ -27,6 +27,8 @@ from typing import Iterator, List, Tuple
 import numpy as np
 import torch
 
+from loce_cli.core.topk import TopKPerGroup
+
 
 def keep_top_per_class(bboxes: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (in their order) of the ``k`` highest-scored rows of each label; ``bboxes`` ``[n, 5]`` with the
@@ -47,8 +49,6 @@ class RunningCap:
     """What :func:`per_class_cap` keeps of each image's uncapped, score-sorted detections."""
 
     def __init__(self, num_classes: int, k: int, keep_per_image: int = 300, min_buffer: int = 1 << 18):
-        from loce_cli.core.topk import TopKPerGroup
-
         self.k, self.keep_per_image = int(k), int(keep_per_image)
         self.top = TopKPerGroup(num_classes, self.k, min_buffer=min_buffer)
         self.seen = 0

@@ -20,6 +20,10 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from mmcv.runner import HOOKS, Hook
+from mmcv.utils import get_logger
+from mmcv.utils.logging import logger_initialized
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from loce_cli.core.progress import (LossWindow, PlainSchedule, RunClock, format_duration, plain_line_every,
                                     status_fields, status_line)
@@ -89,9 +93,6 @@ class TerminalHandler(logging.Handler):
 def _mmcv_loggers() -> list:
     """The loggers mmcv has set up, ``mmcv`` and ``mmdet`` always among them (mmcv's ``BaseModule`` writes its
     per-parameter init log through the first one set up, to its file when it has one)."""
-    from mmcv.utils import get_logger
-    from mmcv.utils.logging import logger_initialized
-
     for name in ("mmcv", "mmdet"):
         get_logger(name)
     return [logging.getLogger(name) for name in list(logger_initialized)]
@@ -174,9 +175,6 @@ class TrainProgressHook(Hook):
         if not self.terminal.is_terminal() and self.console is None:
             self.schedule = PlainSchedule(plain_line_every(total, self.log_interval), total, **self._clock_args())
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
         console = self.console or Console(file=self.terminal.stream, highlight=False)
         progress = Progress(TextColumn("{task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("eta {task.fields[eta]}"), TextColumn("{task.fields[loss]}  {task.fields[lr]}"),

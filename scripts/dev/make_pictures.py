@@ -34,7 +34,7 @@ def main() -> int:
     from loce_cli.engine.quickstart.pictures import pictures_done
     from loce_cli.engine.report.runs import build_report
     from loce_cli.engine.pictures.report_plots import plot_report
-    from loce_cli.mmdet_ext.training import latest_checkpoint
+    from loce_cli.mmdet_ext.runner import newest_checkpoint
 
     work = args.work_dir
     shutil.rmtree(work / "predictions", ignore_errors=True)  # always drawn by this tree's code (16 s)
@@ -49,7 +49,7 @@ def main() -> int:
     tmp.replace(PREDICTIONS)
     report = build_report([f"base={work / 'eval' / 'base'}", f"loce={work / 'eval' / 'loce'}"])
     written = plot_report(report, REPORT, metric="bbox")
-    written.append(plot_memory(inspect_memory(Path(latest_checkpoint(str(work / "loce")))), MEMORY))
+    written.append(plot_memory(inspect_memory(Path(newest_checkpoint(str(work / "loce")))), MEMORY))
     print(f"rare val objects found at score >= {manifest['score_thr']:g}: {manifest['rare_found']} of "
           f"{manifest['rare_objects']}; picture: image {manifest['pictures'][0]['image_id']}, "
           f"{manifest['pictures'][0]['rare_found']}")

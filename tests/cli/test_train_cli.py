@@ -111,7 +111,7 @@ def test_non_finite_loss_hook_names_the_iteration():
 
     import torch
 
-    from loce_cli.mmdet_ext.training import NonFiniteLossError, NonFiniteLossHook
+    from loce_cli.mmdet_ext.runner.loss_guard import NonFiniteLossError, NonFiniteLossHook
 
     class FakeRunner:
         iter, epoch = 41, 2

@@ -37,7 +37,7 @@ def load_shipped(config, options=()):
 def check_train_set(cfg, config, indices=(0, -1)):
     """Build ``cfg.data.train`` and run the config's train pipeline on ``indices``; returns the dataset."""
     import loce_cli.mmdet_ext  # noqa: F401
-    from loce_cli.mmdet_ext.hooks import unwrap_dataset
+    from loce_cli.mmdet_ext.unwrap import unwrap_dataset
     from mmdet.datasets import build_dataset
 
     version = version_of(config)

@@ -28,7 +28,7 @@ def one_iteration(cfg, config, work_dir: Path):
     from mmdet.utils import get_root_logger
 
     import loce_cli.mmdet_ext  # noqa: F401
-    import loce_cli.mmdet_ext.training  # noqa: F401  (registers LoceEpochBasedRunner)
+    import loce_cli.mmdet_ext.runner  # noqa: F401  (registers LoceEpochBasedRunner)
     from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
 
     torch.manual_seed(0)
@@ -135,7 +135,7 @@ def test_loce_eval_on_a_few_val_images(in_lvis_workdir, lvis_v1_root, tmp_path, 
     import loce_cli.mmdet_ext  # noqa: F401
     from loce_cli.cli import app
     from loce_cli.engine.data.prep import prep_dataset
-    from loce_cli.mmdet_ext.training import checkpoint_meta
+    from loce_cli.mmdet_ext.runner import checkpoint_meta
 
     # a prepared dataset root whose val file holds 2 images, one in train2017/ and one in val2017/
     small = tmp_path / "small"

@@ -208,7 +208,7 @@ def test_checkpoint_write_is_atomic(base_run, monkeypatch, tmp_path):
     """A crash while writing leaves the previous checkpoint intact and no partial file under the real name."""
     import mmcv.runner.checkpoint as ck
 
-    import loce_cli.mmdet_ext.training as training
+    import loce_cli.mmdet_ext.runner.epoch_runner as epoch_runner
 
     work = tmp_path / "run"
     work.mkdir()
@@ -220,9 +220,9 @@ def test_checkpoint_write_is_atomic(base_run, monkeypatch, tmp_path):
         Path(filename).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "save_checkpoint", crash)
+    monkeypatch.setattr(epoch_runner, "save_checkpoint", crash)
 
-    class FakeRunner(training.LoceEpochBasedRunner):
+    class FakeRunner(epoch_runner.LoceEpochBasedRunner):
         def __init__(self):
             self._epoch, self._iter, self.meta, self.model, self.optimizer = 0, 10, {}, None, None
 

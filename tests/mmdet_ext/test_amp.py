@@ -142,7 +142,7 @@ class _Runner:
 
 def test_scaler_skip_is_not_a_failure_but_a_non_finite_loss_stops_naming_the_iteration():
     from loce_cli.mmdet_ext.amp import AmpOptimizerHook, AmpState
-    from loce_cli.mmdet_ext.training import NonFiniteLossError, NonFiniteLossHook
+    from loce_cli.mmdet_ext.runner.loss_guard import NonFiniteLossError, NonFiniteLossHook
 
     model = torch.nn.Linear(4, 1)
     before = model.weight.detach().clone()

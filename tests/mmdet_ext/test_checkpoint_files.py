@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from loce_cli.mmdet_ext.checkpoint_files import (newest_checkpoint, point_latest, prune_mid_epoch, rank_file,
+from loce_cli.mmdet_ext.runner.checkpoint_files import (newest_checkpoint, point_latest, prune_mid_epoch, rank_file,
                                                  remove_stale_tmp, write_atomic)
 
 

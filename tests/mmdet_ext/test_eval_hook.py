@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from loce_cli.mmdet_ext.eval_hook import EvalFailedError, LoceEvalHook
+from loce_cli.mmdet_ext.runner.eval_hook import EvalFailedError, LoceEvalHook
 
 
 class FakeRunner:

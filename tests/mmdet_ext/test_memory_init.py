@@ -59,8 +59,8 @@ def test_repeat_factor_sampling_wrapper_keeps_memory_init_and_meta(tiny_dataset)
     from mmdet.datasets import build_dataset
 
     from loce_cli.mmdet_ext import fill_memory
-    from loce_cli.mmdet_ext.hooks import unwrap_dataset
-    from loce_cli.mmdet_ext.training import checkpoint_meta
+    from loce_cli.mmdet_ext.runner import checkpoint_meta
+    from loce_cli.mmdet_ext.unwrap import unwrap_dataset
 
     inner = dict(type="LoceLVISDataset", ann_file=str(tiny_dataset / "annotations" / "lvis_v1_train.json"),
                  img_prefix=str(tiny_dataset), pipeline=TRAIN_PIPELINE)

@@ -136,7 +136,7 @@ def test_nccl_ddp_train_step_of_a_loce_model(tmp_path):
     from mmcv.parallel import DataContainer as DC
 
     from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
-    from loce_cli.mmdet_ext.training import wrap_model
+    from loce_cli.mmdet_ext.runner.build import wrap_model
     from tests.mmdet_ext import tiny
 
     dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from loce_cli.mmdet_ext.training import rng_state, set_rng_state
+from loce_cli.mmdet_ext.runner.rng_state import rng_state, set_rng_state
 
 
 def _draws():

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from loce_cli.core._state import OptionalState
+from loce_cli.core.optional_state import OptionalState
 
 INITIAL_RATIO = 100.0  # pos/neg ratio before any statistics: f(100) = 1, so w_pos = w_neg = 1
 RATIO_EPS = 1e-10

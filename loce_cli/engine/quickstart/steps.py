@@ -15,7 +15,7 @@ from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_predictions
 from loce_cli.engine.runtime.locks import locked
 from loce_cli.engine.training.run import TrainRequest, train
-from loce_cli.mmdet_ext.training import latest_checkpoint
+from loce_cli.mmdet_ext.runner import newest_checkpoint
 
 CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
 BASE_CONFIG = CONFIG_DIR / "mask_rcnn_r18_fpn_normed_synth.py"
@@ -118,7 +118,7 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
             say(f"[{n}/5] {stage}: {final} exists, skipped")
             checkpoints[stage] = final
             continue
-        resume = "auto" if latest_checkpoint(str(run)) else None
+        resume = "auto" if newest_checkpoint(str(run)) else None
         say(f"[{n}/5] {stage}: {'resuming' if resume else 'training'} {config.name} in {run}")
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
                            base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None,

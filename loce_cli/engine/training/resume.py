@@ -19,9 +19,8 @@ from loce_cli.engine.checkpoints import read_checkpoint
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.json_files import write_json_atomic
 from loce_cli.errors import DataError, LoceError, LoceUsageError
-from loce_cli.mmdet_ext.checkpoint_files import checkpoints, newest_checkpoint
 from loce_cli.mmdet_ext.config import load_config_text, parse_cfg_options
-from loce_cli.mmdet_ext.preemption import PREEMPTED_EXIT_CODE
+from loce_cli.mmdet_ext.runner import PREEMPTED_EXIT_CODE, checkpoints, newest_checkpoint
 
 CHANGEABLE_ON_RESUME = ("runner.max_epochs", "log_config.interval", "checkpoint_config.interval",
                         "checkpoint_config.max_keep_ckpts", "evaluation.interval")

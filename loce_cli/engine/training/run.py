@@ -30,9 +30,7 @@ from loce_cli.engine.training.next_step import next_command
 from loce_cli.engine.training.resume import (STOPPED_FILE, interrupted, plan_resume, read_stopped, saved_config,
                                              stopped_by_signal, warn, write_stopped)
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
-from loce_cli.mmdet_ext.checkpoint_files import remove_stale_tmp
-from loce_cli.mmdet_ext.preemption import Preempted, requeue_slurm_job
-from loce_cli.mmdet_ext.training import latest_checkpoint, run_training
+from loce_cli.mmdet_ext.runner import Preempted, newest_checkpoint, remove_stale_tmp, requeue_slurm_job, run_training
 
 STAGES = ("base", "finetune")
 
@@ -310,7 +308,7 @@ def run_worker(req: TrainRequest) -> TrainResult:
     except KeyboardInterrupt:
         raise interrupted(req) from None
     seconds = time.perf_counter() - start
-    result = TrainResult(work_dir=req.work_dir, checkpoint=latest_checkpoint(req.work_dir) or "",
+    result = TrainResult(work_dir=req.work_dir, checkpoint=newest_checkpoint(req.work_dir) or "",
                          epochs=summary["epochs"], iterations=summary["iterations"], seconds=seconds,
                          world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank,
                          evaluations=summary.get("evaluations"), final_loss=summary.get("final_loss"))

@@ -18,7 +18,10 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional
 
+import torch.distributed as dist
 from mmcv.runner import HOOKS, Hook
+
+from loce_cli.mmdet_ext.runner.rng_state import rng_state, set_rng_state
 
 DEFAULT_WAIT_S = 48 * 3600.0  # rank 0 alone infers on the whole val set: hours on LVIS v1 with one device
 
@@ -50,8 +53,6 @@ class LoceEvalHook(Hook):
         self._epoch_started = 0.0
 
     def before_run(self, runner) -> None:
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # collective: every rank builds the hook, so every rank gets here
             self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.wait_s))
@@ -66,8 +67,6 @@ class LoceEvalHook(Hook):
         failure: Optional[str] = None
         error: Optional[BaseException] = None
         if runner.rank == 0:
-            from loce_cli.mmdet_ext.training import rng_state, set_rng_state
-
             state = rng_state()  # building the evaluation model draws random numbers: training must not notice
             try:
                 checkpoint = self.checkpoint_of_this_epoch(runner)
@@ -80,8 +79,6 @@ class LoceEvalHook(Hook):
             finally:
                 set_rng_state(state)
         if self._group is not None:
-            import torch.distributed as dist
-
             status = [failure]
             dist.broadcast_object_list(status, src=0, group=self._group)
             if status[0] is not None:

@@ -1,39 +1,17 @@
-"""``LoceMemoryInitHook``: fill the feature memory before the LOCE fine-tune starts."""
+"""The LOCE memory fill: :func:`fill_memory` (one class-balanced pass that fills the feature memory and warms the
+mean scores) and ``LoceMemoryInitHook``, which runs it before the LOCE fine-tune starts."""
 
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
-from mmcv.parallel import collate, is_module_wrapper
+from mmcv.parallel import collate
 from mmcv.runner import HOOKS, Hook
 
 from loce_cli.core.sampling import class_balanced_indices
-
-
-def _unwrap(model):
-    return model.module if is_module_wrapper(model) else model
-
-
-def _image_labels(dataset) -> List[List[int]]:
-    """Class labels (``0..C-1``) present in each image of an mmdet dataset, read from its annotations."""
-    labels = []
-    cat2label = getattr(dataset, "cat2label", None)
-    for i in range(len(dataset)):
-        if cat2label is not None:  # COCO/LVIS-style: category ids only, no box parsing
-            labels.append(sorted({cat2label[c] for c in dataset.get_cat_ids(i) if c in cat2label}))
-        else:
-            labels.append(sorted({int(x) for x in dataset.get_ann_info(i)["labels"]}))
-    return labels
-
-
-def unwrap_dataset(dataset):
-    """The dataset holding annotations, under mmdet's wrappers (RepeatDataset, ClassBalancedDataset: these
-    forward ``get_ann_info`` but hold no ``data_infos`` and none of the class statistics)."""
-    while hasattr(dataset, "dataset") and not hasattr(dataset, "data_infos"):
-        dataset = dataset.dataset
-    return dataset
+from loce_cli.mmdet_ext.unwrap import image_labels, unwrap_dataset, unwrap_model
 
 
 def _proposals(detector, x, metas: List[dict], batch: dict, device) -> List[torch.Tensor]:
@@ -92,66 +70,79 @@ def fill_memory(model, dataset, images_per_class: Optional[int] = None, rank: in
     ``partial`` / ``empty`` queue counts, ``warm_scores``, ``score_updates`` (tracker updates applied) and
     ``classes_warmed`` (classes whose score moved off its value before the pass).
     """
-    detector = _unwrap(model)
+    detector = unwrap_model(model)
     roi_head = detector.roi_head
-    memory = roi_head.memory
     tracker = roi_head.score_tracker
-    per_class = images_per_class or max(1, memory.queue_size // 16)
+    per_class = images_per_class or max(1, roi_head.memory.queue_size // 16)
     base = unwrap_dataset(dataset)
-    indices = class_balanced_indices(_image_labels(base), per_class, seed=seed)
+    indices = class_balanced_indices(image_labels(base), per_class, seed=seed)
     if max_images is not None:  # a cap for quick checks (tests, rehearsals): the first images of the list
         indices = indices[:max(0, int(max_images))]
     steps = list(_schedule(indices, rank, world_size, shard))
-    device = next(detector.parameters()).device
     scores_before = tracker.scores.clone()
     was_training = detector.training
     detector.eval()
     start = time.perf_counter()
-    pushed = images = updates = 0
-    no_pairs = (torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, device=device),
-                torch.zeros(0, device=device))
     try:
-        for n, (idx, counts_here) in enumerate(steps):
-            if idx is not None:
-                batch = collate([base[idx]], samples_per_gpu=1)
-                img = batch["img"].data[0].to(device)
-                metas = batch["img_metas"].data[0]
-                gt_bboxes = [b.to(device) for b in batch["gt_bboxes"].data[0]]
-                gt_labels = [lab.to(device) for lab in batch["gt_labels"].data[0]]
-                feats = detector.extract_feat(img)
-                images += 1
-            if warm_scores:
-                pairs = no_pairs
-                if idx is not None and counts_here:
-                    ignore = [b.to(device) for b in batch["gt_bboxes_ignore"].data[0]] \
-                        if "gt_bboxes_ignore" in batch else None
-                    pairs = roi_head.warm_score_pairs(feats, _proposals(detector, feats, metas, batch, device),
-                                                      gt_bboxes, gt_labels, ignore)
-                tracker.update(*pairs)  # every rank, every step: the all-reduce inside must match up
-                updates += 1
-            if idx is not None:
-                pushed += roi_head.push_gt_features(feats, gt_bboxes, gt_labels, metas)
-            if logger is not None and (n + 1) % 100 == 0:
-                logger.info(f"LOCE memory init: {n + 1}/{len(steps)} steps")
+        images, pushed, updates = _fill_pass(detector, base, steps, warm_scores, logger)
     finally:
         detector.train(was_training)
     num_classes = tracker.num_classes
     moved = tracker.scores[:num_classes] != scores_before[:num_classes].to(tracker.scores.device)
-    summary = dict(images=images, features=pushed, seconds=time.perf_counter() - start, **memory.fill_summary(),
-                   warm_scores=bool(warm_scores), score_updates=updates, classes_warmed=int(moved.sum()))
+    summary = dict(images=images, features=pushed, seconds=time.perf_counter() - start,
+                   **roi_head.memory.fill_summary(), warm_scores=bool(warm_scores), score_updates=updates,
+                   classes_warmed=int(moved.sum()))
     if logger is not None:
-        logger.info(f"LOCE memory init: {summary['images']} images, {pushed} features pushed in "
-                    f"{summary['seconds']:.1f} s; queues full {summary['full']}, partial {summary['partial']}, "
-                    f"empty {summary['empty']}")
-        if warm_scores:
-            fg = tracker.scores[:num_classes].float()
-            logger.info(f"LOCE memory init: mean scores warmed ({updates} updates): {summary['classes_warmed']} "
-                        f"of {num_classes} classes moved off their initial score; now mean {float(fg.mean()):.4f}, "
-                        f"min {float(fg.min()):.4f}, max {float(fg.max()):.4f}")
-        else:
-            logger.info("LOCE memory init: mean scores not warmed (warm_scores=False); the fine-tune starts from "
-                        "the tracker's initial scores")
+        _log_fill(logger, summary, tracker)
     return summary
+
+
+def _fill_pass(detector, dataset, steps, warm_scores: bool, logger) -> Tuple[int, int, int]:
+    """The steps of :func:`fill_memory` (see :func:`_schedule`): per image the features, the score update (every
+    step on every rank with ``warm_scores``), the push. Returns the images read, features pushed, updates."""
+    roi_head = detector.roi_head
+    device = next(detector.parameters()).device
+    pushed = images = updates = 0
+    no_pairs = (torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, device=device),
+                torch.zeros(0, device=device))
+    for n, (idx, counts_here) in enumerate(steps):
+        if idx is not None:
+            batch = collate([dataset[idx]], samples_per_gpu=1)
+            img = batch["img"].data[0].to(device)
+            metas = batch["img_metas"].data[0]
+            gt_bboxes = [b.to(device) for b in batch["gt_bboxes"].data[0]]
+            gt_labels = [lab.to(device) for lab in batch["gt_labels"].data[0]]
+            feats = detector.extract_feat(img)
+            images += 1
+        if warm_scores:
+            pairs = no_pairs
+            if idx is not None and counts_here:
+                ignore = [b.to(device) for b in batch["gt_bboxes_ignore"].data[0]] \
+                    if "gt_bboxes_ignore" in batch else None
+                pairs = roi_head.warm_score_pairs(feats, _proposals(detector, feats, metas, batch, device),
+                                                  gt_bboxes, gt_labels, ignore)
+            roi_head.score_tracker.update(*pairs)  # every rank, every step: the all-reduce inside must match up
+            updates += 1
+        if idx is not None:
+            pushed += roi_head.push_gt_features(feats, gt_bboxes, gt_labels, metas)
+        if logger is not None and (n + 1) % 100 == 0:
+            logger.info(f"LOCE memory init: {n + 1}/{len(steps)} steps")
+    return images, pushed, updates
+
+
+def _log_fill(logger, summary: dict, tracker) -> None:
+    logger.info(f"LOCE memory init: {summary['images']} images, {summary['features']} features pushed in "
+                f"{summary['seconds']:.1f} s; queues full {summary['full']}, partial {summary['partial']}, "
+                f"empty {summary['empty']}")
+    if summary["warm_scores"]:
+        num_classes = tracker.num_classes
+        fg = tracker.scores[:num_classes].float()
+        logger.info(f"LOCE memory init: mean scores warmed ({summary['score_updates']} updates): "
+                    f"{summary['classes_warmed']} of {num_classes} classes moved off their initial score; now mean "
+                    f"{float(fg.mean()):.4f}, min {float(fg.min()):.4f}, max {float(fg.max()):.4f}")
+    else:
+        logger.info("LOCE memory init: mean scores not warmed (warm_scores=False); the fine-tune starts from "
+                    "the tracker's initial scores")
 
 
 @HOOKS.register_module()
@@ -192,7 +183,7 @@ class LoceMemoryInitHook(Hook):
         if self._done:
             return
         self._done = True
-        memory = _unwrap(runner.model).roi_head.memory
+        memory = unwrap_model(runner.model).roi_head.memory
         if not memory.is_empty():
             runner.logger.info("LOCE memory init skipped: the memory was restored from the checkpoint "
                                f"({memory.fill_summary()})")

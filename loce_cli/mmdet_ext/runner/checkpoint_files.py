@@ -19,6 +19,9 @@ import re
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from loce_cli.atomic import atomic_path
+from loce_cli.core.checkpoint_io import load_checkpoint_file
+
 CHECKPOINT_RE = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
 RANK_FILE_RE = re.compile(r"^((?:epoch|iter)_\d+)\.rank(\d+)\.pth$")
 # loce's temporary names: tempfile's ".<name>.<8 chars>.tmp" and the symlink's ".latest.pth.<pid>.tmp"
@@ -29,8 +32,6 @@ def write_atomic(path: str, write: Callable[[str], None]) -> None:
     """``write(tmp)`` to a temporary name beside ``path`` (mode from the umask), fsync, rename; on any error
     nothing under ``path`` changes and the temporary file is removed; a full disk is one line naming ``path``
     (:func:`loce_cli.atomic.atomic_path`)."""
-    from loce_cli.atomic import atomic_path
-
     with atomic_path(Path(path)) as tmp:
         write(str(tmp))
         with open(tmp, "rb") as f:  # on disk before the rename: a crash never leaves a short file under `path`
@@ -123,6 +124,4 @@ def remove_stale_tmp(work_dir: str) -> List[str]:
 
 def load_state_file(path: str) -> dict:
     """Read one of loce's own state files (a rank file) on the CPU, tensors and plain containers only."""
-    from loce_cli.core.checkpoint_io import load_checkpoint_file
-
     return load_checkpoint_file(path, map_location="cpu")

@@ -15,6 +15,7 @@ import subprocess
 from typing import Optional
 
 import torch
+import torch.distributed as dist
 
 PREEMPTED_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: stopped on purpose, a checkpoint to resume from was written
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -67,8 +68,6 @@ class StopPolicy:
         rank calls it at every iteration boundary."""
         mine = int(self.received or 0)
         if self.distributed:
-            import torch.distributed as dist
-
             flag = torch.tensor([mine], dtype=torch.int64, device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             mine = int(flag.item())
