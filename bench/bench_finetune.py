@@ -66,7 +66,7 @@ def main() -> None:
 
     from loce_cli.engine.config.loading import load_config
     from loce_cli.mmdet_ext import fill_memory
-    from loce_cli.mmdet_ext.federated import _federated_losses, image_counts_from_labels
+    from loce_cli.mmdet_ext.federated import federated_losses, image_counts_from_labels
     from loce_cli.mmdet_ext.unwrap import image_labels
 
     quiet = logging.getLogger("bench_finetune.load")
@@ -90,7 +90,7 @@ def main() -> None:
         model.train()
         if name == "loce":
             fill_memory(model, dataset)
-        for loss in _federated_losses(model):
+        for loss in federated_losses(model):
             loss.set_image_counts(image_counts_from_labels(image_labels(dataset), len(dataset.CLASSES)))
         models[name] = MMDataParallel(model, device_ids=None)
         optims[name] = build_optimizer(models[name], cfg.optimizer)

@@ -77,7 +77,8 @@ class FederatedLoss(SigmoidClassifierLoss):
         return self.loss_weight * federated_loss(cls_score, label, mask, sample_weight=weight)
 
 
-def _federated_losses(model) -> list:
+def federated_losses(model) -> list:
+    """Every ``FederatedLoss`` inside ``model`` (the unwrapped detector)."""
     return [m for m in model.modules() if isinstance(m, FederatedLoss)]
 
 
@@ -91,7 +92,7 @@ class ClassFrequencyHook(Hook):
     def before_train_epoch(self, runner) -> None:  # the first one: runner.data_loader is set from here on
         if self.counts is not None:
             return
-        losses = _federated_losses(unwrap_model(runner.model))
+        losses = federated_losses(unwrap_model(runner.model))
         if not losses:
             return
         dataset = unwrap_dataset(runner.data_loader.dataset)
