@@ -102,7 +102,8 @@ def _validate_data(data: Any, path: Path, role: str, expected_version: Optional[
         problems.add("no-annotations", f"{name}: 'annotations' is []")
         return None
     found = _check_annotations(anns, img, categories, problems)
-    image_count, instance_count = _class_counts(found, img, categories, problems)
+    crowd = np.fromiter((type(a) is dict and bool(a.get("iscrowd", 0)) for a in anns), np.bool_, len(anns))
+    image_count, instance_count = _class_counts(found, img, categories, problems, crowd)
     image_dirs = sorted({p.split("/", 1)[0] for p in img.relpaths if p and "/" in p})
     if image_root is not None:
         check_image_files(image_root, images, img.relpaths, img.widths, img.heights, img.ids, image_dirs,
@@ -258,10 +259,11 @@ def _report_missing(problems: Problems, kind: str, bad: np.ndarray, describe) ->
         problems.add(kind, None, n)
 
 
-def _class_counts(found: _Found, img: _Images, categories: _Categories,
-                  problems: Problems) -> Tuple[np.ndarray, np.ndarray]:
-    """Training images and instances per class (label order = the categories list's order, as the dataset uses)."""
-    valid = found.img & found.cat
+def _class_counts(found: _Found, img: _Images, categories: _Categories, problems: Problems,
+                  crowd: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Training images and instances per class (label order = the categories list's order, as the dataset uses);
+    crowd regions (``iscrowd``, COCO data) are ignored regions, not instances."""
+    valid = found.img & found.cat & ~crowd
     label_of_sorted = np.array([categories.index[int(c)] for c in categories.sorted_ids], dtype=np.int64)
     labels = label_of_sorted[found.cat_pos[valid]]
     rows = found.img_row[valid]

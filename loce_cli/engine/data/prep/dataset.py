@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from loce_cli.core.frequency import GROUPS, frequency_group
+from loce_cli.core.frequency import COMMON_MAX_IMAGES, GROUPS, RARE_MAX_IMAGES, frequency_group
 from loce_cli.engine.data.prep.annotations import SAMPLE_IMAGES, ParsedFile, validate_annotation_file
 from loce_cli.engine.data.prep.formats import FILE_NAMES, META_NAME, OFFICIAL, VERSIONS
 from loce_cli.engine.data.prep.images import CHECK_IMAGES
@@ -71,8 +71,11 @@ def layout_help(root: Path, version: Optional[str]) -> str:
 
 
 def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample", sample: int = SAMPLE_IMAGES,
-                 seed: int = 0, write: bool = True, _subset: Optional[dict] = None) -> PrepResult:
-    """Validate the LVIS-format dataset under ``root`` and, if it has no errors, write ``loce_meta.json``."""
+                 seed: int = 0, write: bool = True, _subset: Optional[dict] = None,
+                 cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES)) -> PrepResult:
+    """Validate the LVIS-format dataset under ``root`` and, if it has no errors, write ``loce_meta.json``.
+    ``cutoffs``: the most training images of a rare and of a common class (LVIS: 10, 100; ``loce data import``
+    may set others), for the check of the categories' frequency fields."""
     start = time.perf_counter()
     root = Path(root)
     if version not in VERSIONS + ("auto",):
@@ -125,7 +128,7 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
                                               f"{_first_difference(p, ref)}")
     groups = {g: sum(1 for f in ref.frequency if f == g) for g in GROUPS}
     if "train" in parsed and _subset is None:
-        derived = [frequency_group(int(n)) for n in parsed["train"].image_count]
+        derived = [frequency_group(int(n), *cutoffs) for n in parsed["train"].image_count]
         diff = [i for i, (a, b) in enumerate(zip(derived, ref.frequency)) if a != b]
         if diff:
             i = diff[0]
