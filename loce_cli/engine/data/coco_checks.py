@@ -5,7 +5,6 @@ image, areas positive), and the image files present. The first problem of each k
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,17 @@ def _fail(path: Path, what: str, hint: str = COCO_HINT) -> DataError:
 
 def _int_ids(items: list, key: str, what: str, path: Path) -> np.ndarray:
     """The integer ``key`` of every item (each a dict), or a one-line error naming the first that is not."""
+    try:
+        values = [it[key] for it in items]
+        if set(map(type, values)) <= {int}:
+            return np.array(values, dtype=np.int64).reshape(len(items))
+    except (KeyError, TypeError):
+        pass
     for i, it in enumerate(items):
         if type(it) is not dict or type(it.get(key)) is not int:
             shown = it.get(key) if type(it) is dict else it
             raise _fail(path, f"{what} #{i} has no integer {key!r} (found {shown!r:.40})")
-    return np.fromiter((it[key] for it in items), np.int64, len(items))
+    raise _fail(path, f"{what} ids out of range")
 
 
 def _unique(ids: np.ndarray, what: str, path: Path) -> None:
@@ -159,21 +164,30 @@ def _check_boxes(anns: list, ann_ids: np.ndarray, row: np.ndarray, sizes: np.nda
 
 def _check_areas(anns: list, boxes: np.ndarray, sizes: np.ndarray, row: np.ndarray, path: Path) -> None:
     """Fill a missing ``area`` (the mask's, else the box's, as pycocotools would); refuse a non-positive one."""
-    for k, a in enumerate(anns):
-        area = a.get("area")
-        if area is None:
-            seg = a.get("segmentation")
-            if seg:
-                h, w = int(sizes[row[k], 1]), int(sizes[row[k], 0])
-                rles = mask_utils.frPyObjects(seg, h, w) if isinstance(seg, list) or isinstance(
-                    seg.get("counts"), list) else seg
-                area = float(mask_utils.area(mask_utils.merge(rles) if isinstance(rles, list) else rles))
-            else:
-                area = float(boxes[k, 2] * boxes[k, 3])
-            a["area"] = area
-        if isinstance(area, bool) or not isinstance(area, (int, float)) or not (0 < area < math.inf):
-            raise _fail(path, f"annotation id {a['id']}: area is {area!r} (must be a positive number)",
-                        "area is the object's size in pixels")
+    areas = [a.get("area") for a in anns]
+    if not set(map(type, areas)) <= {int, float}:
+        for k, a in enumerate(anns):
+            if a.get("area") is None:
+                a["area"] = areas[k] = _area(a.get("segmentation"), boxes[k], sizes[row[k]])
+            elif isinstance(a["area"], bool) or not isinstance(a["area"], (int, float)):
+                raise _fail(path, f"annotation id {a['id']}: area is {a['area']!r:.40} (must be a positive number)",
+                            "area is the object's size in pixels")
+    values = np.array(areas, dtype=np.float64).reshape(len(anns))
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise _fail(path, f"{int(bad.sum()):,} annotation(s) without a positive area (first: annotation id "
+                          f"{anns[k]['id']}: area is {areas[k]!r})", "area is the object's size in pixels")
+
+
+def _area(seg: Any, box: np.ndarray, size: np.ndarray) -> float:
+    if not seg:
+        return float(box[2] * box[3])
+    h, w = int(size[1]), int(size[0])
+    if isinstance(seg, list) or isinstance(seg.get("counts"), list):
+        rles = mask_utils.frPyObjects(seg, h, w)
+        return float(mask_utils.area(mask_utils.merge(rles) if isinstance(rles, list) else rles))
+    return float(mask_utils.area(seg))
 
 
 def read_coco(path: Path, images_dir: Path) -> CocoFile:

@@ -19,6 +19,7 @@ refused import leaves nothing under OUT; the input files and images are never ch
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -215,13 +216,19 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
         masks = train.has_masks or val.has_masks
         with staging_folder(out) as staging:
             (staging / "annotations").mkdir()
+            written = {}
             for split, f in files.items():
                 _to_lvis(f, split, categories)
-                (staging / "annotations" / f"{split}.json").write_bytes(msgspec.json.encode(f.data))
+                raw = msgspec.json.encode(f.data)
+                (staging / "annotations" / f"{split}.json").write_bytes(raw)
+                written[f"{split}.json"] = (f.data, len(raw), hashlib.sha256(raw).hexdigest())
+                del raw
                 _place_images(staging, split, f, dirs[split], copy)
-                f.data = None  # the parsed file is no longer needed: free it before prep parses the result
-            del files, train, val
-            prep = prep_dataset(staging, check_images=check_images, cutoffs=(rare_max, common_max))
+            del files, train, val, f
+            # prep's own validation and meta builder on what was written (its content handed over, not re-read)
+            prep = prep_dataset(staging, check_images=check_images, cutoffs=(rare_max, common_max),
+                                parsed_already=written)
+            del written
             if not prep.ok:
                 first = next(p for p in [*prep.problems, *(q for r in prep.files for q in r.problems)]
                              if p.severity == "error")

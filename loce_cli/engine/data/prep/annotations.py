@@ -63,14 +63,18 @@ class ParsedFile:
 
 def validate_annotation_file(path: Path, role: str = "other", expected_version: Optional[str] = None,
                              image_root: Optional[Path] = None, check_images: str = "none",
-                             sample: int = SAMPLE_IMAGES, seed: int = 0) -> Tuple[FileReport, Optional[ParsedFile]]:
-    """Validate one LVIS-format annotation file; the report lists problems by kind (nothing raised for them)."""
+                             sample: int = SAMPLE_IMAGES, seed: int = 0,
+                             parsed_already: Optional[Tuple[Any, int, str]] = None
+                             ) -> Tuple[FileReport, Optional[ParsedFile]]:
+    """Validate one LVIS-format annotation file; the report lists problems by kind (nothing raised for them).
+    ``parsed_already``: (the file's parsed content, its size, its sha256) from a caller that has just written it
+    (``loce data import``), so it is not parsed again."""
     path = Path(path)
     start = time.perf_counter()
     problems = Problems()
     report = FileReport(path=str(path), role=role)
     with gc_paused():
-        data, report.size, report.sha256 = read_json_file(path, problems)
+        data, report.size, report.sha256 = parsed_already or read_json_file(path, problems)
         parsed = None
         if data is not None:
             parsed = _validate_data(data, path, role, expected_version, image_root, check_images, sample, seed,

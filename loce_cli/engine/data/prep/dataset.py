@@ -72,10 +72,12 @@ def layout_help(root: Path, version: Optional[str]) -> str:
 
 def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample", sample: int = SAMPLE_IMAGES,
                  seed: int = 0, write: bool = True, _subset: Optional[dict] = None,
-                 cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES)) -> PrepResult:
+                 cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES),
+                 parsed_already: Optional[Dict[str, tuple]] = None) -> PrepResult:
     """Validate the LVIS-format dataset under ``root`` and, if it has no errors, write ``loce_meta.json``.
     ``cutoffs``: the most training images of a rare and of a common class (LVIS: 10, 100; ``loce data import``
-    may set others), for the check of the categories' frequency fields."""
+    may set others), for the check of the categories' frequency fields. ``parsed_already``: {file name: (content,
+    size, sha256)} of files the caller has just written (not parsed again)."""
     start = time.perf_counter()
     root = Path(root)
     if version not in VERSIONS + ("auto",):
@@ -102,7 +104,8 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
     reports: List[FileReport] = []
     parsed: Dict[str, ParsedFile] = {}
     for role, path in files.items():
-        rep, p = validate_annotation_file(path, role, expected or found_version, root, check_images, sample, seed)
+        rep, p = validate_annotation_file(path, role, expected or found_version, root, check_images, sample, seed,
+                                          (parsed_already or {}).pop(path.name, None))
         reports.append(rep)
         if p is not None:
             parsed[role] = p
