@@ -75,10 +75,11 @@ def _coco_file(path: Path, img_dir: Path, n_images: int, n_anns: int, n_classes:
     img_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.new("RGB", (W, H)).save(buf, format="PNG")
-    proto = img_dir / ".proto.png"
-    proto.write_bytes(buf.getvalue())
     images = []
     for i in range(n_images):
+        proto = img_dir / f".proto{i // 50_000}.png"  # a file takes at most 65,000 hard links (ext4)
+        if not proto.exists():
+            proto.write_bytes(buf.getvalue())
         name = f"{first_id + i:012d}.jpg"
         if not (img_dir / name).exists():
             os.link(proto, img_dir / name)

@@ -175,3 +175,30 @@ def test_cli_refuses_plain_coco_in_one_line(imported, tmp_path):
     assert r.exit_code == 1, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "loce data import coco" in lines[0], r.output
+
+
+@pytest.mark.slow
+def test_model_eval_refuses_plain_coco_before_inference(tiny_base_model, tiny_dataset, tmp_path):
+    """`loce eval CONFIG CKPT` on a test set that is a plain COCO file: one line naming the import, no inference."""
+    from typer.testing import CliRunner
+
+    from loce_cli.cli import app
+
+    config, ckpt, options = tiny_base_model
+    data = json.loads((tiny_dataset / "annotations" / "lvis_v1_val.json").read_text())
+    for c in data["categories"]:
+        for k in ("frequency", "image_count", "instance_count"):
+            c.pop(k, None)
+    for im in data["images"]:
+        im.pop("neg_category_ids", None)
+        im.pop("not_exhaustive_category_ids", None)
+    plain = tmp_path / "coco_val.json"
+    plain.write_text(json.dumps(data))
+    opts = [o for o in options if not o.startswith("data.test.ann_file=")] + [f"data.test.ann_file={plain}"]
+    args = ["eval", str(config), str(ckpt), "--out", str(tmp_path / "ev"), "--metric", "bbox"]
+    for o in opts:
+        args += ["--cfg-options", o]
+    r = CliRunner().invoke(app, args)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and "loce data import coco" in lines[0], r.output
+    assert not (tmp_path / "ev" / "results.json").exists()

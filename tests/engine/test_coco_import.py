@@ -172,3 +172,14 @@ def test_cli_prints_groups(coco, tmp_path):
                                   "--train-images", str(coco["train_images"]), "--val", str(coco["val"]),
                                   "--val-images", str(coco["val_images"])])
     assert r2.exit_code == 1 and "--force" in r2.output
+
+
+def test_missing_area_filled_as_pycocotools_would(tmp_path):
+    coco = make_coco(tmp_path / "src", masks=False)
+    data = json.loads(coco["train"].read_text())
+    a = data["annotations"][0]
+    del a["area"]
+    coco["train"].write_text(json.dumps(data))
+    import_coco(tmp_path / "out", coco["train"], coco["train_images"], coco["val"], coco["val_images"])
+    got = json.loads((tmp_path / "out" / "annotations" / "train.json").read_text())["annotations"][0]
+    assert got["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3])

@@ -129,12 +129,30 @@ def _check_images(images: list, path: Path, images_dir: Path):
         if not isinstance(name, str) or not name:
             raise _fail(path, f"image id {ids[i]} has no file_name")
         sizes[i] = (w, h)
-    missing = [im["file_name"] for im in images if not os.path.isfile(os.path.join(images_dir, im["file_name"]))]
+    missing = _missing_files(images_dir, [im["file_name"] for im in images])
     if missing:
         raise DataError(f"{len(missing):,} image file(s) of {path.name} missing under {images_dir} (first: "
                         f"{os.path.join(images_dir, missing[0])})",
                         "pass the folder the file_name fields are relative to")
     return ids, sizes
+
+
+def _missing_files(images_dir: Path, names: List[str]) -> List[str]:
+    """The ``names`` (relative to ``images_dir``) that are no files there: one directory listing per folder,
+    a stat only for names not listed."""
+    listed: dict = {}
+    out = []
+    for name in names:
+        folder, _, base = name.rpartition("/")
+        if folder not in listed:
+            try:
+                listed[folder] = set(os.listdir(os.path.join(images_dir, folder)))
+            except OSError:
+                listed[folder] = set()
+        if base not in listed[folder] or not base:
+            if not os.path.isfile(os.path.join(images_dir, name)):
+                out.append(name)
+    return out
 
 
 def _check_boxes(anns: list, ann_ids: np.ndarray, row: np.ndarray, sizes: np.ndarray, path: Path) -> np.ndarray:
@@ -216,11 +234,16 @@ def read_coco(path: Path, images_dir: Path) -> CocoFile:
                               f"id {ann_ids[k]}: {what} {ids[k]})", f"every {what} must be listed in the file")
     boxes = _check_boxes(anns, ann_ids, row, sizes, path)
     _check_areas(anns, boxes, sizes, row, path)
-    crowd = np.fromiter((a.get("iscrowd", 0) for a in anns), np.int64, len(anns))
+    flags = [a.get("iscrowd", 0) for a in anns]
+    if set(map(type, flags)) - {int, bool}:
+        k = next(i for i, f in enumerate(flags) if type(f) not in (int, bool))
+        raise _fail(path, f"annotation id {ann_ids[k]}: iscrowd is {flags[k]!r:.40} (0 or 1)")
+    crowd = np.array(flags, dtype=np.int64).reshape(len(anns))
     if ((crowd != 0) & (crowd != 1)).any():
         k = int(np.flatnonzero((crowd != 0) & (crowd != 1))[0])
         raise _fail(path, f"annotation id {ann_ids[k]}: iscrowd is {crowd[k]} (0 or 1)")
-    has_seg = np.fromiter((bool(a.get("segmentation")) for a in anns), np.bool_, len(anns))
+    segs = [a.get("segmentation") for a in anns]
+    has_seg = np.fromiter(map(bool, segs), np.bool_, len(segs)) if any(segs) else np.zeros(len(segs), np.bool_)
     if has_seg.any() and not has_seg.all():
         k = int(np.flatnonzero(~has_seg)[0])
         raise _fail(path, f"{int((~has_seg).sum()):,} annotation(s) without a segmentation while others have one "

@@ -12,7 +12,7 @@ refused import leaves nothing under OUT; the input files and images are never ch
   exhaustively in every image) and ``not_exhaustive_category_ids`` = [], so LVIS's federated AP on the val file
   is COCO's AP; its ``file_name`` gets the split folder in front (``train/...``, ``val/...``) and a ``coco_url``
   is kept as ``source_coco_url`` (loce resolves images from coco_url first). ``iscrowd`` regions stay crowd
-  regions: ignored in training and evaluation, never positives, and not counted in the class counts.
+  regions: never positives (no training targets; ignored regions in evaluation), not counted in the class counts.
 - ``train/`` and ``val/``: links to the image folders (``copy``: the listed images copied instead).
 - ``annotations/loce_meta.json``: written by ``loce data prep``'s own validation and meta builder run on the result.
 """

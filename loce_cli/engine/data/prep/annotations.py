@@ -106,7 +106,7 @@ def _validate_data(data: Any, path: Path, role: str, expected_version: Optional[
         problems.add("no-annotations", f"{name}: 'annotations' is []")
         return None
     found = _check_annotations(anns, img, categories, problems)
-    crowd = np.fromiter((type(a) is dict and bool(a.get("iscrowd", 0)) for a in anns), np.bool_, len(anns))
+    crowd = _crowd_column(anns)
     image_count, instance_count = _class_counts(found, img, categories, problems, crowd)
     image_dirs = sorted({p.split("/", 1)[0] for p in img.relpaths if p and "/" in p})
     if image_root is not None:
@@ -252,6 +252,17 @@ def _check_annotations(anns: list, img: _Images, categories: _Categories, proble
         k = int(np.flatnonzero(np.isfinite(area) & (area <= 0))[0])
         problems.add("area-mismatch", f"annotation id {ann_ids[k]}: area {area[k]}", n_area)
     return _Found(img_found, cat_found, img_row, cpos)
+
+
+def _crowd_column(anns: list) -> np.ndarray:
+    """[M] bool: the annotations marked ``iscrowd`` (COCO data; none in LVIS)."""
+    try:
+        flags = [a.get("iscrowd") for a in anns]
+    except AttributeError:
+        flags = [a.get("iscrowd") if type(a) is dict else None for a in anns]
+    if not any(flags):
+        return np.zeros(len(anns), np.bool_)
+    return np.fromiter((bool(f) for f in flags), np.bool_, len(flags))
 
 
 def _report_missing(problems: Problems, kind: str, bad: np.ndarray, describe) -> None:
