@@ -11,7 +11,8 @@ from loce_cli.cli.failures import fail
 from loce_cli.cli.options import JSON_OUTPUT, LIKES, CheckImages, LvisVersion, check_plot_path, shown
 from loce_cli.cli.render import counts, err, group_label, out, print_json, status, table
 
-app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
+app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), COCO import, "
+                       "statistics.",
                   no_args_is_help=True)
 
 # loce data synth

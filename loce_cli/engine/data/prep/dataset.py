@@ -74,10 +74,8 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
                  seed: int = 0, write: bool = True, _subset: Optional[dict] = None,
                  cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES),
                  parsed_already: Optional[Dict[str, tuple]] = None) -> PrepResult:
-    """Validate the LVIS-format dataset under ``root`` and, if it has no errors, write ``loce_meta.json``.
-    ``cutoffs``: the most training images of a rare and of a common class (LVIS: 10, 100; ``loce data import``
-    may set others), for the check of the categories' frequency fields. ``parsed_already``: {file name: (content,
-    size, sha256)} of files the caller has just written (not parsed again)."""
+    """Validate the LVIS-format dataset under ``root``; with no errors, write ``loce_meta.json``. ``cutoffs``: most
+    training images of a rare / common class; ``parsed_already``: {name: (content, size, sha256)} just written."""
     start = time.perf_counter()
     root = Path(root)
     if version not in VERSIONS + ("auto",):
