@@ -35,6 +35,7 @@ BENCHES = (
     ("bench_memory_peak.py", [], []),
     ("bench_amp.py", ["--configs", "synth", "--iters", "3"], []),
     ("bench_prep.py", ["--quick", "--repeats", "1"], []),
+    ("bench_coco_import.py", ["--quick"], []),
     ("bench_eval.py", ["--quick"], []),
     ("bench_validation.py", ["--images", "2000", "--repeats", "1"], []),
     ("bench_topk.py", ["--sizes", "2000000"], []),

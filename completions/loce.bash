@@ -7,13 +7,15 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "configs"|"data"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
+            "configs"|"data"|"data import"|"data import coco"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
         "") opts="configs data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
         "configs") opts="--json --help -h"; valued="" ;;
-        "data") opts="prep stats synth --help -h"; valued="" ;;
+        "data") opts="import prep stats synth --help -h"; valued="" ;;
+        "data import") opts="coco --help -h"; valued="" ;;
+        "data import coco") opts="--train --train-images --val --val-images --copy --rare-max --common-max --force --json --help -h"; valued="--train --train-images --val --val-images --rare-max --common-max" ;;
         "data prep") opts="--root --version --check-images --subset --seed --out --force --json --help -h"; valued="--root --version --check-images --subset --seed --out" ;;
         "data stats") opts="--json --plot --help -h"; valued="--plot" ;;
         "data synth") opts="--out -o --like --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed --force --json --help -h"; valued="--out -o --like --num-classes --train-images --val-images --image-size --tail-exponent --max-objects --seed" ;;

@@ -11,7 +11,8 @@ from loce_cli.cli.failures import fail
 from loce_cli.cli.options import JSON_OUTPUT, LIKES, CheckImages, LvisVersion, check_plot_path, shown
 from loce_cli.cli.render import counts, err, group_label, out, print_json, status, table
 
-app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), statistics.",
+app = typer.Typer(help="Datasets: synthetic long-tailed data, LVIS validation and indexing (prep), COCO import, "
+                       "statistics.",
                   no_args_is_help=True)
 
 # loce data synth
@@ -240,3 +241,61 @@ def _print_prep(result, sub) -> None:
                   f"{sub.classes_without_instances:,} classes without instances", soft_wrap=True)
     out.print(f"wrote {result.meta_path} in {result.seconds:.1f} s"
               + (f" ({result.warnings:,} warning(s) above)" if result.warnings else ""), soft_wrap=True)
+
+
+import_app = typer.Typer(help="Import other formats as an LVIS-format dataset folder.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+IMPORT_OUT = typer.Argument(..., help="The dataset folder to write (new or empty; --force replaces an import).")
+COCO_TRAIN = typer.Option(..., "--train", help="COCO-format training annotation file.")
+COCO_TRAIN_IMAGES = typer.Option(..., "--train-images", help="Folder its file_name fields are relative to.")
+COCO_VAL = typer.Option(..., "--val", help="COCO-format validation annotation file.")
+COCO_VAL_IMAGES = typer.Option(..., "--val-images", help="Folder the val file's file_name fields are relative to.")
+COPY = typer.Option(False, "--copy", help="Copy the listed images into OUT instead of linking the folders.")
+RARE_MAX = typer.Option(10, "--rare-max", help="Most training images of a rare class (LVIS: 10).")
+COMMON_MAX = typer.Option(100, "--common-max", help="Most training images of a common class (LVIS: 100).")
+IMPORT_FORCE = typer.Option(False, "--force", help="Replace the dataset in a non-empty OUT.")
+
+
+@import_app.command("coco")
+def import_coco(out_dir: Path = IMPORT_OUT, train: Path = COCO_TRAIN, train_images: Path = COCO_TRAIN_IMAGES,
+                val: Path = COCO_VAL, val_images: Path = COCO_VAL_IMAGES, copy: bool = COPY,
+                rare_max: int = RARE_MAX, common_max: int = COMMON_MAX, force: bool = IMPORT_FORCE,
+                json_out: bool = JSON_OUTPUT) -> None:
+    """A COCO-format train + val pair (masks or boxes only) as an LVIS-format dataset folder.
+
+    Keeps every id and name; adds each class's frequency group from its training images (rare <= --rare-max,
+    common <= --common-max, frequent above), image_count and instance_count, and each image's neg_category_ids
+    (every class not annotated in it: COCO is exhaustive, so loce's AP on the val file is COCO's AP). iscrowd
+    regions stay ignored regions. Images are linked, not copied, unless --copy. Runs `loce data prep` on the
+    result (annotations/loce_meta.json), so every command reads it.
+    """
+    from loce_cli.engine.data.coco_import import import_coco as run_import
+
+    with status(f"importing {train.name} and {val.name}...", json_out):
+        result = run_import(out_dir, train, train_images, val, val_images, rare_max=rare_max,
+                            common_max=common_max, copy=copy, force=force)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
+    splits = table(f"COCO data imported into {result.out_dir}", ("split", "images", "instances", "crowd regions",
+                                                                  "annotation file", "images from"),
+                   left=("split", "annotation file", "images from"))
+    for name, s in (("train", result.train), ("val", result.val)):
+        splits.add_row(name, f"{s.images:,}", f"{s.annotations - s.crowd:,}", f"{s.crowd:,}", s.annotation_file,
+                       ("copied from " if result.copied else "linked to ") + s.images_from)
+    out.print(splits)
+    _print_stats(result.stats, "train.json")
+    by_group = {}
+    for c in result.stats.classes:
+        by_group.setdefault(c.group, []).append(f"{c.name} ({c.images})")
+    for g in ("r", "c", "f"):
+        names = by_group.get(g, [])
+        if names:
+            shown_names = ", ".join(names[:12]) + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
+            out.print(f"{group_label(g)} (training images): {shown_names}", soft_wrap=True, highlight=False)
+    out.print(f"groups: rare <= {result.rare_max} training images, common <= {result.common_max}, frequent above; "
+              f"{'masks' if result.masks else 'boxes only'}; wrote {result.meta_path} in {result.seconds:.1f} s",
+              soft_wrap=True)

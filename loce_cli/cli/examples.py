@@ -15,6 +15,12 @@ EXAMPLES = {
     "data stats": ["loce data stats data/synth/annotations/lvis_v1_train.json --plot train_stats.png"],
     "data prep": ["loce data prep --root data/lvis_v1",
                   "loce data prep --root data/lvis_v1 --subset 0.1 --out data/lvis_v1_10pct"],
+    "data import": ["loce data import coco data/mine --train mine/train.json --train-images mine/images "
+                    "--val mine/val.json --val-images mine/images"],
+    "data import coco": ["loce data import coco data/mine --train mine/train.json --train-images mine/images "
+                         "--val mine/val.json --val-images mine/images",
+                         "loce data import coco data/mine --train t.json --train-images img --val v.json "
+                         "--val-images img --rare-max 5 --common-max 50 --force"],
     "configs": ["loce configs", "loce configs --json"],
     "train": [f"loce train base {SYNTH_BASE} --work-dir runs/base"],
     "train base": [f"loce train base {SYNTH_BASE} --work-dir runs/base",

@@ -15,16 +15,17 @@ RARE_MAX_IMAGES = 10
 COMMON_MAX_IMAGES = 100
 
 
-def frequency_group(image_count: int) -> str:
-    """Group key (``'r'``, ``'c'`` or ``'f'``) for a class seen in ``image_count`` training images.
+def frequency_group(image_count: int, rare_max: int = RARE_MAX_IMAGES, common_max: int = COMMON_MAX_IMAGES) -> str:
+    """Group key (``'r'``, ``'c'`` or ``'f'``) for a class seen in ``image_count`` training images (LVIS's
+    cut-offs unless ``rare_max`` / ``common_max`` say otherwise).
 
     A class seen in no training image is counted as rare (LVIS has none such; user data may).
     """
     if image_count < 0:
         raise ValueError(f"image_count must be >= 0, got {image_count}")
-    if image_count <= RARE_MAX_IMAGES:
+    if image_count <= rare_max:
         return "r"
-    if image_count <= COMMON_MAX_IMAGES:
+    if image_count <= common_max:
         return "c"
     return "f"
 

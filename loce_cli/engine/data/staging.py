@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator, Sequence, Tuple
 
 from loce_cli.errors import OutputExistsError
 
@@ -22,14 +22,15 @@ def prepare_out(out: Path, force: bool) -> None:
 
 
 
-def install_staged(staging: Path, out: Path) -> Tuple[int, int]:
-    """Move a dataset built in ``staging`` (``train2017/``, ``val2017/``, ``annotations/``) into ``out``, replacing
-    those entries; returns (files, bytes). Images first, annotations last: a reader never sees annotations
-    pointing at missing images."""
+def install_staged(staging: Path, out: Path,
+                   entries: Sequence[str] = ("train2017", "val2017", "annotations")) -> Tuple[int, int]:
+    """Move a dataset built in ``staging`` (``entries``: the image folders, then ``annotations/``) into ``out``,
+    replacing those entries; returns (files, bytes). Images first, annotations last: a reader never sees
+    annotations pointing at missing images."""
     files = sum(len(names) for _, _, names in os.walk(staging))
     nbytes = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
     out.mkdir(parents=True, exist_ok=True)
-    for entry in ("train2017", "val2017", "annotations"):
+    for entry in entries:
         target = out / entry
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)

@@ -4,7 +4,8 @@ The official API keeps every annotation as a Python dict; here the file is parse
 reduced to columns. Which annotations count follows ``lvis.LVISEval._prepare``: an annotation enters the
 evaluation when its image is in ``images``, its category in ``categories`` and ``0 < area < inf``
 (``LVIS.get_ann_ids``'s default area filter); an image's positive categories are those of its counted
-annotations; ``ignore`` defaults to 0.
+annotations; ``ignore`` defaults to 0. A crowd region (``iscrowd`` set: COCO data, none in LVIS) is kept as an
+ignored annotation that ``matching`` treats as pycocotools does.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class GroundTruth:
     ann_img: np.ndarray  # [M] int32 image index
     ann_cat: np.ndarray  # [M] int32 category index
     ann_area: np.ndarray  # [M] float64
-    ann_ignore: np.ndarray  # [M] bool
+    ann_ignore: np.ndarray  # [M] bool (crowd regions included)
+    ann_crowd: np.ndarray  # [M] bool: iscrowd
     ann_box: np.ndarray  # [M, 4] float64 xywh
     ann_rle: Optional[List[bytes]]  # [M] compressed RLE counts (with masks only)
     pos_codes: np.ndarray  # sorted unique img_idx * K + cat_idx of the counted annotations
@@ -137,6 +139,7 @@ def load_ground_truth(path: Path, with_masks: bool) -> GroundTruth:
         a_area = np.fromiter((a["area"] for a in anns), np.float64, len(anns))
         a_box = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(len(anns), 4)
         a_ign = np.fromiter((bool(a.get("ignore", 0)) for a in anns), np.bool_, len(anns))
+        a_crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), np.bool_, len(anns))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path}: an annotation lacks a valid image_id, category_id, area or bbox "
                         f"({type(e).__name__}: {e})", "expected LVIS format annotations") from None
@@ -158,7 +161,8 @@ def load_ground_truth(path: Path, with_masks: bool) -> GroundTruth:
     img_index = np.arange(len(images), dtype=np.int64)
     return GroundTruth(
         path=path, img_ids=img_ids, heights=heights, widths=widths, cat_ids=cat_ids, categories=cats,
-        ann_img=ann_img, ann_cat=ann_cat, ann_area=a_area[keep], ann_ignore=a_ign[keep], ann_box=a_box[keep],
+        ann_img=ann_img, ann_cat=ann_cat, ann_area=a_area[keep], ann_ignore=a_ign[keep] | a_crowd[keep],
+        ann_crowd=a_crowd[keep], ann_box=a_box[keep],
         ann_rle=rles, pos_codes=np.unique(_codes(ann_img, ann_cat, num_cats)),
         neg_codes=_image_lists(sorted_images, "neg_category_ids", img_index, cat_ids),
         nel_codes=_image_lists(sorted_images, "not_exhaustive_category_ids", img_index, cat_ids))

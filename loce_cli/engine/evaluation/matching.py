@@ -1,13 +1,16 @@
 """LVIS's per (image, category) greedy matching, compiled (numba), for all IoU thresholds and area ranges at once.
 
-The rules are those of ``lvis.LVISEval.evaluate_img`` (no crowd annotations in LVIS):
+The rules are those of ``lvis.LVISEval.evaluate_img``, with pycocotools' crowd regions (``iscrowd``, none in
+LVIS; in COCO data imported by ``loce data import coco``):
 - per area range, a ground truth is ignored when its ``ignore`` flag is set or its area is outside the range;
   ground truths are visited non-ignored first (a stable sort), detections by score (highest first, ties in
   file order);
 - at threshold t a detection takes, among the ground truths not yet taken, the one of highest IoU >= min(t,
   1 - 1e-10) (on equal IoU the later one), stopping at the first ignored one once it holds a non-ignored one;
 - a matched detection is ignored when its ground truth is; an unmatched one when its area is outside the range
-  or its category is not exhaustively annotated in the image.
+  or its category is not exhaustively annotated in the image;
+- a crowd region is an ignored ground truth that any number of detections may take, and its IoU with a
+  detection is the intersection over the detection's area (``COCOeval.evaluateImg`` / ``maskUtils.iou``).
 Per detection only two bit masks are kept per area range: bit t of ``tp`` / ``fp`` says true / false positive at
 threshold t (a detection that is neither is ignored there). That is all the accumulation needs.
 """
@@ -35,8 +38,9 @@ def _jit(fn):
     return numba.njit(cache=True, nogil=True)(fn)
 
 
-def _box_ious(dt_box, gt_box, d0, nd, q0, ng, out):
-    """pycocotools' bbIou without crowd: ``out[i, j]`` = IoU of detection d0+i and ground truth q0+j (xywh)."""
+def _box_ious(dt_box, gt_box, gt_crowd, d0, nd, q0, ng, out):
+    """pycocotools' bbIou: ``out[i, j]`` = IoU of detection d0+i and ground truth q0+j (xywh); with a crowd
+    ground truth the intersection over the detection's area."""
     for j in range(ng):
         gx, gy, gw, gh = gt_box[q0 + j, 0], gt_box[q0 + j, 1], gt_box[q0 + j, 2], gt_box[q0 + j, 3]
         ga = gw * gh
@@ -51,10 +55,10 @@ def _box_ious(dt_box, gt_box, d0, nd, q0, ng, out):
             if h <= 0:
                 continue
             inter = w * h
-            out[i, j] = inter / (da + ga - inter)
+            out[i, j] = inter / da if gt_crowd[q0 + j] else inter / (da + ga - inter)
 
 
-def _match(g_dt, g_gt, dt_box, dt_area, dt_nel, gt_box, gt_area, gt_ign, iou_flat, iou_off, use_boxes,
+def _match(g_dt, g_gt, dt_box, dt_area, dt_nel, gt_box, gt_area, gt_ign, gt_crowd, iou_flat, iou_off, use_boxes,
            thrs, area_lo, area_hi, tp, fp):
     """Fill ``tp`` / ``fp`` ``[N, A]`` (uint16 bit masks over thresholds) for every group.
 
@@ -74,7 +78,7 @@ def _match(g_dt, g_gt, dt_box, dt_area, dt_nel, gt_box, gt_area, gt_ign, iou_fla
             if use_boxes:
                 if buf.shape[0] < nd or buf.shape[1] < ng:
                     buf = np.zeros((max(nd, buf.shape[0]), max(ng, buf.shape[1])), np.float64)
-                _box_ious(dt_box, gt_box, d0, nd, q0, ng, buf)
+                _box_ious(dt_box, gt_box, gt_crowd, d0, nd, q0, ng, buf)
                 ious = buf
             else:
                 ious = iou_flat[iou_off[g]:iou_off[g] + nd * ng].reshape((nd, ng))
@@ -88,7 +92,7 @@ def _match(g_dt, g_gt, dt_box, dt_area, dt_nel, gt_box, gt_area, gt_ign, iou_fla
             k = 0
             for j in range(ng):
                 ar = gt_area[q0 + j]
-                gig[j] = gt_ign[q0 + j] or ar < lo or ar > hi
+                gig[j] = gt_ign[q0 + j] or gt_crowd[q0 + j] or ar < lo or ar > hi
                 if not gig[j]:
                     order[k] = j
                     k += 1
@@ -106,7 +110,7 @@ def _match(g_dt, g_gt, dt_box, dt_area, dt_nel, gt_box, gt_area, gt_ign, iou_fla
                     m = -1
                     for jj in range(ng):
                         j = order[jj]
-                        if taken[j]:
+                        if taken[j] and not gt_crowd[q0 + j]:
                             continue
                         if m > -1 and not gig[m] and gig[j]:
                             break
@@ -131,9 +135,11 @@ if numba is not None:
 
 
 def match_groups(g_dt: np.ndarray, g_gt: np.ndarray, dt_box: np.ndarray, dt_area: np.ndarray, dt_nel: np.ndarray,
-                 gt_box: np.ndarray, gt_area: np.ndarray, gt_ign: np.ndarray, iou_flat=None, iou_off=None):
+                 gt_box: np.ndarray, gt_area: np.ndarray, gt_ign: np.ndarray, iou_flat=None, iou_off=None,
+                 gt_crowd=None):
     """``(tp, fp)``: ``[N, A]`` uint16 bit masks (bit t: IoU threshold ``IOU_THRS[t]``) for the ``N`` detections
-    of the groups. Without ``iou_flat`` the IoUs are computed from the boxes."""
+    of the groups. Without ``iou_flat`` the IoUs are computed from the boxes; ``gt_crowd`` (default none) marks
+    crowd regions."""
     if numba is None:
         raise EnvironmentProblem("numba is not installed: the streaming evaluator needs it",
                                  "run make setup (or pip install numba), or pass --evaluator lvis")
@@ -141,13 +147,15 @@ def match_groups(g_dt: np.ndarray, g_gt: np.ndarray, dt_box: np.ndarray, dt_area
     tp = np.zeros((n, AREA_RNGS.shape[0]), np.uint16)
     fp = np.zeros_like(tp)
     use_boxes = iou_flat is None
+    if gt_crowd is None:
+        gt_crowd = np.zeros(gt_area.shape[0], np.bool_)
     if use_boxes:
         iou_flat, iou_off = np.zeros(0, np.float64), np.zeros(g_dt.shape[0], np.int64)
     _match(np.ascontiguousarray(g_dt, np.int64), np.ascontiguousarray(g_gt, np.int64),
            np.ascontiguousarray(dt_box, np.float64), np.ascontiguousarray(dt_area, np.float64),
            np.ascontiguousarray(dt_nel, np.bool_), np.ascontiguousarray(gt_box, np.float64),
            np.ascontiguousarray(gt_area, np.float64), np.ascontiguousarray(gt_ign, np.bool_),
-           np.ascontiguousarray(iou_flat, np.float64), np.ascontiguousarray(iou_off, np.int64), use_boxes,
+           np.ascontiguousarray(gt_crowd, np.bool_), np.ascontiguousarray(iou_flat, np.float64), np.ascontiguousarray(iou_off, np.int64), use_boxes,
            IOU_THRS, AREA_RNGS[:, 0].copy(), AREA_RNGS[:, 1].copy(), tp, fp)
     return tp, fp
 

@@ -15,6 +15,7 @@ import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.engine.checkpoints import read_checkpoint
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.data.checks import check_config_data
+from loce_cli.engine.evaluation.annotation_rules import check_rules
 from loce_cli.engine.evaluation.backends import DEFAULT_EVALUATOR
 from loce_cli.engine.evaluation.checks import check_max_dets, check_usage
 from loce_cli.engine.evaluation.metrics import METRICS, EvalReport, read_report, write_report
@@ -74,6 +75,7 @@ def _validate_eval(req: EvalRequest):
     ann_file = Path(cfg.data.test.ann_file)
     if not ann_file.is_file():
         raise DataError(f"test annotations {ann_file} do not exist", "set --cfg-options data.test.ann_file=...")
+    check_rules(ann_file, req.evaluator)  # refusals before inference (the warnings come with the evaluation)
     return cfg
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 from loce_cli import compat
 from loce_cli.engine.data.identity import annotation_sha256
+from loce_cli.engine.evaluation.annotation_rules import check_rules
 from loce_cli.engine.evaluation.backends import DEFAULT_EVALUATOR, make_evaluator
 from loce_cli.engine.evaluation.checks import check_max_dets, check_usage
 from loce_cli.engine.evaluation.metrics import METRICS, EvalReport, ProtocolResult, write_report
@@ -42,13 +43,15 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
     chosen = make_protocols(protocols, max_dets, dets_per_class)
     backend = make_evaluator(evaluator, workers, say)
     results_file, ann_file = Path(results_file), Path(ann_file)
+    rule_warnings = check_rules(ann_file, evaluator)  # a plain COCO file, crowd regions under the lvis API
     with gc_paused():  # millions of acyclic objects (results, the APIs' indexes): no cyclic-GC rescans
         start = time.perf_counter()
         outcome = backend.evaluate(results_file, ann_file, metrics, max_dets, chosen)
         report = EvalReport(str(ann_file), str(results_file), backend.name, max_dets, split,
                             outcome.results.get("standard", {}), time.perf_counter() - start,
                             protocols={p.name: ProtocolResult(p.name, p.per_class, outcome.results[p.name])
-                                       for p in chosen if p.name != "standard"}, warnings=outcome.warnings)
+                                       for p in chosen if p.name != "standard"},
+                            warnings=rule_warnings + outcome.warnings)
     report.annotation_sha256 = annotation_sha256(ann_file)
     return report
 

@@ -81,10 +81,10 @@ def _chunk(bounds: Tuple[int, int]) -> Tuple[int, np.ndarray, np.ndarray]:
     gt = job.gt
     if job.metric == "bbox":
         return (lo, *match_groups(g_dt, g_gt, job.box[lo:hi], job.area[lo:hi], job.nel[lo:hi], gt.ann_box,
-                                  gt.ann_area, gt.ann_ignore))
+                                  gt.ann_area, gt.ann_ignore, gt_crowd=gt.ann_crowd))
     iou_flat, iou_off = _mask_ious(job, lo, g_dt, g_gt)
     return (lo, *match_groups(g_dt, g_gt, np.zeros((hi - lo, 4)), job.area[lo:hi], job.nel[lo:hi], gt.ann_box,
-                              gt.ann_area, gt.ann_ignore, iou_flat, iou_off))
+                              gt.ann_area, gt.ann_ignore, iou_flat, iou_off, gt.ann_crowd))
 
 
 def _mask_ious(job: _Job, lo: int, g_dt: np.ndarray, g_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,8 @@ def _mask_ious(job: _Job, lo: int, g_dt: np.ndarray, g_gt: np.ndarray) -> Tuple[
         dt_rles = [{"size": size, "counts": c} for c in counts[at:at + nd[g]]]
         at += nd[g]
         gt_rles = [{"size": size, "counts": gt.ann_rle[j]} for j in range(g_gt[g, 0], g_gt[g, 1])]
-        ious = np.asarray(mask_utils.iou(dt_rles, gt_rles, [0] * ng[g]), dtype=np.float64)
+        crowd = [int(c) for c in gt.ann_crowd[g_gt[g, 0]:g_gt[g, 1]]]
+        ious = np.asarray(mask_utils.iou(dt_rles, gt_rles, crowd), dtype=np.float64)
         flat[iou_off[g]:iou_off[g] + sizes[g]] = ious.reshape(-1)
     return flat, iou_off
 

@@ -63,14 +63,18 @@ class ParsedFile:
 
 def validate_annotation_file(path: Path, role: str = "other", expected_version: Optional[str] = None,
                              image_root: Optional[Path] = None, check_images: str = "none",
-                             sample: int = SAMPLE_IMAGES, seed: int = 0) -> Tuple[FileReport, Optional[ParsedFile]]:
-    """Validate one LVIS-format annotation file; the report lists problems by kind (nothing raised for them)."""
+                             sample: int = SAMPLE_IMAGES, seed: int = 0,
+                             parsed_already: Optional[Tuple[Any, int, str]] = None
+                             ) -> Tuple[FileReport, Optional[ParsedFile]]:
+    """Validate one LVIS-format annotation file; the report lists problems by kind (nothing raised for them).
+    ``parsed_already``: (the file's parsed content, its size, its sha256) from a caller that has just written it
+    (``loce data import``), so it is not parsed again."""
     path = Path(path)
     start = time.perf_counter()
     problems = Problems()
     report = FileReport(path=str(path), role=role)
     with gc_paused():
-        data, report.size, report.sha256 = read_json_file(path, problems)
+        data, report.size, report.sha256 = parsed_already or read_json_file(path, problems)
         parsed = None
         if data is not None:
             parsed = _validate_data(data, path, role, expected_version, image_root, check_images, sample, seed,
@@ -102,7 +106,8 @@ def _validate_data(data: Any, path: Path, role: str, expected_version: Optional[
         problems.add("no-annotations", f"{name}: 'annotations' is []")
         return None
     found = _check_annotations(anns, img, categories, problems)
-    image_count, instance_count = _class_counts(found, img, categories, problems)
+    crowd = _crowd_column(anns)
+    image_count, instance_count = _class_counts(found, img, categories, problems, crowd)
     image_dirs = sorted({p.split("/", 1)[0] for p in img.relpaths if p and "/" in p})
     if image_root is not None:
         check_image_files(image_root, images, img.relpaths, img.widths, img.heights, img.ids, image_dirs,
@@ -249,6 +254,17 @@ def _check_annotations(anns: list, img: _Images, categories: _Categories, proble
     return _Found(img_found, cat_found, img_row, cpos)
 
 
+def _crowd_column(anns: list) -> np.ndarray:
+    """[M] bool: the annotations marked ``iscrowd`` (COCO data; none in LVIS)."""
+    try:
+        flags = [a.get("iscrowd") for a in anns]
+    except AttributeError:
+        flags = [a.get("iscrowd") if type(a) is dict else None for a in anns]
+    if not any(flags):
+        return np.zeros(len(anns), np.bool_)
+    return np.fromiter((bool(f) for f in flags), np.bool_, len(flags))
+
+
 def _report_missing(problems: Problems, kind: str, bad: np.ndarray, describe) -> None:
     """The first examples of ``bad`` annotations one by one, then their count."""
     for k in np.flatnonzero(bad)[:EXAMPLES]:
@@ -258,10 +274,11 @@ def _report_missing(problems: Problems, kind: str, bad: np.ndarray, describe) ->
         problems.add(kind, None, n)
 
 
-def _class_counts(found: _Found, img: _Images, categories: _Categories,
-                  problems: Problems) -> Tuple[np.ndarray, np.ndarray]:
-    """Training images and instances per class (label order = the categories list's order, as the dataset uses)."""
-    valid = found.img & found.cat
+def _class_counts(found: _Found, img: _Images, categories: _Categories, problems: Problems,
+                  crowd: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Training images and instances per class (label order = the categories list's order, as the dataset uses);
+    crowd regions (``iscrowd``, COCO data) are ignored regions, not instances."""
+    valid = found.img & found.cat & ~crowd
     label_of_sorted = np.array([categories.index[int(c)] for c in categories.sorted_ids], dtype=np.int64)
     labels = label_of_sorted[found.cat_pos[valid]]
     rows = found.img_row[valid]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from loce_cli.core.frequency import GROUPS, frequency_group
+from loce_cli.core.frequency import COMMON_MAX_IMAGES, GROUPS, RARE_MAX_IMAGES, frequency_group
 from loce_cli.engine.data.prep.annotations import SAMPLE_IMAGES, ParsedFile, validate_annotation_file
 from loce_cli.engine.data.prep.formats import FILE_NAMES, META_NAME, OFFICIAL, VERSIONS
 from loce_cli.engine.data.prep.images import CHECK_IMAGES
@@ -71,8 +71,11 @@ def layout_help(root: Path, version: Optional[str]) -> str:
 
 
 def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample", sample: int = SAMPLE_IMAGES,
-                 seed: int = 0, write: bool = True, _subset: Optional[dict] = None) -> PrepResult:
-    """Validate the LVIS-format dataset under ``root`` and, if it has no errors, write ``loce_meta.json``."""
+                 seed: int = 0, write: bool = True, _subset: Optional[dict] = None,
+                 cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES),
+                 parsed_already: Optional[Dict[str, tuple]] = None) -> PrepResult:
+    """Validate the LVIS-format dataset under ``root``; with no errors, write ``loce_meta.json``. ``cutoffs``: most
+    training images of a rare / common class; ``parsed_already``: {name: (content, size, sha256)} just written."""
     start = time.perf_counter()
     root = Path(root)
     if version not in VERSIONS + ("auto",):
@@ -99,7 +102,8 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
     reports: List[FileReport] = []
     parsed: Dict[str, ParsedFile] = {}
     for role, path in files.items():
-        rep, p = validate_annotation_file(path, role, expected or found_version, root, check_images, sample, seed)
+        rep, p = validate_annotation_file(path, role, expected or found_version, root, check_images, sample, seed,
+                                          (parsed_already or {}).pop(path.name, None))
         reports.append(rep)
         if p is not None:
             parsed[role] = p
@@ -125,7 +129,7 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
                                               f"{_first_difference(p, ref)}")
     groups = {g: sum(1 for f in ref.frequency if f == g) for g in GROUPS}
     if "train" in parsed and _subset is None:
-        derived = [frequency_group(int(n)) for n in parsed["train"].image_count]
+        derived = [frequency_group(int(n), *cutoffs) for n in parsed["train"].image_count]
         diff = [i for i, (a, b) in enumerate(zip(derived, ref.frequency)) if a != b]
         if diff:
             i = diff[0]
