@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,16 +55,56 @@ def tiny_train_options(data: Path, epochs: int = 1) -> list:
             "data.samples_per_gpu=4", "data.workers_per_gpu=0", "lr_config.warmup_iters=5", "log_config.interval=5"]
 
 
+@dataclass(frozen=True)
+class TinyRun:
+    """A training run of the session: its work dir, ``TrainResult``, the config it was given and its options."""
+
+    work: Path
+    result: object
+    config: Path
+    options: list
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.result.checkpoint)
+
+
+SYNTH = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
+BASE_NAME = "synthetic/mask_rcnn_r18_fpn_normed_synth"
+
+
 @pytest.fixture(scope="session")
-def tiny_base_model(tiny_dataset, tmp_path_factory):
-    """``(config, checkpoint, cfg_options)`` of a base model trained on ``tiny_dataset`` (2 epochs, 20 iterations),
-    once per session, for the tests that need real detections (loce predict). Treat as read-only."""
+def tiny_base_run(tiny_dataset, tmp_path_factory) -> TinyRun:
+    """The session's one base training on ``tiny_dataset``: 2 epochs of 10 iterations, started by the config's
+    shipped name (tests/engine/test_config_names.py checks the run it leaves), with ``--tensorboard``, and with
+    ``evaluation.interval=1`` under ``--no-validate`` (test_train checks that nothing was evaluated). Its
+    ``epoch_1.pth`` is the base of the fine-tune tests, its ``epoch_2.pth`` the model of the tests that need real
+    detections. Read-only: a test that writes into a run copies it to its own ``tmp_path``."""
     from loce_cli.engine.training.run import TrainRequest, train
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "mask_rcnn_r18_fpn_normed_synth.py"
     work = tmp_path_factory.mktemp("tiny_base")
-    options = tiny_train_options(tiny_dataset, epochs=2)
-    # trained by the config's shipped name (tests/engine/test_config_names.py checks the run it leaves)
-    result = train(TrainRequest(config="synthetic/mask_rcnn_r18_fpn_normed_synth", work_dir=str(work),
-                                cfg_options=options))
-    return config, Path(result.checkpoint), options
+    options = tiny_train_options(tiny_dataset, epochs=2) + ["evaluation.interval=1"]
+    result = train(TrainRequest(config=BASE_NAME, work_dir=str(work), cfg_options=options, no_validate=True,
+                                tensorboard=True))
+    return TinyRun(work, result, SYNTH / "mask_rcnn_r18_fpn_normed_synth.py", options)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tiny_base_run, tiny_dataset):
+    """``(config, checkpoint, cfg_options)`` of the session's base model (``tiny_base_run``'s last epoch), for
+    the tests that need real detections (loce predict, eval). Treat as read-only."""
+    return tiny_base_run.config, tiny_base_run.checkpoint, tiny_train_options(tiny_dataset, epochs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_loce_run(tiny_base_run, tiny_dataset, tmp_path_factory) -> TinyRun:
+    """The session's one LOCE fine-tune: 1 epoch from ``tiny_base_model``'s checkpoint, with
+    ``tiny_train_options(epochs=1)``. Read-only (copy it to resume it)."""
+    from loce_cli.engine.training.run import TrainRequest, train
+
+    config = SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py"
+    work = tmp_path_factory.mktemp("tiny_loce")
+    options = tiny_train_options(tiny_dataset, epochs=1)
+    result = train(TrainRequest(config=str(config), stage="finetune", work_dir=str(work),
+                                base_checkpoint=str(tiny_base_run.checkpoint), cfg_options=options))
+    return TinyRun(work, result, config, options)

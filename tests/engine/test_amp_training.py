@@ -29,7 +29,8 @@ def _assert_same(a_path, b_path):
 
 
 @pytest.mark.slow
-def test_bf16_finetune_flag_equals_config_key_and_resume_is_bit_exact(tiny_base_model, tiny_dataset, tmp_path):
+def test_bf16_finetune_flag_equals_config_key_and_resume_is_bit_exact(tiny_base_model, tiny_loce_run, tiny_dataset,
+                                                                       tmp_path):
     from tests.conftest import tiny_train_options
 
     _config, base_ckpt, _ = tiny_base_model
@@ -53,9 +54,10 @@ def test_bf16_finetune_flag_equals_config_key_and_resume_is_bit_exact(tiny_base_
     losses = [json.loads(line) for log in flag.glob("*.log.json") for line in log.read_text().splitlines()[1:]]
     losses = [r["loss"] for r in losses if "loss" in r]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
-    # bf16 really ran: the weights differ from an fp32 run's after one epoch
-    fp32 = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path / "fp32"),
-                              base_checkpoint=str(base_ckpt), cfg_options=tiny_train_options(tiny_dataset, epochs=1)))
+    # bf16 really ran: the weights differ from an fp32 run's after one epoch (the session's LOCE fine-tune: the
+    # same base checkpoint and options, without amp)
+    fp32 = tiny_loce_run.result
+    assert tiny_loce_run.options == tiny_train_options(tiny_dataset, epochs=1)
     a, b = _state(fp32.checkpoint)["state_dict"], _state(flag / "epoch_1.pth")["state_dict"]
     assert not torch.equal(a["roi_head.bbox_head.fc_cls.weight"], b["roi_head.bbox_head.fc_cls.weight"])
     assert "amp" not in _state(fp32.checkpoint)["meta"]

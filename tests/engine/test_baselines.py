@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loce_cli.engine.training.run import TrainRequest, train
-from tests.engine.test_train import BASE, LOCE, ROOT, opts
+from tests.engine.test_train import LOCE, ROOT, opts
 
 SYNTH = ROOT / "configs" / "synthetic"
 BASELINES = ["seesaw", "eqlv2", "federated", "crt"]
@@ -30,20 +30,37 @@ def _state(path):
     return torch.load(str(path), map_location="cpu", weights_only=True)["state_dict"]
 
 
+EPOCHS = {"crt": 2}  # cRT's run also shows its class-first order changing from one epoch to the next
+CRT_DRAWN: list = []  # the orders cRT's class-aware sampler drew in its run, one per epoch
+
+
 @pytest.fixture(scope="module")
-def base_ckpt(tiny_dataset, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("baseline_base")
-    train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset)))
-    return work / "epoch_1.pth"
+def base_ckpt(tiny_base_run) -> Path:
+    """The first epoch of the session's base run (tests/conftest.py)."""
+    return tiny_base_run.work / "epoch_1.pth"
 
 
 @pytest.fixture(scope="module")
 def finetuned(base_ckpt, tiny_dataset, tmp_path_factory):
+    """Each baseline fine-tuned from ``base_ckpt`` in one process (1 epoch; cRT 2, its sampler's orders recorded)."""
+    from loce_cli.core import sampling
+
+    real = sampling.class_aware_indices
+
+    def recording(image_class_ids, total, seed):
+        out = real(image_class_ids, total, seed)
+        CRT_DRAWN.append([image_class_ids[i] for i in out])
+        return out
+
     runs = {}
     for name in BASELINES:
         work = tmp_path_factory.mktemp(f"ft_{name}")
-        result = train(TrainRequest(config=str(config(name)), stage="finetune", work_dir=str(work),
-                                    base_checkpoint=str(base_ckpt), cfg_options=baseline_opts(tiny_dataset, name)))
+        with pytest.MonkeyPatch.context() as patch:
+            if name == "crt":
+                patch.setattr(sampling, "class_aware_indices", recording)
+            result = train(TrainRequest(config=str(config(name)), stage="finetune", work_dir=str(work),
+                                        base_checkpoint=str(base_ckpt),
+                                        cfg_options=baseline_opts(tiny_dataset, name, epochs=EPOCHS.get(name, 1))))
         runs[name] = (work, result)
     return runs
 
@@ -61,7 +78,7 @@ def _train_image_counts(data: Path, num_classes: int):
 @pytest.mark.parametrize("name", BASELINES)
 def test_baseline_finetune_trains_only_the_fine_tune_parts(finetuned, base_ckpt, name):
     work, result = finetuned[name]
-    assert result.iterations == 10
+    assert result.epochs == EPOCHS.get(name, 1) and result.iterations == 10 * result.epochs
     state, base = _state(result.checkpoint), _state(base_ckpt)
     assert torch.equal(state["backbone.conv1.weight"], base["backbone.conv1.weight"])
     assert torch.equal(state["roi_head.bbox_head.shared_fcs.0.weight"], base["roi_head.bbox_head.shared_fcs.0.weight"])
@@ -85,21 +102,11 @@ def test_each_baseline_keeps_its_own_state_in_the_checkpoint(finetuned, tiny_dat
 
 
 @pytest.mark.slow
-def test_crt_fine_tune_draws_its_images_class_first(base_ckpt, tiny_dataset, tmp_path, monkeypatch):
-    """The cRT config's training loader goes through the class-aware sampler: every class drawn equally often."""
-    from loce_cli.core import sampling
-
-    drawn = []
-    real = sampling.class_aware_indices
-
-    def recording(image_class_ids, total, seed):
-        out = real(image_class_ids, total, seed)
-        drawn.append([image_class_ids[i] for i in out])
-        return out
-
-    monkeypatch.setattr(sampling, "class_aware_indices", recording)
-    train(TrainRequest(config=str(config("crt")), stage="finetune", work_dir=str(tmp_path),
-                       base_checkpoint=str(base_ckpt), cfg_options=baseline_opts(tiny_dataset, "crt", epochs=2)))
+def test_crt_fine_tune_draws_its_images_class_first(finetuned, tiny_dataset):
+    """The cRT config's training loader goes through the class-aware sampler: every class drawn equally often
+    (the orders of the 2-epoch cRT run of ``finetuned``)."""
+    drawn = CRT_DRAWN
+    assert finetuned["crt"][1].epochs == 2
     assert len(drawn) == 2 and len(drawn[0]) == 40  # one order per epoch (reseeded), the dataset's size
     assert drawn[0] != drawn[1]
     classes = sorted({c for labels in drawn[0] for c in labels})
@@ -182,17 +189,15 @@ def test_baseline_configs_share_loces_fine_tune_schedule_and_trainable_parts():
 
 
 @pytest.mark.slow
-def test_eqlv2_fine_tune_in_two_cpu_processes(base_ckpt, tiny_dataset, tmp_path):
+def test_eqlv2_fine_tune_in_two_cpu_processes(finetuned, base_ckpt, tiny_dataset, tmp_path):
     """Real torch DDP over gloo: the statistics' all-reduce runs on both ranks every step (a rank that skipped it
     would hang the run), and the checkpoint holds statistics of both ranks' images."""
     from loce_cli.engine.training.run import LaunchOptions
 
-    one = tmp_path / "one"
+    one = finetuned["eqlv2"][0]
     two = tmp_path / "two"
     extra = ["data.samples_per_gpu=2"]
-    # one process with 4 images per step: the same 10 steps of 4 images as 2 processes x 2
-    train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(one), base_checkpoint=str(base_ckpt),
-                       cfg_options=baseline_opts(tiny_dataset, "eqlv2")))
+    # one process with 4 images per step (finetuned's eqlv2 run): the same 10 steps of 4 images as 2 processes x 2
     result = train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(two),
                                 base_checkpoint=str(base_ckpt),
                                 cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra,

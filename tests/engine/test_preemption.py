@@ -127,10 +127,9 @@ def assert_same_run(a_path: Path, b_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_ckpt(tiny_dataset, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("base")
-    train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset, epochs=1)))
-    return work / "epoch_1.pth"
+def base_ckpt(tiny_base_run) -> Path:
+    """The first epoch of the session's base run (tests/conftest.py), the fine-tunes' base."""
+    return tiny_base_run.work / "epoch_1.pth"
 
 
 @pytest.fixture(scope="module")
@@ -326,17 +325,17 @@ def test_dataloader_workers_do_not_outlive_their_run(how, tiny_dataset, tmp_path
     assert not any(alive(w) for w in workers), (how, [w for w in workers if alive(w)])
 
 
-def test_resume_continues_the_run_as_it_was_started(base_ckpt, tiny_dataset, tmp_path):
-    """The base run was started with runner.max_epochs=1 (the config says 6): a plain --resume finds it finished
-    and trains nothing; a changed option is refused; runner.max_epochs may change, with a warning."""
+def test_resume_continues_the_run_as_it_was_started(tiny_base_run):
+    """The session's base run was started with runner.max_epochs=2 (the config says 6): a plain --resume finds it
+    finished and trains nothing; a changed option is refused; runner.max_epochs may change, with a warning."""
     from loce_cli.engine.training.resume import plan_resume
     from loce_cli.errors import LoceUsageError
 
-    work = base_ckpt.parent
+    work = tiny_base_run.work
     before = sorted(p.name for p in work.iterdir())
-    plain = [o for o in opts(tiny_dataset, epochs=1) if not o.startswith("runner.max_epochs")]
+    plain = [o for o in tiny_base_run.options if not o.startswith("runner.max_epochs")]  # as the run was started
     result = train(TrainRequest(config=str(BASE), work_dir=str(work), resume="auto", cfg_options=plain))
-    assert result.epochs == 1 and result.iterations == 10 and "is finished (1 epochs, 10 iterations" in result.note
+    assert result.epochs == 2 and result.iterations == 20 and "is finished (2 epochs, 20 iterations" in result.note
     assert sorted(p.name for p in work.iterdir()) == before  # nothing trained, nothing written
     with pytest.raises(LoceUsageError, match=r"optimizer.lr=0.5 differs from the run's 0.02") as info:
         train(TrainRequest(config=str(BASE), work_dir=str(work), resume="auto",
@@ -345,13 +344,13 @@ def test_resume_continues_the_run_as_it_was_started(base_ckpt, tiny_dataset, tmp
     plan = plan_resume(TrainRequest(config=str(BASE), work_dir=str(work), resume="auto",
                                     cfg_options=plain + ["runner.max_epochs=3"]), work)
     assert plan.max_epochs == 3 and not plan.finished
-    assert plan.warnings == ["--cfg-options runner.max_epochs=3 changes the run's 1 (applied on resume)"]
+    assert plan.warnings == ["--cfg-options runner.max_epochs=3 changes the run's 2 (applied on resume)"]
     with pytest.raises(LoceUsageError, match="is a base run; it cannot be resumed as finetune"):
         plan_resume(TrainRequest(config=str(LOCE), stage="finetune", resume="auto", cfg_options=plain), work)
     assert sorted(p.name for p in work.iterdir()) == before
 
 
-def test_resume_flags_on_the_command_line(base_ckpt, tmp_path):
+def test_resume_flags_on_the_command_line(base_ckpt, tiny_base_run, tmp_path):
     from typer.testing import CliRunner
 
     from loce_cli.cli import app
@@ -362,8 +361,8 @@ def test_resume_flags_on_the_command_line(base_ckpt, tmp_path):
     assert res.exit_code == 2 and "--resume and --resume-from exclude each other" in res.output
     # --resume-from auto: a fresh start where there is nothing to resume (a requeued job's first run)
     assert plan_resume(TrainRequest(config=str(BASE), resume=IF_ANY), tmp_path / "empty") is None
-    assert plan_resume(TrainRequest(config=str(BASE), resume=IF_ANY), base_ckpt.parent).checkpoint == \
-        str(base_ckpt)
+    assert plan_resume(TrainRequest(config=str(BASE), resume=IF_ANY), tiny_base_run.work).checkpoint == \
+        str(tiny_base_run.checkpoint)  # its newest
 
 
 def _rank_pids(launcher_pid: int) -> dict:

@@ -28,37 +28,36 @@ def _state(path):
 
 
 @pytest.fixture(scope="module")
-def base_run(tiny_dataset, tmp_path_factory):
-    work = tmp_path_factory.mktemp("base")
-    result = train(TrainRequest(config=str(BASE), work_dir=str(work), cfg_options=opts(tiny_dataset),
-                                tensorboard=True))
-    return work, result
+def base_run(tiny_base_run):
+    """The session's base run (tests/conftest.py: 2 epochs, --tensorboard); its epoch_1.pth is the fine-tunes' base."""
+    return tiny_base_run.work, tiny_base_run.result
 
 
 def test_base_training_writes_checkpoint_with_meta(base_run, tiny_dataset):
     work, result = base_run
-    assert result.epochs == 1 and result.iterations == 10 and result.world_size == 1
-    ckpt = _state(work / "epoch_1.pth")
+    assert result.epochs == 2 and result.iterations == 20 and result.world_size == 1
+    ckpt = _state(work / "epoch_2.pth")
     meta = ckpt["meta"]
     cats = json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())["categories"]
     assert meta["CLASSES"] == tuple(c["name"] for c in cats)
     assert meta["class_frequency"] == tuple(c["frequency"] for c in cats)
     assert meta["class_instance_count"] == tuple(c["instance_count"] for c in cats)
     assert "LoceMaskRCNN" in meta["config"] and meta["mmdet_version"].startswith("2.")
-    assert "optimizer" in ckpt and (work / "latest.pth").resolve() == (work / "epoch_1.pth").resolve()
+    assert "optimizer" in ckpt and (work / "latest.pth").resolve() == (work / "epoch_2.pth").resolve()
+    assert _state(work / "epoch_1.pth")["meta"]["CLASSES"] == meta["CLASSES"]
     assert not [p for p in work.iterdir() if p.name.endswith(".tmp")]
     assert list(work.glob("*.log.json"))  # plain JSON-lines log
     events = list((work / "tf_logs").glob("events.out.tfevents.*"))  # --tensorboard
     assert events and events[0].stat().st_size > 100
 
 
-def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_path):
-    base_work, _ = base_run
-    result = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(tmp_path),
-                                base_checkpoint=str(base_work / "epoch_1.pth"), cfg_options=opts(tiny_dataset)))
+def test_finetune_fills_memory_freezes_and_trains(tiny_loce_run, tiny_base_run):
+    """The session's LOCE fine-tune (tests/conftest.py: 1 epoch from the base run's last checkpoint)."""
+    result = tiny_loce_run.result
+    assert result.epochs == 1 and result.iterations == 10
     assert result.memory_init and result.memory_init["images"] > 0
     state = _state(Path(result.checkpoint))["state_dict"]
-    base_state = _state(base_work / "epoch_1.pth")["state_dict"]
+    base_state = _state(tiny_base_run.checkpoint)["state_dict"]
     assert int(state["roi_head.memory.counts"].sum()) > 0
     scores = state["roi_head.bbox_head.score_tracker.scores"]
     assert not torch.allclose(scores[:-1], torch.full_like(scores[:-1], 0.01))
@@ -75,16 +74,20 @@ def test_finetune_fills_memory_freezes_and_trains(base_run, tiny_dataset, tmp_pa
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly(base_run, tiny_dataset, tmp_path):
-    base_ckpt = str(base_run[0] / "epoch_1.pth")
+def test_resume_continues_exactly(tiny_loce_run, tiny_base_run, tiny_dataset, tmp_path):
+    """2 epochs straight against the session's 1-epoch fine-tune (copied: the copy is resumed) resumed to 2."""
+    import shutil
+
+    from tests.conftest import tiny_train_options
+
+    base_ckpt = str(tiny_base_run.checkpoint)  # the fine-tune's base
     straight = tmp_path / "straight"
     split = tmp_path / "split"
     train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(straight), base_checkpoint=base_ckpt,
-                       cfg_options=opts(tiny_dataset, epochs=2)))
-    train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(split), base_checkpoint=base_ckpt,
-                       cfg_options=opts(tiny_dataset, epochs=1)))
+                       cfg_options=tiny_train_options(tiny_dataset, epochs=2)))
+    shutil.copytree(tiny_loce_run.work, split, symlinks=True)  # the 1-epoch run (tiny_train_options(epochs=1))
     resumed = train(TrainRequest(config=str(LOCE), stage="finetune", work_dir=str(split), base_checkpoint=base_ckpt,
-                                 resume="auto", cfg_options=opts(tiny_dataset, epochs=2)))
+                                 resume="auto", cfg_options=tiny_train_options(tiny_dataset, epochs=2)))
     assert resumed.memory_init is None  # memory restored, initialisation skipped
     a = _state(straight / "epoch_2.pth")["state_dict"]
     b = _state(split / "epoch_2.pth")["state_dict"]
@@ -132,11 +135,13 @@ def test_evaluation_during_training_equals_loce_eval(tiny_dataset, tmp_path):
     assert not list(work.glob("eval_epoch_*"))
 
 
-def test_no_validate_skips_the_evaluation(tiny_dataset, tmp_path):
-    options = opts(tiny_dataset, extra=_test_opts(tiny_dataset) + ["evaluation.interval=1"])
-    result = train(TrainRequest(config=str(BASE), work_dir=str(tmp_path), cfg_options=options, no_validate=True))
-    assert result.epochs == 1 and result.evaluations is None
-    assert (tmp_path / "epoch_1.pth").is_file() and not list(tmp_path.glob("eval_epoch_*"))
+def test_no_validate_skips_the_evaluation(tiny_base_run):
+    """The session's base run was trained with evaluation.interval=1 (and a test set) under --no-validate."""
+    work, result = tiny_base_run.work, tiny_base_run.result
+    assert "evaluation.interval=1" in tiny_base_run.options and "data.test.ann_file" in " ".join(tiny_base_run.options)
+    assert result.epochs == 2 and result.evaluations is None
+    assert (work / "epoch_1.pth").is_file() and (work / "epoch_2.pth").is_file()
+    assert not list(work.glob("eval_epoch_*"))
 
 
 def test_evaluation_settings_are_checked_before_training(tiny_dataset, tmp_path):
