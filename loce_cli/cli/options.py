@@ -55,6 +55,9 @@ def check_plot_path(plot) -> None:
 CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override config keys: KEY=VALUE ... (mmdet's form, or the "
                                                         "option repeated); each key must exist and the value have "
                                                         "its type, e.g. runner.max_epochs=2 optimizer.lr=0.01.")
+DATA_DIR = typer.Option(None, "--data", help="Dataset folder (made by loce data synth / import, or prepared by loce "
+                                             "data prep): sets the config's annotation files, image folder and "
+                                             "class count from it, instead of --cfg-options.")
 
 # processes, GPUs and nodes (loce train base, loce finetune, loce eval)
 GPUS = typer.Option(0, "--gpus", min=0, help="GPUs on this node (torchrun, NCCL).")
