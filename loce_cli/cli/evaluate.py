@@ -12,7 +12,7 @@ import typer
 from loce_cli.cli.failures import fail
 from loce_cli.cli.options import (CFG_OPTIONS, DATA_DIR, DEVICE, GPUS, JSON_OUTPUT, LAUNCHER, MASTER_ADDR,
                                   MASTER_PORT, METRIC, NNODES, NODE_RANK, NPROC, PROTOCOLS, Amp, Evaluator, Launcher,
-                                  Split, shown)
+                                  Split, data_cfg_options, shown)
 from loce_cli.cli.render import err, inference_progress, out, print_json, say, table, warn
 
 CONFIG = typer.Argument(None, help="mmdet config file or shipped name (with CHECKPOINT).")
@@ -86,12 +86,11 @@ def _model_request(config, checkpoint, out_dir, metrics, split, max_dets, cfg_op
     if config is None or checkpoint is None:
         raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
     from loce_cli.core.checkpoint_io import checkpoint_file
-    from loce_cli.engine.config import data_dir
     from loce_cli.engine.evaluation import EvalRequest
     from loce_cli.engine.runtime.launch import LaunchOptions
 
     checkpoint = checkpoint_file(checkpoint)
-    data_opts = data_dir.resolve(config, data, checkpoint, "evaluate")
+    data_opts = data_cfg_options(config, data, checkpoint, "evaluate")
     return EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics, split,
                        max_dets, data_opts + list(cfg_options or []), force, evaluator, workers, LaunchOptions(**launch),
                        protocols, dets_per_class, verbose=verbose, amp=amp)

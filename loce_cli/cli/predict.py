@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli.failures import fail
-from loce_cli.cli.options import DATA_DIR, JSON_OUTPUT, Amp
+from loce_cli.cli.options import DATA_DIR, JSON_OUTPUT, Amp, data_cfg_options
 from loce_cli.cli.render import inference_progress, out, print_json, table
 
 CONFIG = typer.Argument(..., help="mmdet config (file or shipped name) the checkpoint was trained with.")
@@ -32,10 +32,9 @@ def predict(config: Path = CONFIG, checkpoint: Path = CHECKPOINT, inputs: List[s
             amp: Optional[Amp] = AMP, data: Optional[Path] = DATA_DIR, json_out: bool = JSON_OUTPUT) -> None:
     """Detect objects in your own images: one picture per image in --out (masks, boxes, 'name score' labels,
     coloured by frequency group) and predictions.json (LVIS results format)."""
-    from loce_cli.engine.config import data_dir
     from loce_cli.engine.predict.images import PredictRequest, predict as run
 
-    data_opts = data_dir.resolve(config, data, checkpoint, "predict with")
+    data_opts = data_cfg_options(config, data, checkpoint, "predict with")
     req = PredictRequest(str(config), str(checkpoint), list(inputs), str(out_dir), score_thr, max_dets, device,
                          split, data_opts + list(cfg_options or []), force, amp=amp)
     with inference_progress(not json_out) as progress:

@@ -7,10 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli.options import (CFG_OPTIONS, CHECKPOINT_EVERY, DATA_DIR, DETERMINISTIC, DEVICE, FORCE_RESTART, GPUS,
-                                  JSON_RESULT, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NO_VALIDATE, NODE_RANK,
-                                  NPROC, REQUEUE, RESUME, RESUME_FROM, SEED, TENSORBOARD, TRAIN_AMP, TRAIN_VERBOSE,
-                                  WORK_DIR, Amp, Launcher)
+from loce_cli.cli.options import (CFG_OPTIONS, CHECKPOINT_EVERY, DATA_DIR, DETERMINISTIC, DEVICE, FORCE_RESTART,
+                                  GPUS, JSON_RESULT, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NO_VALIDATE,
+                                  NODE_RANK, NPROC, REQUEUE, RESUME, RESUME_FROM, SEED, TENSORBOARD, TRAIN_AMP,
+                                  TRAIN_VERBOSE, WORK_DIR, Amp, Launcher, data_cfg_options)
 from loce_cli.cli.render import err, out, print_json
 
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
@@ -20,7 +20,6 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
              tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, verbose=False, amp=None,
              data=None):
-    from loce_cli.engine.config import data_dir
     from loce_cli.engine.training.resume import AUTO, IF_ANY
     from loce_cli.engine.training.run import LaunchOptions, TrainRequest
     from loce_cli.errors import LoceUsageError
@@ -31,7 +30,7 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
     if data is not None and (resume or resume_from):
         raise LoceUsageError("--data and --resume exclude each other",
                              "a resumed run keeps its own data (drop --data)")
-    data_opts = data_dir.resolve(config, data, base_checkpoint, "fine-tune from")
+    data_opts = data_cfg_options(config, data, base_checkpoint, "fine-tune from")
     resume_arg = None
     if resume_from:
         resume_arg = IF_ANY if str(resume_from) == AUTO else str(resume_from)

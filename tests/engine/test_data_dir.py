@@ -37,7 +37,7 @@ def test_synth_no_masks_writes_boxes_only(box_data):
 
 
 def _loaded(config, data):
-    from loce_cli.engine.config.data_dir import data_options, read_data_dir
+    from loce_cli.engine.data.data_dir import data_options, read_data_dir
     from loce_cli.engine.config.loading import load_config
 
     opts = data_options(config, read_data_dir(data))
@@ -67,7 +67,7 @@ def test_data_points_a_shipped_config_by_name_at_the_folder(tiny_dataset, name):
 
 
 def test_data_without_annotation_files_is_refused(tmp_path):
-    from loce_cli.engine.config.data_dir import read_data_dir
+    from loce_cli.engine.data.data_dir import read_data_dir
 
     (tmp_path / "annotations").mkdir()
     with pytest.raises(DataError, match="has no train or val annotation file"):
@@ -111,7 +111,7 @@ def test_a_mask_rcnn_config_on_box_only_data_is_refused_naming_the_faster_rcnn_c
             assert "has boxes only" in r.output and named in r.output, r.output
         assert "Traceback" not in r.output
     assert not (tmp_path / "w").exists()
-    from loce_cli.engine.config.data_dir import data_options, read_data_dir
+    from loce_cli.engine.data.data_dir import data_options, read_data_dir
     from loce_cli.engine.config.loading import load_config
     from loce_cli.engine.data.box_only import check_masks_for_config
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from loce_cli.engine.checkpoints import CLS_WEIGHT, read_checkpoint, state_dict
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.data.prep import META_NAME, find_annotation_files, read_meta
 from loce_cli.errors import DataError, LoceUsageError
@@ -123,25 +122,3 @@ def data_options(config: Any, data: DataDir) -> List[str]:
     opts += [f"{key}={data.num_classes}" for key in num_classes_keys(roi)]
     return opts
 
-
-def check_checkpoint_fits(checkpoint: Path, data: DataDir, command: str) -> None:
-    """Refuse (``DataError``) a checkpoint trained for another class count than ``data`` has (``loce finetune``,
-    ``loce eval``, ``loce predict``: their heads keep the checkpoint's size)."""
-    weight = state_dict(read_checkpoint(Path(checkpoint))).get(CLS_WEIGHT)
-    if weight is None:
-        return  # not a detector of loce's kind: the command's own checks name it
-    have = int(weight.shape[0]) - 1
-    if have != data.num_classes:
-        raise DataError(f"{checkpoint} was trained for {have} classes but --data {data.root} has {data.num_classes}",
-                        f"{command} a model trained on this dataset (loce train base CONFIG --data {data.root})")
-
-
-def resolve(config: Any, data_dir: Optional[Path], checkpoint: Optional[Path] = None,
-            command: str = "use") -> List[str]:
-    """``--data``'s options for ``config`` (none without ``--data``), the checkpoint checked against the data."""
-    if data_dir is None:
-        return []
-    data = read_data_dir(Path(data_dir))
-    if checkpoint is not None and Path(checkpoint).is_file():
-        check_checkpoint_fits(Path(checkpoint), data, command)
-    return data_options(config, data)
