@@ -32,6 +32,8 @@ TAIL_EXPONENT = typer.Option(
 MAX_OBJECTS = typer.Option(6, "--max-objects", min=1, max=30, help="Most objects in one image.")
 SYNTH_SEED = typer.Option(0, "--seed", help="Random seed; the same options and seed give identical files.")
 SYNTH_FORCE = typer.Option(False, "--force", help="Replace the dataset in a non-empty --out.")
+NO_MASKS = typer.Option(False, "--no-masks", help="Box-only annotations (no segmentation), as a COCO export without "
+                        "masks: train it with a Faster R-CNN config (synthetic/faster_rcnn_r18_fpn_synth).")
 # --like fixes these (the LVIS release's); it takes --train-images, --val-images and --seed
 NOT_WITH_LIKE = ("num_classes", "image_size", "tail_exponent", "max_objects")
 
@@ -56,7 +58,7 @@ PREP_FORCE = typer.Option(False, "--force", help="With --subset: replace a non-e
 def synth(ctx: typer.Context, out_dir: Path = SYNTH_OUT, like: Optional[str] = LIKE, num_classes: int = NUM_CLASSES,
           train_images: int = TRAIN_IMAGES, val_images: int = VAL_IMAGES, image_size: int = IMAGE_SIZE,
           tail_exponent: float = TAIL_EXPONENT, max_objects: int = MAX_OBJECTS, seed: int = SYNTH_SEED,
-          force: bool = SYNTH_FORCE, json_out: bool = JSON_OUTPUT) -> None:
+          force: bool = SYNTH_FORCE, no_masks: bool = NO_MASKS, json_out: bool = JSON_OUTPUT) -> None:
     """Generate a synthetic long-tailed detection + segmentation dataset in LVIS v1 format.
 
     With --like lvis-v1 / lvis-v0.5: an LVIS-shaped dataset (official class count and frequency groups,
@@ -64,17 +66,21 @@ def synth(ctx: typer.Context, out_dir: Path = SYNTH_OUT, like: Optional[str] = L
     shipped configs/lvis/ configs offline; run `loce data prep --root OUT` on it next.
     """
     if like is not None:
+        if no_masks:
+            raise fail("--no-masks works without --like only", 2)
         return _synth_like(ctx, out_dir, like, train_images, val_images, seed, force, json_out)
     from loce_cli.engine.data.synth import SynthOptions, synthesize
 
     opts = SynthOptions(num_classes=num_classes, train_images=train_images, val_images=val_images,
-                        image_size=image_size, tail_exponent=tail_exponent, max_objects=max_objects, seed=seed)
+                        image_size=image_size, tail_exponent=tail_exponent, max_objects=max_objects, seed=seed,
+                        masks=not no_masks)
     with status(f"drawing {train_images + val_images} images...", json_out):
         result = synthesize(out_dir, opts, force=force)
     if json_out:
         print_json(result.to_dict())
         return
-    splits = table(f"synthetic LVIS v1 dataset in {result.out_dir}", ("split", "images", "instances",
+    kind = "synthetic LVIS v1 dataset" + (" (boxes only)" if no_masks else "")
+    splits = table(f"{kind} in {result.out_dir}", ("split", "images", "instances",
                                                                        "annotation file"),
                    left=("split", "annotation file"))
     for name, s in (("train", result.train), ("val", result.val)):

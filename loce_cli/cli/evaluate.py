@@ -10,8 +10,9 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli.failures import fail
-from loce_cli.cli.options import (CFG_OPTIONS, DEVICE, GPUS, JSON_OUTPUT, LAUNCHER, MASTER_ADDR, MASTER_PORT, METRIC,
-                                  NNODES, NODE_RANK, NPROC, PROTOCOLS, Amp, Evaluator, Launcher, Split, shown)
+from loce_cli.cli.options import (CFG_OPTIONS, DATA_DIR, DEVICE, GPUS, JSON_OUTPUT, LAUNCHER, MASTER_ADDR,
+                                  MASTER_PORT, METRIC, NNODES, NODE_RANK, NPROC, PROTOCOLS, Amp, Evaluator, Launcher,
+                                  Split, data_cfg_options, shown)
 from loce_cli.cli.render import err, inference_progress, out, print_json, say, table, warn
 
 CONFIG = typer.Argument(None, help="mmdet config file or shipped name (with CHECKPOINT).")
@@ -46,15 +47,15 @@ def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECK
              out_dir: Optional[Path] = OUT, cfg_options: Optional[List[str]] = CFG_OPTIONS, gpus: int = GPUS,
              nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR,
              master_port: int = MASTER_PORT, launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE,
-             force: bool = FORCE, amp: Optional[Amp] = AMP, json_out: bool = JSON_OUTPUT,
-             verbose: bool = VERBOSE) -> None:
+             force: bool = FORCE, amp: Optional[Amp] = AMP, data: Optional[Path] = DATA_DIR,
+             json_out: bool = JSON_OUTPUT, verbose: bool = VERBOSE) -> None:
     """Per-frequency AP (AP, APr, APc, APf), the official lvis API's numbers; per-class AP by group."""
     from loce_cli.engine import evaluation as ev
 
     metrics, protocols = list(metric or ev.METRICS), list(protocol or ["standard"])
     if results is not None:
-        if ann is None or config is not None:
-            raise fail("--results needs --ann and no CONFIG/CHECKPOINT (hint: loce eval --results R.json --ann A.json)",
+        if ann is None or config is not None or data is not None:
+            raise fail("--results needs --ann and no CONFIG/CHECKPOINT/--data (hint: loce eval --results R.json --ann A.json)",
                        2)
         from loce_cli.engine.evaluation import evaluate_results_file
 
@@ -64,7 +65,7 @@ def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECK
         req = _model_request(config, checkpoint, out_dir, metrics, split, max_dets, cfg_options, force, evaluator,
                              workers, protocols, dets_per_class, verbose, amp, gpus=gpus, nproc=nproc, nnodes=nnodes,
                              node_rank=node_rank, master_addr=master_addr, master_port=master_port,
-                             launcher=launcher, device=device)
+                             launcher=launcher, device=device, data=data)
         with inference_progress(not req.launch.starts_processes()) as progress:
             report = ev.evaluate_model(req, progress, say)
         if report is None:  # another node's or process's share; rank 0 writes and reports the results
@@ -80,7 +81,7 @@ def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECK
 
 
 def _model_request(config, checkpoint, out_dir, metrics, split, max_dets, cfg_options, force, evaluator, workers,
-                   protocols, dets_per_class, verbose, amp, **launch):
+                   protocols, dets_per_class, verbose, amp, data=None, **launch):
     """The engine's request for CONFIG CHECKPOINT (a work dir: its latest.pth; --out by default: eval/ beside it)."""
     if config is None or checkpoint is None:
         raise fail("give CONFIG and CHECKPOINT, or --results and --ann (hint: loce eval CONFIG CKPT)", 2)
@@ -89,8 +90,9 @@ def _model_request(config, checkpoint, out_dir, metrics, split, max_dets, cfg_op
     from loce_cli.engine.runtime.launch import LaunchOptions
 
     checkpoint = checkpoint_file(checkpoint)
+    data_opts = data_cfg_options(config, data, checkpoint, "evaluate")
     return EvalRequest(str(config), str(checkpoint), str(out_dir or checkpoint.parent / "eval"), metrics, split,
-                       max_dets, list(cfg_options or []), force, evaluator, workers, LaunchOptions(**launch),
+                       max_dets, data_opts + list(cfg_options or []), force, evaluator, workers, LaunchOptions(**launch),
                        protocols, dets_per_class, verbose=verbose, amp=amp)
 
 

@@ -55,6 +55,28 @@ def check_plot_path(plot) -> None:
 CFG_OPTIONS = typer.Option(None, "--cfg-options", help="Override config keys: KEY=VALUE ... (mmdet's form, or the "
                                                         "option repeated); each key must exist and the value have "
                                                         "its type, e.g. runner.max_epochs=2 optimizer.lr=0.01.")
+DATA_DIR = typer.Option(None, "--data", help="Dataset folder (made by loce data synth / import, or prepared by loce "
+                                             "data prep): sets the config's annotation files, image folder and "
+                                             "class count from it, instead of --cfg-options.")
+
+
+def data_cfg_options(config, data, checkpoint=None, command: str = "use") -> list:
+    """``--data DIR``'s ``--cfg-options`` for ``config`` (none without ``--data``), after refusing a ``checkpoint``
+    trained for another class count than the data has (``command``: what the hint tells to do with a model of the
+    data's, e.g. 'evaluate')."""
+    if data is None:
+        return []
+    from pathlib import Path
+
+    from loce_cli.engine.checkpoints import check_class_count
+    from loce_cli.engine.data.data_dir import data_options, read_data_dir
+
+    found = read_data_dir(Path(data))
+    if checkpoint is not None and Path(checkpoint).is_file():
+        check_class_count(Path(checkpoint), found.num_classes, f"--data {found.root}",
+                          f"{command} a model trained on this dataset (loce train base CONFIG --data {found.root})")
+    return data_options(config, found)
+
 
 # processes, GPUs and nodes (loce train base, loce finetune, loce eval)
 GPUS = typer.Option(0, "--gpus", min=0, help="GPUs on this node (torchrun, NCCL).")

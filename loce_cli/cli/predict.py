@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli.failures import fail
-from loce_cli.cli.options import JSON_OUTPUT, Amp
+from loce_cli.cli.options import DATA_DIR, JSON_OUTPUT, Amp, data_cfg_options
 from loce_cli.cli.render import inference_progress, out, print_json, table
 
 CONFIG = typer.Argument(..., help="mmdet config (file or shipped name) the checkpoint was trained with.")
@@ -29,13 +29,14 @@ AMP = typer.Option(None, "--amp", help="Inference under autocast: bf16 (CPUs and
 def predict(config: Path = CONFIG, checkpoint: Path = CHECKPOINT, inputs: List[str] = INPUTS, out_dir: Path = OUT,
             score_thr: float = SCORE_THR, max_dets: int = MAX_DETS, device: Optional[str] = DEVICE,
             split: str = SPLIT, cfg_options: Optional[List[str]] = CFG_OPTIONS, force: bool = FORCE,
-            amp: Optional[Amp] = AMP, json_out: bool = JSON_OUTPUT) -> None:
+            amp: Optional[Amp] = AMP, data: Optional[Path] = DATA_DIR, json_out: bool = JSON_OUTPUT) -> None:
     """Detect objects in your own images: one picture per image in --out (masks, boxes, 'name score' labels,
     coloured by frequency group) and predictions.json (LVIS results format)."""
     from loce_cli.engine.predict.images import PredictRequest, predict as run
 
+    data_opts = data_cfg_options(config, data, checkpoint, "predict with")
     req = PredictRequest(str(config), str(checkpoint), list(inputs), str(out_dir), score_thr, max_dets, device,
-                         split, list(cfg_options or []), force, amp=amp)
+                         split, data_opts + list(cfg_options or []), force, amp=amp)
     with inference_progress(not json_out) as progress:
         report = run(req, progress, lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
     if json_out:

@@ -7,10 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from loce_cli.cli.options import (CFG_OPTIONS, CHECKPOINT_EVERY, DETERMINISTIC, DEVICE, FORCE_RESTART, GPUS,
-                                  JSON_RESULT, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NO_VALIDATE, NODE_RANK,
-                                  NPROC, REQUEUE, RESUME, RESUME_FROM, SEED, TENSORBOARD, TRAIN_AMP, TRAIN_VERBOSE,
-                                  WORK_DIR, Amp, Launcher)
+from loce_cli.cli.options import (CFG_OPTIONS, CHECKPOINT_EVERY, DATA_DIR, DETERMINISTIC, DEVICE, FORCE_RESTART,
+                                  GPUS, JSON_RESULT, LAUNCHER, MASTER_ADDR, MASTER_PORT, NNODES, NO_VALIDATE,
+                                  NODE_RANK, NPROC, REQUEUE, RESUME, RESUME_FROM, SEED, TENSORBOARD, TRAIN_AMP,
+                                  TRAIN_VERBOSE, WORK_DIR, Amp, Launcher, data_cfg_options)
 from loce_cli.cli.render import err, out, print_json
 
 app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=True)
@@ -18,7 +18,8 @@ app = typer.Typer(help="Training: stage 1 (base Mask R-CNN).", no_args_is_help=T
 
 def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus,
              nproc, nnodes, node_rank, master_addr, master_port, launcher, device, base_checkpoint=None,
-             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, verbose=False, amp=None):
+             tensorboard=False, no_validate=False, checkpoint_every=0, requeue=False, verbose=False, amp=None,
+             data=None):
     from loce_cli.engine.training.resume import AUTO, IF_ANY
     from loce_cli.engine.training.run import LaunchOptions, TrainRequest
     from loce_cli.errors import LoceUsageError
@@ -26,6 +27,10 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
     if resume and resume_from:
         raise LoceUsageError("--resume and --resume-from exclude each other",
                              "--resume continues the newest checkpoint, --resume-from FILE that one")
+    if data is not None and (resume or resume_from):
+        raise LoceUsageError("--data and --resume exclude each other",
+                             "a resumed run keeps its own data (drop --data)")
+    data_opts = data_cfg_options(config, data, base_checkpoint, "fine-tune from")
     resume_arg = None
     if resume_from:
         resume_arg = IF_ANY if str(resume_from) == AUTO else str(resume_from)
@@ -35,7 +40,8 @@ def _request(config: Path, stage: str, work_dir, resume, resume_from, seed, dete
         config=str(config), stage=stage, work_dir=str(work_dir) if work_dir else None,
         base_checkpoint=str(base_checkpoint) if base_checkpoint else None,
         resume=resume_arg, seed=seed, checkpoint_every=checkpoint_every, requeue=requeue,
-        deterministic=deterministic, cfg_options=list(cfg_options or []), force=force, tensorboard=tensorboard,
+        deterministic=deterministic, cfg_options=data_opts + list(cfg_options or []), force=force,
+        data_dir=str(data) if data is not None else None, data_options=data_opts, tensorboard=tensorboard,
         no_validate=no_validate, verbose=verbose, amp=amp,
         launch=LaunchOptions(gpus=gpus, nproc=nproc, nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
                              master_port=master_port, launcher=launcher, device=device))
@@ -81,14 +87,15 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
          node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
          launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
          no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
-         amp: Optional[Amp] = TRAIN_AMP, json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
-    """Stage 1: train the base Mask R-CNN (plain softmax CE)."""
+         amp: Optional[Amp] = TRAIN_AMP, data: Optional[Path] = DATA_DIR, json_out: bool = JSON_RESULT,
+         verbose: bool = TRAIN_VERBOSE) -> None:
+    """Stage 1: train the base model (Mask R-CNN, or Faster R-CNN for box-only data; plain softmax CE)."""
     from loce_cli.engine.training.run import train
 
     _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
                            gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            tensorboard=tensorboard, no_validate=no_validate, checkpoint_every=checkpoint_every,
-                           requeue=requeue, verbose=verbose, amp=amp)), json_out)
+                           requeue=requeue, verbose=verbose, amp=amp, data=data)), json_out)
 
 
 def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shipped config's name (loce "
@@ -100,7 +107,8 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shi
              node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR, master_port: int = MASTER_PORT,
              launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
              no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
-             amp: Optional[Amp] = TRAIN_AMP, json_out: bool = JSON_RESULT, verbose: bool = TRAIN_VERBOSE) -> None:
+             amp: Optional[Amp] = TRAIN_AMP, data: Optional[Path] = DATA_DIR, json_out: bool = JSON_RESULT,
+             verbose: bool = TRAIN_VERBOSE) -> None:
     """Stage 2: LOCE fine-tune from a base checkpoint (fills the memory, freezes, trains with EBL + MFS)."""
     from loce_cli.engine.training.run import train
 
@@ -108,7 +116,7 @@ def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shi
                            force, gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
                            base_checkpoint=base_checkpoint, tensorboard=tensorboard,
                            no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue,
-                           verbose=verbose, amp=amp)), json_out)
+                           verbose=verbose, amp=amp, data=data)), json_out)
 
 
 def quickstart(work_dir: Path = typer.Option(Path("work/quickstart"), "--work-dir",

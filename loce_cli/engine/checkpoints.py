@@ -110,3 +110,15 @@ def check_base_checkpoint(path: Path, cfg) -> None:
                             f"{classes[diff] if diff < len(classes) else '-'!r} vs "
                             f"{names[diff] if diff < len(names) else '-'!r})",
                             "fine-tune from a base model trained on this dataset")
+
+
+def check_class_count(path: Path, num_classes: int, where: str, hint: str) -> None:
+    """Refuse (``DataError``) a checkpoint whose classifier was trained for another class count than
+    ``num_classes`` (``where``: what has that count, e.g. ``--data DIR``). Says nothing for a checkpoint without
+    a box classifier: the command's own checks name it."""
+    weight = state_dict(read_checkpoint(Path(path))).get(CLS_WEIGHT)
+    if weight is None:
+        return
+    have = int(weight.shape[0]) - 1
+    if have != num_classes:
+        raise DataError(f"{path} was trained for {have} classes but {where} has {num_classes}", hint)

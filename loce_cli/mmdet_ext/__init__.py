@@ -3,7 +3,7 @@ so any mmdet config can use them with ``custom_imports=dict(imports=['loce_cli.m
 
 - ``EquilibriumLoss``, and the baselines' ``EQLv2Loss`` and ``FederatedLoss`` (LOSSES), ``ClassFrequencyHook``
   (HOOKS; the federated loss's class frequencies), ``LoceBBoxHead``, ``LoceRoIHead``, ``NormedMaskHead`` (HEADS),
-  ``LoceMaskRCNN`` (DETECTORS), ``LoceMemoryInitHook`` (HOOKS), ``LoceLVISDataset`` (DATASETS).
+  ``LoceMaskRCNN``, ``LoceFasterRCNN`` (DETECTORS), ``LoceMemoryInitHook`` (HOOKS), ``LoceLVISDataset`` (DATASETS).
 
 It first applies :mod:`loce_cli.compat` (numpy aliases that mmdet 2.28 and lvis 0.5.3 still use), and
 :func:`loce_cli.mmdet_ext.cuda_ops.install` (RoIAlign / NMS on CUDA through torchvision when mmcv-full was
@@ -28,11 +28,11 @@ checkpoint_hooks.install()  # every mmcv / mmdet checkpoint load: weights only, 
 from loce_cli.mmdet_ext.datasets import LoceLVISDataset  # noqa: E402
 from loce_cli.mmdet_ext.eqlv2 import EQLv2Loss  # noqa: E402
 from loce_cli.mmdet_ext.federated import ClassFrequencyHook, FederatedLoss  # noqa: E402
-from loce_cli.mmdet_ext.detector import LoceMaskRCNN, freeze_except  # noqa: E402
+from loce_cli.mmdet_ext.detector import LoceFasterRCNN, LoceMaskRCNN, freeze_except  # noqa: E402
 from loce_cli.mmdet_ext.heads import LoceBBoxHead, LoceRoIHead, NormedMaskHead  # noqa: E402
 from loce_cli.mmdet_ext.memory_init import LoceMemoryInitHook, fill_memory  # noqa: E402
 from loce_cli.mmdet_ext.losses import EquilibriumLoss  # noqa: E402
 
-__all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceLVISDataset",
-           "LoceMaskRCNN", "LoceMemoryInitHook",
+__all__ = ["ClassFrequencyHook", "EQLv2Loss", "EquilibriumLoss", "FederatedLoss", "LoceBBoxHead", "LoceFasterRCNN",
+           "LoceLVISDataset", "LoceMaskRCNN", "LoceMemoryInitHook",
            "LoceRoIHead", "NormedMaskHead", "fill_memory", "freeze_except"]

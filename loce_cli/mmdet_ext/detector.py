@@ -1,4 +1,4 @@
-"""``LoceMaskRCNN``: mmdet's ``MaskRCNN`` with the LOCE fine-tune's freezing."""
+"""``LoceMaskRCNN`` / ``LoceFasterRCNN``: mmdet's ``MaskRCNN`` / ``FasterRCNN`` with the LOCE fine-tune's freezing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence
 from torch import nn
 
 from mmdet.models.builder import DETECTORS
-from mmdet.models.detectors import MaskRCNN
+from mmdet.models.detectors import FasterRCNN, MaskRCNN
 
 DEFAULT_TRAINABLE = ("fc_cls", "fc_reg", "rpn", "mask_head")
 
@@ -43,14 +43,13 @@ def set_norm_eval(model: nn.Module) -> None:
             m.eval()
 
 
-@DETECTORS.register_module()
-class LoceMaskRCNN(MaskRCNN):
-    """Mask R-CNN whose parameters train only where their names match ``trainable``.
+class TrainableMixin:
+    """A two-stage detector whose parameters train only where their names match ``trainable``.
 
     Args:
-        trainable: substrings of parameter names that train (LOCE fine-tune: ``fc_cls``, ``fc_reg``, ``rpn``,
-            ``mask_head``); ``None`` trains everything (the base model). While freezing, every BatchNorm stays
-            in eval mode, also after ``model.train()``.
+        trainable: substrings of parameter names that train (LOCE fine-tune: ``fc_cls``, ``fc_reg``, ``rpn``, and
+            ``mask_head`` for Mask R-CNN); ``None`` trains everything (the base model). While freezing, every
+            BatchNorm stays in eval mode, also after ``model.train()``.
     """
 
     def __init__(self, *args, trainable: Optional[Sequence[str]] = None, **kwargs):
@@ -59,7 +58,7 @@ class LoceMaskRCNN(MaskRCNN):
         self.frozen_params: List[str] = []
         if self.trainable is not None:
             if not self.trainable:
-                raise ValueError("LoceMaskRCNN trainable must name at least one parameter group")
+                raise ValueError(f"{type(self).__name__} trainable must name at least one parameter group")
             self.frozen_params = freeze_except(self, self.trainable)
 
     def freeze_summary(self) -> str:
@@ -81,3 +80,14 @@ class LoceMaskRCNN(MaskRCNN):
         if mode and self.trainable is not None:
             set_norm_eval(self)
         return self
+
+
+@DETECTORS.register_module()
+class LoceMaskRCNN(TrainableMixin, MaskRCNN):
+    """Mask R-CNN with ``trainable`` (see :class:`TrainableMixin`)."""
+
+
+@DETECTORS.register_module()
+class LoceFasterRCNN(TrainableMixin, FasterRCNN):
+    """Faster R-CNN (boxes only) with ``trainable`` (see :class:`TrainableMixin`): LOCE's fine-tune trains
+    ``fc_cls``, ``fc_reg`` and the RPN."""

@@ -51,6 +51,12 @@ VARIANTS = {
     "crt": ("baseline_crt_synth.py", "cRT (class-balanced sampling, CE)"),
 }
 BASELINES = {"seesaw", "eqlv2", "fed", "crt"}  # no LOCE mean-score tracker or memory to inspect
+# --box-only: box-only data (loce data synth --no-masks), the Faster R-CNN base and its two fine-tunes (issue 28)
+BOX_BASE_CONFIG = SYNTH / "faster_rcnn_r18_fpn_synth.py"
+BOX_VARIANTS = {
+    "plain": ("ablation_plain_ft_faster_synth.py", "plain fine-tune (CE, random sampling), Faster R-CNN"),
+    "loce": ("loce_faster_rcnn_r18_fpn_synth.py", "LOCE (EBL + MFS), Faster R-CNN"),
+}
 
 
 def run(cmd, log: Path) -> None:
@@ -81,7 +87,10 @@ def main(argv=None) -> None:
     ap.add_argument("--work-dir", type=Path, default=ROOT / "work" / "reproduce")
     ap.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--ft-seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
+    ap.add_argument("--box-only", action="store_true",
+                    help="box-only data (data synth --no-masks), Faster R-CNN base, plain vs LOCE fine-tune; tables "
+                         "between the doc's box-only markers")
     ap.add_argument("--variant-major", action="store_true",
                     help="all seeds of one variant before the next (default: every variant of a seed first)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs that are done")
@@ -96,6 +105,12 @@ def main(argv=None) -> None:
     ap.add_argument("--doc", type=Path, default=None,
                     help="write the tables into this markdown file between its reproduce.py markers")
     args = ap.parse_args(argv)
+    global BASE_CONFIG, START, END
+    if args.box_only:  # the same steps on box-only data, with the box-only configs and their own doc section
+        BASE_CONFIG, START, END = BOX_BASE_CONFIG, BSTART, BEND
+        VARIANTS.clear()
+        VARIANTS.update(BOX_VARIANTS)
+    args.variants = args.variants or list(VARIANTS)
     loce = loce_binary()
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -118,7 +133,8 @@ def main(argv=None) -> None:
         root = work / f"data{d}"
         data = root / "data"
         if not (data / "annotations" / "lvis_v1_val.json").is_file():
-            run([loce, "data", "synth", "--out", data, "--seed", d, "--force"], log)
+            run([loce, "data", "synth", "--out", data, "--seed", d, "--force",
+                 *(["--no-masks"] if args.box_only else [])], log)
         base = root / "base" / f"epoch_{BASE_EPOCHS}.pth"
         if not base.is_file():
             run([loce, "train", "base", BASE_CONFIG, "--work-dir", root / "base", "--seed", 0, "--force",
@@ -164,7 +180,7 @@ def main(argv=None) -> None:
                         + (work / f"report_data{d}.md").read_text().strip() + "\n\n" + state_table(loce, root, args.variants)
                         + "\n\n" + timing_table(root, args.variants))
     if args.doc and sections:
-        write_doc(args.doc, "\n\n".join(sections), work)
+        write_doc(args.doc, "\n\n".join(sections), work, START, END)
     if args.doc and args.protocols:
         psections = protocol_sections(loce, work, args)
         if psections:
@@ -286,6 +302,7 @@ def timing_table(root: Path, variants) -> str:
 
 START, END = "<!-- reproduce.py tables: start -->", "<!-- reproduce.py tables: end -->"
 PSTART, PEND = "<!-- reproduce.py protocol tables: start -->", "<!-- reproduce.py protocol tables: end -->"
+BSTART, BEND = "<!-- reproduce.py box-only tables: start -->", "<!-- reproduce.py box-only tables: end -->"
 
 
 def write_doc(doc: Path, tables: str, work: Path, START: str = START, END: str = END) -> None:

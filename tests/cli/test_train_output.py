@@ -69,14 +69,21 @@ def test_verbose_puts_mmcv_s_log_on_the_terminal_too(tiny_dataset, tmp_path):
     assert "(VERY_HIGH   )" not in r.stdout  # stdout keeps the result only
 
 
-def test_next_command_carries_the_data_options_only(tmp_path):
+def test_next_command_carries_the_data_and_model_options_not_the_schedule(tmp_path):
     from loce_cli.engine.training.next_step import next_command
 
     opts = ["data.train.ann_file=/d/a b.json", "runner.max_epochs=1", "data.samples_per_gpu=4",
-            "model.roi_head.bbox_head.num_classes=6", "optimizer.lr=0.1"]
+            "model.roi_head.bbox_head.num_classes=6", "optimizer.lr=0.1", "model.roi_head.mask_head=None",
+            "lr_config.step=[1]", "custom_hooks=[]"]
     cmd = next_command("base", str(BASE), "/w/epoch_1.pth", "/w", opts)
     assert cmd == (f"loce finetune {LOCE} --from /w/epoch_1.pth --cfg-options 'data.train.ann_file=/d/a b.json' "
-                   "model.roi_head.bbox_head.num_classes=6")
+                   "data.samples_per_gpu=4 model.roi_head.bbox_head.num_classes=6 model.roi_head.mask_head=None")
+    # --data travels as --data (its own options are not repeated: the caller passes the user's options only)
+    assert next_command("base", "synthetic/faster_rcnn_r18_fpn_synth", "b.pth", "w", ["data.workers_per_gpu=0"],
+                        data_dir="my data") == ("loce finetune synthetic/loce_faster_rcnn_r18_fpn_synth --from b.pth "
+                                                "--data 'my data' --cfg-options data.workers_per_gpu=0")
+    assert next_command("finetune", "synthetic/loce_faster_rcnn_r18_fpn_synth", "w/e.pth", "w", [], "d") == \
+        "loce eval synthetic/loce_faster_rcnn_r18_fpn_synth w/e.pth --out w/eval --data d"
     assert next_command("finetune", str(LOCE), "/w/epoch_2.pth", "/w") == \
         f"loce eval {LOCE} /w/epoch_2.pth --out /w/eval"
     lvis = ROOT / "configs" / "lvis"

@@ -44,7 +44,9 @@ def check_train_set(cfg, config, indices=(0, -1)):
     n = CLASSES[version]
     ds = build_dataset(cfg.data.train)
     base = unwrap_dataset(ds)
-    assert len(base.CLASSES) == n == cfg.model.roi_head.bbox_head.num_classes == cfg.model.roi_head.mask_head.num_classes
+    box_only = "faster_rcnn" in Path(str(config)).name
+    assert len(base.CLASSES) == n == cfg.model.roi_head.bbox_head.num_classes
+    assert (cfg.model.roi_head.get("mask_head") is None) if box_only else cfg.model.roi_head.mask_head.num_classes == n
     assert base.meta is not None and base.meta["version"] == version  # read from loce_meta.json
     assert {g: base.class_frequency.count(g) for g in "rcf"} == GROUPS[version]
     assert len(base) == 1000  # every training image has annotations: none filtered
@@ -59,9 +61,13 @@ def check_train_set(cfg, config, indices=(0, -1)):
         # (1333, s), s in 640..800 step 32, keep ratio: the short side is s unless the long side hits 1333
         assert min(h, w) in {s for s in TRAIN_SCALES} or max(h, w) == 1333, (h, w)
         assert max(h, w) <= 1333 and "flip" in meta
-        boxes, labels, masks = item["gt_bboxes"].data, item["gt_labels"].data, item["gt_masks"].data
-        assert len(boxes) == len(labels) == len(masks) > 0
-        assert int(labels.max()) < n and masks.height == img.shape[1] and masks.width == img.shape[2]
+        boxes, labels = item["gt_bboxes"].data, item["gt_labels"].data
+        assert len(boxes) == len(labels) > 0 and int(labels.max()) < n
+        if box_only:  # Faster R-CNN: the pipeline loads no masks (box-only data has none)
+            assert "gt_masks" not in item
+            continue
+        masks = item["gt_masks"].data
+        assert len(masks) == len(boxes) and masks.height == img.shape[1] and masks.width == img.shape[2]
         assert int(masks.masks.sum()) > 0
     return ds
 
@@ -105,7 +111,10 @@ def check_model_shapes(cfg, config):
     assert model.backbone.depth == (101 if "r101" in Path(config).name else 50)
     head = model.roi_head.bbox_head
     assert head.fc_cls.out_features == cls_outputs(config, n) and head.fc_reg.out_features == 4 * n
-    assert model.roi_head.mask_head.conv_logits.out_channels == n
+    if "faster_rcnn" in Path(config).name:
+        assert not model.roi_head.with_mask and type(model).__name__ == "LoceFasterRCNN"
+    else:
+        assert model.roi_head.mask_head.conv_logits.out_channels == n
     if Path(config).name.startswith("loce_"):
         memory = model.roi_head.memory
         assert tuple(memory.feats.shape) == (n, 80, 256, 7, 7) and memory.dtype == torch.float32

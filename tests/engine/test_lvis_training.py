@@ -76,7 +76,9 @@ def check_iteration(run, cfg, config):
     # Seesaw reports its classification loss in two parts (loss_cls_objectness, loss_cls_classes)
     cls_keys = [k for k in out["log_vars"] if k.startswith("loss_cls")]
     assert cls_keys == (["loss_cls_objectness", "loss_cls_classes"] if "seesaw" in config else ["loss_cls"])
-    for key in ("loss_rpn_cls", "loss_rpn_bbox", "loss_bbox", "loss_mask", *cls_keys):
+    box_only = "faster_rcnn" in Path(config).name  # Faster R-CNN: no mask loss, no mask head
+    assert ("loss_mask" in out["log_vars"]) != box_only
+    for key in ("loss_rpn_cls", "loss_rpn_bbox", "loss_bbox", *([] if box_only else ["loss_mask"]), *cls_keys):
         assert math.isfinite(out["log_vars"][key]), key
     assert out["num_samples"] == cfg.data.samples_per_gpu == 2
     assert run.lr == pytest.approx(0.02 * 0.001)  # the warm-up's first step
@@ -87,7 +89,8 @@ def check_iteration(run, cfg, config):
     grads = {name: p.grad for name, p in run.model.named_parameters()}
     trained = {name for name, g in grads.items() if g is not None and bool(torch.isfinite(g).all())
                and bool(g.abs().sum() > 0)}
-    assert "roi_head.bbox_head.fc_cls.weight" in trained and "roi_head.mask_head.conv_logits.weight" in trained
+    assert "roi_head.bbox_head.fc_cls.weight" in trained
+    assert box_only or "roi_head.mask_head.conv_logits.weight" in trained
     assert run.model.roi_head.bbox_head.fc_cls.weight.shape[0] == cls_outputs(config, n)
     if finetune:  # only the paper's trainable parts got gradients
         assert not any(name.startswith(("backbone.", "neck.", "roi_head.bbox_head.shared_fcs.")) for name in trained)

@@ -52,6 +52,7 @@ class SynthOptions:
     tail_exponent: float = 1.0
     max_objects: int = 6
     seed: int = 0
+    masks: bool = True  # False: box-only annotations (no ``segmentation``; ``area`` is the box's)
 
     def validate(self) -> None:
         def bad(msg: str, hint: str) -> None:
@@ -249,7 +250,8 @@ def synthesize(out: Path, opts: SynthOptions | None = None, force: bool = False)
                                              len(train_anns) + 1, opts, rng, staging)
         categories = _categories(classes, names, order, train_counts, train_anns)
         info = {
-            "description": "loce synthetic long-tailed dataset (LVIS v1 format)",
+            "description": "loce synthetic long-tailed dataset (LVIS v1 format" + ("" if opts.masks else ", boxes only")
+                           + ")",
             "version": "1.0",
             "generator": "loce data synth",
             "options": asdict(opts),

@@ -102,7 +102,7 @@ def render_split(
     rank_to_cat: np.ndarray,
     first_image_id: int,
     first_ann_id: int,
-    opts,  # SynthOptions (image_size, max_objects)
+    opts,  # SynthOptions (image_size, max_objects, masks)
     rng: np.random.Generator,
     out: Path,
 ) -> Tuple[List[dict], List[dict]]:
@@ -145,15 +145,14 @@ def render_split(
             placed.append(box)
             x_min, y_min = poly.min(0)
             x_max, y_max = poly.max(0)
-            anns.append({
-                "id": ann_id,
-                "image_id": image_id,
-                "category_id": int(rank_to_cat[k]),
-                "bbox": [round(float(x_min), 2), round(float(y_min), 2),
-                         round(float(x_max - x_min), 2), round(float(y_max - y_min), 2)],
-                "area": round(polygon_area(poly), 2),
-                "segmentation": [[float(v) for v in poly.reshape(-1)]],
-            })
+            bbox = [round(float(x_min), 2), round(float(y_min), 2), round(float(x_max - x_min), 2),
+                    round(float(y_max - y_min), 2)]
+            ann = {"id": ann_id, "image_id": image_id, "category_id": int(rank_to_cat[k]), "bbox": bbox}
+            if opts.masks:
+                ann.update(area=round(polygon_area(poly), 2), segmentation=[[float(v) for v in poly.reshape(-1)]])
+            else:  # box-only, as a COCO export without masks: no segmentation, the box's area
+                ann["area"] = round(bbox[2] * bbox[3], 2)
+            anns.append(ann)
             ann_id += 1
         file_name = f"{folder}/{image_id:012d}.jpg"
         Image.fromarray(canvas).save(out / file_name, quality=95)

@@ -28,20 +28,30 @@ def loce_config_for(base_config: str) -> Optional[str]:
     return None
 
 
+SCHEDULE_KEYS = ("runner", "lr_config", "optimizer", "optimizer_config", "momentum_config", "checkpoint_config",
+                 "log_config", "evaluation", "workflow", "custom_hooks", "total_epochs", "load_from", "resume_from",
+                 "auto_scale_lr", "fp16", "amp")
+
+
 def carried_options(cfg_options: Sequence[str]) -> list:
-    """The options that describe the data (a split's ``data.SPLIT.*``, ``*.num_classes``), not the run's schedule,
-    batch or optimizer."""
-    keys = [(o, o.split("=", 1)[0]) for o in cfg_options]
-    return [o for o, key in keys if (key.startswith("data.") and key.count(".") >= 2) or key.endswith("num_classes")]
+    """The options the next step needs too: every option but those of the run's own schedule, optimizer, hooks and
+    logging (:data:`SCHEDULE_KEYS`), which the next step's config sets for itself. The model's and the data's
+    options (``model.*``, ``data.*``, ``num_classes``...) are kept: a model made by ``--cfg-options`` stays that
+    model."""
+    keys = [(o, o.split("=", 1)[0].strip()) for o in cfg_options]
+    return [o for o, key in keys if key.split(".", 1)[0] not in SCHEDULE_KEYS]
 
 
-def next_command(stage: str, config: str, checkpoint: str, work_dir: str, cfg_options: Sequence[str] = ()) -> str:
+def next_command(stage: str, config: str, checkpoint: str, work_dir: str, cfg_options: Sequence[str] = (),
+                 data_dir: Optional[str] = None) -> str:
     """``loce finetune LOCE_CONFIG --from CKPT`` after a base run, ``loce eval CONFIG CKPT --out WORK_DIR/eval``
-    after a fine-tune; of the run's ``--cfg-options``, those the next step needs too (:func:`carried_options`)."""
+    after a fine-tune; with the run's ``--data`` and, of its ``--cfg-options`` (given without ``--data``'s own),
+    those the next step needs too (:func:`carried_options`)."""
     if not checkpoint:
         return ""
     kept = carried_options(cfg_options)
-    options = (" --cfg-options " + " ".join(shlex.quote(o) for o in kept)) if kept else ""
+    options = (f" --data {shlex.quote(str(data_dir))}" if data_dir else "") + \
+        ((" --cfg-options " + " ".join(shlex.quote(o) for o in kept)) if kept else "")
     if stage == "base":
         loce = loce_config_for(config)
         target = shlex.quote(loce) if loce is not None else "LOCE_CONFIG"

@@ -19,6 +19,7 @@ import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.engine.checkpoints import check_base_checkpoint, read_checkpoint
 from loce_cli.engine.config.loading import dataset_paths, load_config
 from loce_cli.engine.config.names import config_file_name
+from loce_cli.engine.data.box_only import check_masks_for_config
 from loce_cli.engine.data.checks import check_config_data
 from loce_cli.engine.data.prep import check_prepared
 from loce_cli.engine.evaluation import METRICS, EvalRequest, evaluate_results, write_report, write_results
@@ -44,8 +45,10 @@ class TrainRequest:
     resume: Optional[str] = None  # None, "auto" (newest in work dir) or a checkpoint path
     seed: int = 0
     deterministic: bool = False
-    cfg_options: List[str] = field(default_factory=list)
+    cfg_options: List[str] = field(default_factory=list)  # --data's options (data_options) first, then the user's
     force: bool = False
+    data_dir: Optional[str] = None  # --data DIR (engine.config.data_dir)
+    data_options: List[str] = field(default_factory=list)  # the --cfg-options that --data stands for
     launch: LaunchOptions = field(default_factory=LaunchOptions)
     tensorboard: bool = False  # also log to WORK_DIR/tf_logs through mmcv's TensorboardLoggerHook
     no_validate: bool = False  # skip the config's evaluation = dict(interval=N) during training
@@ -114,6 +117,7 @@ def validate(req: TrainRequest):
                             "generate it (loce data synth --out DIR) or point the config at your data with "
                             "--cfg-options data.train.ann_file=... data.train.img_prefix=...")
     check_prepared(cfg, req.config)  # real-LVIS configs: the data must have been through `loce data prep`
+    check_masks_for_config(cfg, req.config, req.stage)  # a mask head on box-only data: name the Faster R-CNN config
     if not req.no_validate:
         check_evaluation(cfg, req.config)
     if req.stage == "finetune":
@@ -313,8 +317,9 @@ def run_worker(req: TrainRequest) -> TrainResult:
                          world_size=world, device=device, memory_init=summary.get("memory_init"), rank=rank,
                          evaluations=summary.get("evaluations"), final_loss=summary.get("final_loss"))
     if rank == 0:
-        result.next_command = next_command(req.stage, req.config, result.checkpoint, req.work_dir,
-                                           started + list(req.cfg_options))
+        given = [o for o in started + list(req.cfg_options) if o not in req.data_options]
+        result.next_command = next_command(req.stage, req.config, result.checkpoint, req.work_dir, given,
+                                           req.data_dir)
         write_json_atomic(Path(req.work_dir) / RESULT_FILE, result.to_dict(), indent=2)
     if distributed:
         dist.barrier()
