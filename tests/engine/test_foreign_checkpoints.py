@@ -52,8 +52,12 @@ def _write(path: Path, state: dict, meta: dict, optimizer: bool = False) -> Path
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dataset):
+    return tiny_model_parts(tiny_dataset)
+
+
+def tiny_model_parts(tiny_dataset):
     """An untrained tiny Mask R-CNN of the synthetic base config sized for ``tiny_dataset``: its state_dict, its
-    config's text and the dataset's class names."""
+    config's text, the dataset's class names and categories."""
     cfg = load_config(BASE, tiny_train_options(tiny_dataset))
     model = build_detector(cfg.model)
     model.init_weights()
@@ -173,3 +177,25 @@ def test_lvis_spelling_variant_is_accepted_with_a_note_and_other_names_are_named
     with pytest.raises(DataError, match=rf"index 1: 'zebra' vs {names[1]!r}"):  # eval names them too
         evaluate_model(EvalRequest(str(BASE), str(wrong), str(tmp_path / "ev"),
                                    cfg_options=switched))
+
+
+@pytest.mark.slow
+def test_foreign_layouts_through_eval_and_predict(tiny_model, tiny_dataset, tmp_path):
+    """The authors' layout through `loce predict` (no frequency groups in its meta: from the config's data) and
+    the zoo layout (standard mask head, legacy file) through `loce eval` with the config switched to that head."""
+    from loce_cli.engine.predict.images import PredictRequest, predict
+
+    options = tiny_train_options(tiny_dataset)
+    authors = authors_checkpoint(tmp_path / "authors.pth", tiny_model)
+    image = sorted((tiny_dataset / "val2017").glob("*.jpg"))[0]
+    report = predict(PredictRequest(str(BASE), str(authors), [str(image)], str(tmp_path / "pred"), score_thr=0.0,
+                                    max_dets=20, device="cpu", cfg_options=options))
+    dets = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    names = dict(zip((c["id"] for c in tiny_model[3]), (c["name"] for c in tiny_model[3])))
+    assert report is not None and (tmp_path / "pred" / f"{image.stem}.png").is_file()
+    assert dets and all(names[d["category_id"]] == d["category_name"] for d in dets)
+    zoo = zoo_checkpoint(tmp_path / "zoo.pth", tiny_model)
+    switched = options + ["model.roi_head.mask_head.type=FCNMaskHead"]
+    evaluate_model(EvalRequest(str(BASE), str(zoo), str(tmp_path / "ev"), max_dets=20, cfg_options=switched))
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics

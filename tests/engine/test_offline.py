@@ -45,13 +45,22 @@ def _pretrained_config(tmp_path: Path, stem: str, **backbone) -> Path:
     return path
 
 
-def test_finetune_from_checkpoint_runs_offline(offline, tiny_dataset, tiny_base_model, tmp_path):
-    _config, base_ckpt, _options = tiny_base_model
+@pytest.mark.slow
+def test_finetune_from_checkpoint_runs_offline(offline, tiny_dataset, tmp_path):
+    """A fine-tune from the LOCE authors' layout of base checkpoint (legacy serialisation, mmdet 2.8 meta), then
+    a resume of it, with no network: neither fetches the backbone."""
+    from tests.engine.test_foreign_checkpoints import authors_checkpoint, tiny_model_parts
+
+    base_ckpt = authors_checkpoint(tmp_path / "authors_base.pth", tiny_model_parts(tiny_dataset))
     config = _pretrained_config(tmp_path, "loce_mask_rcnn_r18_fpn_normed_synth")
     options = tiny_train_options(tiny_dataset)
     result = train(TrainRequest(config=str(config), stage="finetune", work_dir=str(tmp_path / "ft"),
                                 base_checkpoint=str(base_ckpt), cfg_options=options, no_validate=True))
     assert result.epochs == 1 and Path(result.checkpoint).is_file()
+    resumed = train(TrainRequest(config=str(config), stage="finetune", work_dir=str(tmp_path / "ft"),
+                                 base_checkpoint=str(base_ckpt), resume=str(tmp_path / "ft" / "epoch_1.pth"),
+                                 cfg_options=["runner.max_epochs=2"], no_validate=True))
+    assert resumed.epochs == 2
     assert not offline.exists() or not any(offline.rglob("*.pth"))  # nothing was fetched
 
 
