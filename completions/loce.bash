@@ -29,7 +29,7 @@ _loce_complete() {
         "quickstart") opts="--work-dir --json --verbose --help -h"; valued="--work-dir" ;;
         "report") opts="--split --metric --format --protocol --plot --allow-different-data --help -h"; valued="--split --metric --format --protocol --plot" ;;
         "train") opts="base --help -h"; valued="" ;;
-        "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --amp --data --json --verbose --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every --amp --data" ;;
+        "train base") opts="--work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --amp --data --json --verbose --backbone-weights --help -h"; valued="--work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every --amp --data --backbone-weights" ;;
     esac
     # an option that takes a value: fall back to file-name completion
     if [[ -n "$prev" && " $valued " == *" $prev "* ]]; then

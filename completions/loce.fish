@@ -167,4 +167,5 @@ complete -c loce -n '__fish_seen_subcommand_from base' -l amp -r -d 'Mixed preci
 complete -c loce -n '__fish_seen_subcommand_from base' -l data -r -d 'Dataset folder (made by loce data synth / import, or prepared by loce data prep): sets the config\'s annotation files, image folder and class count from it, instead of --cfg-options.'
 complete -c loce -n '__fish_seen_subcommand_from base' -l json -d 'Machine-readable result.'
 complete -c loce -n '__fish_seen_subcommand_from base' -l verbose -d 'Also print mmcv\'s log records (hook table, init messages, a line per logged iteration) on the terminal; they, and the per-parameter init table, are always in WORK_DIR/*.log.'
+complete -c loce -n '__fish_seen_subcommand_from base' -l backbone-weights -r -d 'Local file of the backbone\'s pretrained weights (e.g. torchvision\'s resnet50-0676ba61.pth), instead of the config\'s download; refused when its keys or shapes do not fit the backbone.'
 complete -c loce -n '__fish_seen_subcommand_from base' -l help -s h -d 'Show help and exit.'

@@ -88,14 +88,20 @@ def base(config: Path = typer.Argument(..., help="mmdet config file, or a shippe
          launcher: Launcher = LAUNCHER, device: Optional[str] = DEVICE, tensorboard: bool = TENSORBOARD,
          no_validate: bool = NO_VALIDATE, checkpoint_every: int = CHECKPOINT_EVERY, requeue: bool = REQUEUE,
          amp: Optional[Amp] = TRAIN_AMP, data: Optional[Path] = DATA_DIR, json_out: bool = JSON_RESULT,
-         verbose: bool = TRAIN_VERBOSE) -> None:
+         verbose: bool = TRAIN_VERBOSE,
+         backbone_weights: Optional[Path] = typer.Option(
+             None, "--backbone-weights", help="Local file of the backbone's pretrained weights (e.g. torchvision's "
+             "resnet50-0676ba61.pth), instead of the config's download; refused when its keys or shapes do not "
+             "fit the backbone.")) -> None:
     """Stage 1: train the base model (Mask R-CNN, or Faster R-CNN for box-only data; plain softmax CE)."""
     from loce_cli.engine.training.run import train
 
-    _report(train(_request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force,
-                           gpus, nproc, nnodes, node_rank, master_addr, master_port, launcher, device,
-                           tensorboard=tensorboard, no_validate=no_validate, checkpoint_every=checkpoint_every,
-                           requeue=requeue, verbose=verbose, amp=amp, data=data)), json_out)
+    req = _request(config, "base", work_dir, resume, resume_from, seed, deterministic, cfg_options, force, gpus, nproc,
+                   nnodes, node_rank, master_addr, master_port, launcher, device, tensorboard=tensorboard,
+                   no_validate=no_validate, checkpoint_every=checkpoint_every, requeue=requeue, verbose=verbose,
+                   amp=amp, data=data)
+    req.backbone_weights = str(backbone_weights) if backbone_weights else None
+    _report(train(req), json_out)
 
 
 def finetune(config: Path = typer.Argument(..., help="LOCE config file, or a shipped config's name (loce "

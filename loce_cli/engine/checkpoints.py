@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
+from loce_cli.core.class_names import compare_names
 from loce_cli.core.checkpoint_io import load_checkpoint_file
 from loce_cli.core.frequency import GROUPS
 from loce_cli.engine.config.loading import train_dataset_cfg
@@ -49,25 +51,70 @@ class CheckpointClasses:
     ids: Optional[Tuple[int, ...]]  # the dataset's category ids, when recorded
 
 
-def checkpoint_classes(ckpt: dict, path: Path, num: Optional[int] = None) -> CheckpointClasses:
-    """Class names and frequency groups from a checkpoint's meta; ``num``: the class count they must have."""
+def checkpoint_classes(ckpt: dict, path: Path, num: Optional[int] = None, cfg=None) -> CheckpointClasses:
+    """Class names and frequency groups from a checkpoint's meta; ``num``: the class count they must have. With
+    ``cfg``, a meta without them (the LOCE authors' checkpoints carry names only, mmdet's zoo ones names only) takes
+    them from the config's training data (its ``loce_meta.json`` or its LVIS annotation file)."""
     info = meta(ckpt)
     names = tuple(info.get("CLASSES") or ())
-    num = len(names) if num is None else num
+    freq = tuple(info.get("class_frequency") or ())
+    num = len(names) if num is None and names else num
+    if cfg is not None and (not names or len(freq) != len(names) or any(f not in GROUPS for f in freq)):
+        return _classes_from_data(names, cfg, path, num)
     if not names or len(names) != num:
         what = f"for its {num} classes " if names else ""
         raise DataError(f"{path} has no class names {what}in its meta",
-                        "use a checkpoint written by `loce train base` / `loce finetune`")
-    freq = tuple(info.get("class_frequency") or ())
+                        "pass the config it was trained with: its dataset gives the class names")
     if len(freq) != num or any(f not in GROUPS for f in freq):
-        raise DataError(f"{path} has no frequency groups in its meta",
-                        "train on an LVIS-format dataset whose categories carry 'frequency'")
+        raise DataError(f"{path} has no frequency groups in its meta (a checkpoint from elsewhere?)",
+                        "pass the config it was trained with: its LVIS dataset gives the frequency groups")
     images = tuple(info.get("class_image_count") or ()) or (None,) * num
     instances = tuple(info.get("class_instance_count") or ()) or (None,) * num
     ids = tuple(info.get("class_ids") or ()) or None
     if ids is not None and len(ids) != num:
         ids = None
     return CheckpointClasses(names, freq, images, instances, ids)
+
+
+def dataset_classes(cfg) -> Optional[CheckpointClasses]:
+    """Names, frequency groups, counts and category ids of a config's training set, in label order (category id
+    order), from its ``loce_meta.json`` or its LVIS annotation file; None when neither can be read."""
+    train = train_dataset_cfg(cfg)
+    try:
+        info = read_meta(Path(train.ann_file))
+        entry = (info.get("files") or {}).get(Path(train.ann_file).name) or {}
+        num = len(info["classes"])
+        return CheckpointClasses(tuple(info["classes"]), tuple(info["frequency"]),
+                                 tuple(entry.get("image_count") or (None,) * num),
+                                 tuple(entry.get("instance_count") or (None,) * num),
+                                 tuple(info.get("category_ids") or ()) or None)
+    except (DataError, KeyError, TypeError, AttributeError):
+        pass
+    try:
+        with open(train.ann_file, "rb") as f:
+            cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+        return CheckpointClasses(tuple(c["name"] for c in cats), tuple(c.get("frequency") for c in cats),
+                                 tuple(c.get("image_count") for c in cats),
+                                 tuple(c.get("instance_count") for c in cats), tuple(int(c["id"]) for c in cats))
+    except Exception:
+        return None
+
+
+def _classes_from_data(names: tuple, cfg, path: Path, num: Optional[int]) -> CheckpointClasses:
+    data = dataset_classes(cfg)
+    source = Path(train_dataset_cfg(cfg).get("ann_file") or "?")
+    if data is None or any(f not in GROUPS for f in data.groups):
+        raise DataError(f"{path} has no frequency groups in its meta, and {source} (the config's training data) "
+                        f"gives none", "point the config at the LVIS annotation file the model was trained on "
+                        "(--cfg-options data.train.ann_file=...): its categories carry 'frequency'")
+    if num is not None and len(data.names) != num:
+        raise DataError(f"{path} has {num} classes but the config's training data {source} has {len(data.names)}",
+                        "pass the config of the dataset the checkpoint was trained on")
+    if names:
+        check_same_classes(names, data.names, path, f"{source}'s", "pass the config of the dataset the "
+                           "checkpoint was trained on")
+    print(f"note: {path} carries no frequency groups: class names and groups from {source}", file=sys.stderr)
+    return CheckpointClasses(names or data.names, data.groups, data.image_counts, data.instance_counts, data.ids)
 
 
 def dataset_class_names(cfg) -> Optional[tuple]:
@@ -88,12 +135,13 @@ def dataset_class_names(cfg) -> Optional[tuple]:
     return tuple(c["name"] for c in cats)
 
 
-def check_base_checkpoint(path: Path, cfg) -> None:
-    """Refuse a base checkpoint whose class count or class names differ from the config's dataset."""
+def check_base_checkpoint(path: Path, cfg) -> dict:
+    """Refuse a base checkpoint whose class count or class names differ from the config's dataset (LVIS's known
+    spelling variants are accepted with a note); returns the checkpoint's dict."""
     ckpt = read_checkpoint(path)
     weight = state_dict(ckpt).get(CLS_WEIGHT)
     if weight is None:
-        raise DataError(f"{path} has no {CLS_WEIGHT}: not a Mask R-CNN checkpoint",
+        raise DataError(f"{path} has no {CLS_WEIGHT}: not a Mask or Faster R-CNN checkpoint",
                         "pass the checkpoint of a base run (loce train base)")
     want = int(cfg.model.roi_head.bbox_head.num_classes)
     have = int(weight.shape[0]) - 1
@@ -101,15 +149,25 @@ def check_base_checkpoint(path: Path, cfg) -> None:
         raise DataError(f"{path} was trained for {have} classes but {Path(cfg.filename).name} has {want}",
                         "fine-tune from a base model of the same dataset")
     classes = meta(ckpt).get("CLASSES")
-    if classes:
-        names = dataset_class_names(cfg)
-        if names is not None and tuple(classes) != tuple(names):
-            diff = next(i for i, (a, b) in enumerate(zip(classes, names)) if a != b) if len(classes) == len(names) \
-                else min(len(classes), len(names))
-            raise DataError(f"{path} classes differ from the dataset's (first difference at index {diff}: "
-                            f"{classes[diff] if diff < len(classes) else '-'!r} vs "
-                            f"{names[diff] if diff < len(names) else '-'!r})",
-                            "fine-tune from a base model trained on this dataset")
+    names = dataset_class_names(cfg) if classes else None
+    if names is not None:
+        check_same_classes(tuple(classes), tuple(names), path, "the dataset's", "fine-tune from a base model "
+                           "trained on this dataset, or point the config at the data it was trained on")
+    return ckpt
+
+
+def check_same_classes(have: tuple, want: tuple, path, whose: str, hint: str,
+                       note: Optional[Callable[[str], None]] = None) -> None:
+    """Refuse checkpoint class names ``have`` that differ from ``want`` beyond LVIS's known spelling variants,
+    naming the first index and both names; an accepted variant is said once through ``note`` (stderr by default)."""
+    comparison = compare_names(have, want)
+    if not comparison.same:
+        a, b = comparison.names_at(have, want)
+        count = f" ({len(have)} vs {len(want)} classes)" if len(have) != len(want) else ""
+        raise DataError(f"{path} classes differ from {whose}{count}: first difference at index "
+                        f"{comparison.first_difference}: {a!r} vs {b!r}", hint)
+    if comparison.variants:
+        (note or (lambda line: print(f"note: {path}: {line}", file=sys.stderr)))(comparison.note())
 
 
 def check_class_count(path: Path, num_classes: int, where: str, hint: str) -> None:

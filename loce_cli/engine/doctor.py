@@ -215,6 +215,29 @@ def check_streaming_evaluator() -> Check:
                  "" if ok else SETUP_HINT)
 
 
+def check_backbone_weights() -> Check:
+    """Whether the shipped configs' backbone weights (``torchvision://resnet50`` ...) are in torch's hub cache: a
+    `train base` without network needs them there (or --backbone-weights); fine-tunes, eval and predict never do."""
+    from mmcv import Config
+
+    from loce_cli.engine.config.names import shipped_configs
+    from loce_cli.mmdet_ext.backbone_weights import resolve, weights_name
+
+    found = {}
+    for shipped in shipped_configs():
+        weights = resolve(weights_name(Config.fromfile(shipped.path).model))
+        if weights is not None:
+            found.setdefault(weights.name, weights)
+    missing = [w for w in found.values() if not w.cached]
+    detail = "; ".join(f"{w.name}: {'cached' if w.cached else 'not cached'} ({w.path.name})" for w in found.values())
+    hint = ""
+    if missing:
+        folder = missing[0].path.parent
+        hint = (f"`loce train base` downloads them; offline, put {', '.join(w.path.name for w in missing)} into "
+                f"{folder}/ ({', '.join(w.url for w in missing)}) or pass --backbone-weights PATH")
+    return Check("backbone weights", not missing, False, None, detail or "no shipped config names any", hint)
+
+
 def run_doctor() -> DoctorReport:
     """Run every check; never raises (a failing check is reported, with a hint)."""
     from loce_cli import compat
@@ -231,4 +254,5 @@ def run_doctor() -> DoctorReport:
     report.checks.append(_check("pycocotools", True, check_pycocotools))
     report.checks.append(_check("lvis", True, check_lvis))
     report.checks.append(_check("numba", True, check_streaming_evaluator))
+    report.checks.append(_check("backbone weights", False, check_backbone_weights))
     return report

@@ -138,6 +138,10 @@ def apply_cfg_options(cfg, cfg_options: Sequence[str]):
                for key, (text, value) in parse_cfg_options(cfg_options).items()}
     if options:
         cfg.merge_from_dict(options)
+        mask_head = ((cfg.get("model") or {}).get("roi_head") or {}).get("mask_head")
+        if "model.roi_head.mask_head.type" in options and mask_head is not None \
+                and mask_head.get("type") == "FCNMaskHead" and "scale" in mask_head:
+            mask_head.pop("scale")  # the normed head's cosine scale: mmdet's standard head has none
     return cfg
 
 

@@ -16,6 +16,7 @@ from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
 from torch.utils.data import Subset
 
+from loce_cli.core.class_names import compare_names
 from loce_cli.core.checkpoint_io import load_checkpoint_file
 from loce_cli.errors import DataError
 from loce_cli.mmdet_ext.amp import fp32_head_outputs, inference_autocast
@@ -64,6 +65,21 @@ def load_detector(cfg, checkpoint: Path, device: str):
     model.to(device)
     model.eval()
     return model
+
+
+def check_test_classes(have: tuple, want: tuple, checkpoint, ann_file) -> None:
+    """Refuse a checkpoint whose class names differ from the test set's beyond LVIS's known spelling variants,
+    naming the first index and both names; an accepted variant is noted once on stderr."""
+    comparison = compare_names(have, want)
+    if not comparison.same:
+        a, b = comparison.names_at(have, want)
+        count = f" ({len(have)} vs {len(want)} classes)" if len(have) != len(want) else ""
+        raise DataError(f"{checkpoint} classes differ from the test set's ({ann_file}){count}: first difference at "
+                        f"index {comparison.first_difference}: {a!r} vs {b!r}",
+                        "evaluate on the dataset it was trained on (same LVIS version and category list), or pass "
+                        "that dataset's config")
+    if comparison.variants:
+        print(f"note: {checkpoint}: {comparison.note()}", file=sys.stderr)
 
 
 def result_to_lvis(res, img_id: int, cat_ids) -> Tuple[List[dict], List[int]]:
@@ -123,8 +139,7 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                               dist=False, shuffle=False)
     gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
     model = load_detector(cfg, Path(checkpoint), gpu)
-    if tuple(model.CLASSES) != tuple(dataset.CLASSES):
-        raise DataError(f"{checkpoint} classes differ from the test set's", "evaluate on the dataset it was trained on")
+    check_test_classes(tuple(model.CLASSES), tuple(dataset.CLASSES), checkpoint, test.get("ann_file"))
     if amp is not None:
         fp32_head_outputs(model)
     detector = model

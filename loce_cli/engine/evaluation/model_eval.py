@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 import torch.distributed as dist
 
 import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
+from loce_cli.engine.checkpoint_heads import check_head_types
 from loce_cli.engine.checkpoints import read_checkpoint
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.data.checks import check_config_data
@@ -72,6 +73,7 @@ def _validate_eval(req: EvalRequest):
     if not (ckpt.get("meta") or {}).get("CLASSES"):
         raise DataError(f"{req.checkpoint} has no class names in its meta", "evaluate a checkpoint written by loce "
                         "(loce train base / loce finetune)")
+    check_head_types(ckpt, cfg, Path(req.checkpoint), req.config)
     ann_file = Path(cfg.data.test.ann_file)
     if not ann_file.is_file():
         raise DataError(f"test annotations {ann_file} do not exist", "set --cfg-options data.test.ann_file=...")

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS, parse_split
+from loce_cli.engine.checkpoint_heads import check_head_types
 from loce_cli.engine.checkpoints import checkpoint_classes, read_checkpoint
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.json_files import atomic_path
@@ -148,9 +149,15 @@ def _output_names(files: Sequence[Path], out: Path) -> List[Path]:
     return names
 
 
-def read_classes(checkpoint: Path) -> Tuple[Tuple[str, ...], Tuple[str, ...], Optional[Tuple[int, ...]]]:
-    """Class names, frequency groups and (when recorded) category ids from a loce checkpoint's meta."""
-    classes = checkpoint_classes(read_checkpoint(Path(checkpoint)), Path(checkpoint))
+def read_classes(checkpoint: Path, cfg=None) -> Tuple[Tuple[str, ...], Tuple[str, ...], Optional[Tuple[int, ...]]]:
+    """Class names, frequency groups and (when recorded) category ids from a checkpoint's meta, or (a checkpoint
+    from elsewhere, with ``cfg``) from the config's training data; a checkpoint whose heads are of another kind
+    than ``cfg``'s is refused (:mod:`loce_cli.engine.checkpoint_heads`)."""
+    ckpt = read_checkpoint(Path(checkpoint))
+    if cfg is not None:
+        check_head_types(ckpt, cfg, Path(checkpoint), Path(getattr(cfg, "filename", None) or "the config").name)
+    num = int(cfg.model.roi_head.bbox_head.num_classes) if cfg is not None else None
+    classes = checkpoint_classes(ckpt, Path(checkpoint), num, cfg)
     return classes.names, classes.groups, classes.ids
 
 
@@ -201,8 +208,8 @@ def predict(req: PredictRequest, progress: Optional[Callable[[int, int], None]] 
     warn = warn or (lambda _msg: None)
     split, device = _check_request(req)
     files = resolve_inputs(req.inputs)
-    names, groups, ids = read_classes(Path(req.checkpoint))
     cfg = load_config(Path(req.config), req.cfg_options)
+    names, groups, ids = read_classes(Path(req.checkpoint), cfg)
     want = int(cfg.model.roi_head.bbox_head.num_classes)
     if want != len(names):
         raise DataError(f"{req.checkpoint} has {len(names)} classes, the config {want}",

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
+from loce_cli.engine.checkpoint_heads import check_head_types
 from loce_cli.engine.checkpoints import check_base_checkpoint, read_checkpoint
 from loce_cli.engine.config.loading import dataset_paths, load_config
 from loce_cli.engine.config.names import config_file_name
@@ -31,6 +32,7 @@ from loce_cli.engine.training.next_step import next_command
 from loce_cli.engine.training.resume import (STOPPED_FILE, interrupted, plan_resume, read_stopped, saved_config,
                                              stopped_by_signal, warn, write_stopped)
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
+from loce_cli.mmdet_ext.backbone_weights import check_weights_file, use_weights_file
 from loce_cli.mmdet_ext.runner import Preempted, newest_checkpoint, remove_stale_tmp, requeue_slurm_job, run_training
 
 STAGES = ("base", "finetune")
@@ -56,6 +58,7 @@ class TrainRequest:
     requeue: bool = False  # stopped by a signal inside a Slurm job: `scontrol requeue $SLURM_JOB_ID` (rank 0)
     amp: Optional[str] = None  # --amp fp16|bf16 (None: the config's fp16/amp key, else fp32); engine/amp.py
     verbose: bool = False  # mmcv's log records on the terminal too (always in WORK_DIR/<timestamp>.log)
+    backbone_weights: Optional[str] = None  # train base --backbone-weights: a local file instead of the download
 
 
 @dataclass
@@ -120,10 +123,16 @@ def validate(req: TrainRequest):
     check_masks_for_config(cfg, req.config, req.stage)  # a mask head on box-only data: name the Faster R-CNN config
     if not req.no_validate:
         check_evaluation(cfg, req.config)
+    if req.backbone_weights:
+        if req.stage != "base" or req.resume:
+            raise LoceUsageError("--backbone-weights is for a new base run", "a fine-tune or a resume loads every "
+                                 "weight from its checkpoint; drop --backbone-weights")
+        check_weights_file(Path(req.backbone_weights), cfg.model.backbone)
     if req.stage == "finetune":
         if not req.base_checkpoint:
             raise LoceUsageError("finetune needs the base checkpoint", "pass --from BASE_CKPT")
-        check_base_checkpoint(Path(req.base_checkpoint), cfg)
+        ckpt = check_base_checkpoint(Path(req.base_checkpoint), cfg)
+        check_head_types(ckpt, cfg, Path(req.base_checkpoint), req.config)
     return cfg
 
 
@@ -135,6 +144,8 @@ def run_config(req: TrainRequest, announce: bool = False):
         cfg = saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
     else:
         cfg = load_config(Path(req.config), req.cfg_options)
+        if req.backbone_weights:
+            use_weights_file(cfg.model, Path(req.backbone_weights))
     return amp.apply(cfg, req.amp, req.launch.resolved_device(), req.config, resumed=bool(req.resume),
                      warn=warn if announce and env_rank() == 0 else None)
 

@@ -17,6 +17,7 @@ from mmdet.models import build_detector
 
 from loce_cli import __version__
 from loce_cli.mmdet_ext.amp import build_amp, fp32_head_outputs
+from loce_cli.mmdet_ext.backbone_weights import drop_pretrained, init_weights
 from loce_cli.mmdet_ext.class_aware import class_aware_config, class_aware_loader
 from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
 from loce_cli.mmdet_ext.runner.epoch_runner import LoceEpochBasedRunner
@@ -27,9 +28,12 @@ from loce_cli.mmdet_ext.unwrap import unwrap_dataset
 
 def build_train_model(cfg, dataset, rank: int, logger) -> torch.nn.Module:
     """The detector of ``cfg`` with its initial weights and ``dataset``'s classes (not wrapped yet); under amp its
-    heads hand their outputs on in fp32."""
+    heads hand their outputs on in fp32. A run that loads or resumes a checkpoint never fetches the backbone's
+    pretrained weights (the checkpoint replaces them)."""
+    if cfg.get("load_from") or cfg.get("resume_from"):
+        drop_pretrained(cfg.model)
     model = build_detector(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
-    model.init_weights()
+    init_weights(model, cfg.model)  # a failed download: one line naming the URL, the file and its folder
     model.CLASSES = dataset.CLASSES
     if rank == 0 and getattr(model, "trainable", None) is not None:  # the fine-tune's freeze (not at eval)
         logger.info(model.freeze_summary())
