@@ -150,3 +150,20 @@ def write_lvis_set(folder: Path) -> Dict[str, Path]:
         (folder / name).write_text(text)
         out[name] = folder / name
     return out
+
+
+TINY_WIDTH = dict(base_channels=16, fpn=64, fc=256, convs=2, rois=128, size="128, 128", pre=1000, post=500,
+                  test_pre=500, mask=14, samples=4, roi=7)
+
+
+def write_tiny_set(folder: Path, data: Path, classes: int) -> Dict[str, Path]:
+    """Their base and LOCE files sized like configs/synthetic/mask_rcnn_r18_fpn_normed_synth.py (R18 at 1/4 width,
+    128 px) on the synthetic LVIS-format ``data``: a loce synthetic base checkpoint loads into them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = folder / "mask_rcnn_r18_fpn_normed_mask_synth.py"
+    base.write_text(base_text(classes=classes, dataset="LVISV1Dataset", root=f"{data}/",
+                              train_json="annotations/lvis_v1_train.json", val_json="annotations/lvis_v1_val.json",
+                              train_images="", val_images="", depth=18, width=TINY_WIDTH, scales="single"))
+    loce = folder / "loce_mask_rcnn_r18_fpn_normed_mask_synth.py"
+    loce.write_text(loce_text(base.name, "./work_dirs/mask_rcnn_r18_fpn_normed_mask_synth/epoch_24.pth"))
+    return {"base": base, "loce": loce}
