@@ -24,7 +24,7 @@ _loce_complete() {
         "finetune") opts="--from --work-dir --resume --resume-from --seed --deterministic --cfg-options --force --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --tensorboard --no-validate --checkpoint-every --requeue --amp --data --json --verbose --help -h"; valued="--from --work-dir --resume-from --seed --cfg-options --gpus --nproc --nnodes --node-rank --master-addr --master-port --launcher --device --checkpoint-every --amp --data" ;;
         "inspect") opts="memory scores --help -h"; valued="" ;;
         "inspect memory") opts="--plot --json --help -h"; valued="--plot" ;;
-        "inspect scores") opts="--split --lowest --plot --json --help -h"; valued="--split --lowest --plot" ;;
+        "inspect scores") opts="--split --lowest --plot --json --measure --data --images-per-class --cfg-options --help -h"; valued="--split --lowest --plot --measure --data --images-per-class --cfg-options" ;;
         "predict") opts="--out --score-thr --max-dets --device --split --cfg-options --force --amp --data --json --help -h"; valued="--out --score-thr --max-dets --device --split --cfg-options --amp --data" ;;
         "quickstart") opts="--work-dir --json --verbose --help -h"; valued="--work-dir" ;;
         "report") opts="--split --metric --format --protocol --plot --allow-different-data --help -h"; valued="--split --metric --format --protocol --plot" ;;

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from loce_cli.cli.options import Split, check_plot_path
+from loce_cli.cli.options import CFG_OPTIONS, Split, check_plot_path
 from loce_cli.cli.render import group_label, out, print_json, table
 
 app = typer.Typer(help="Inspect the LOCE state stored in a checkpoint: mean scores, feature memory.",
@@ -26,27 +26,61 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+MEASURE = typer.Option(None, "--measure", help="Measure the scores of each checkpoint on this config's training "
+                        "data (any checkpoint: base, baseline, LOCE, the authors'); the config builds the model.")
+MEASURE_DATA = typer.Option(None, "--data", help="With --measure: dataset root holding annotations/<the config's "
+                            "training file> (default: the config's own paths).")
+IMAGES_PER_CLASS = typer.Option(None, "--images-per-class", min=1, help="With --measure: images per class in the "
+                                "class-balanced list (default: LOCE's queue_size // 16 = 5).")
+SCORES_CKPTS = typer.Argument(..., help="A LOCE checkpoint (loce finetune); with --measure, one or more of any kind.")
+
+
 @app.command("scores")
-def scores(checkpoint: Path = CHECKPOINT, split: Split = SPLIT, lowest: int = LOWEST,
-           plot: Optional[Path] = SCORES_PLOT, json_out: bool = SCORES_JSON) -> None:
-    """Per-class mean classification scores: summary per frequency group and the weakest classes."""
+def scores(checkpoints: List[Path] = SCORES_CKPTS, split: Split = SPLIT, lowest: int = LOWEST,
+           plot: Optional[Path] = SCORES_PLOT, json_out: bool = SCORES_JSON, measure: Optional[Path] = MEASURE,
+           data: Optional[Path] = MEASURE_DATA, images_per_class: Optional[int] = IMAGES_PER_CLASS,
+           cfg_options: Optional[List[str]] = CFG_OPTIONS) -> None:
+    """Per-class mean classification scores: summary per frequency group and the weakest classes; stored in a
+    LOCE checkpoint, or measured on the training data with --measure (the paper's indicator)."""
     from loce_cli.engine.inspect.state import inspect_scores
-    from loce_cli.engine.pictures.inspect_plots import plot_scores
+    from loce_cli.engine.pictures.inspect_plots import plot_score_comparison, plot_scores
 
     check_plot_path(plot)
-    report = inspect_scores(checkpoint, split=split, lowest=lowest)
+    if measure is None and (data is not None or images_per_class is not None or cfg_options):
+        raise typer.BadParameter("--data, --images-per-class and --cfg-options go with --measure CONFIG")
+    if measure is None and len(checkpoints) > 1:
+        raise typer.BadParameter("several checkpoints need --measure CONFIG (stored scores: one at a time)")
+    if measure is not None:
+        from loce_cli.engine.inspect.measure import measure_checkpoint_scores
+        reports = [measure_checkpoint_scores(c, measure, data=data, images_per_class=images_per_class,
+                                             cfg_options=cfg_options or (), lowest=lowest) for c in checkpoints]
+    else:
+        reports = [inspect_scores(checkpoints[0], split=split, lowest=lowest)]
     if plot is not None:
-        plot_scores(report, plot)
+        plot_score_comparison(reports, plot) if len(reports) > 1 else plot_scores(reports[0], plot)
     if json_out:
-        print_json(report.to_dict())
+        print_json([r.to_dict() for r in reports] if measure is not None else reports[0].to_dict())
         return
-    _print_scores(report, checkpoint, split)
+    for report, checkpoint in zip(reports, checkpoints):
+        _print_scores(report, checkpoint, split, measured=measure is not None)
+    if len(reports) > 1:
+        _print_comparison(reports, checkpoints)
     if plot is not None:
         out.print(f"plot written to {plot}")
 
 
-def _print_scores(report, checkpoint: Path, split: str) -> None:
-    groups = table(f"mean classification scores in {checkpoint} (background held at {report.background:.3f})",
+def _print_comparison(reports, checkpoints) -> None:
+    groups = list(reports[0].groups)
+    t = table("measured mean scores per group", ("checkpoint", *groups), left=("checkpoint",))
+    for report, checkpoint in zip(reports, checkpoints):
+        t.add_row(str(checkpoint), *(_fmt(report.groups[g]["mean"]) for g in groups))
+    out.print(t)
+
+
+def _print_scores(report, checkpoint: Path, split: str, measured: bool = False) -> None:
+    title = (f"mean classification scores of {checkpoint}, measured on the training data" if measured else
+             f"mean classification scores in {checkpoint} (background held at {report.background:.3f})")
+    groups = table(title,
                    ("group", "classes", "mean", "median", "min"), left=("group",))
     for g, s in report.groups.items():
         groups.add_row(group_label(g), str(s["classes"]), _fmt(s["mean"]), _fmt(s["median"]), _fmt(s["min"]))

@@ -10,6 +10,7 @@ from typing import Any, Dict, Sequence, Tuple
 from mmcv import Config, DictAction
 
 from loce_cli.errors import DataError, LoceUsageError
+from loce_cli.mmdet_ext.authors_config import AUTHORS_KEY, AuthorsConfigError, is_authors_config, translate
 
 
 _EXAMPLE = "e.g. --cfg-options runner.max_epochs=2 optimizer.lr=0.01"
@@ -128,7 +129,21 @@ def load_config(path: Path, cfg_options: Sequence[str] = ()):
         raise DataError(f"config {path} refers to a missing file: {e}", "check its _base_ paths") from None
     except Exception as e:  # mmcv raises many kinds for malformed configs
         raise DataError(f"config {path} cannot be loaded: {type(e).__name__}: {e}", "fix the config") from None
-    return apply_cfg_options(cfg, cfg_options)
+    return apply_cfg_options(from_authors_layout(cfg, f"config {path}"), cfg_options)
+
+
+def from_authors_layout(cfg, source: str):
+    """``cfg`` itself, translated in place when it is in the LOCE authors' layout
+    (:mod:`loce_cli.mmdet_ext.authors_config`); the translations are recorded under ``AUTHORS_KEY``."""
+    if not is_authors_config(cfg):
+        return cfg
+    try:
+        done = translate(cfg)
+    except AuthorsConfigError as e:
+        raise DataError(f"{source} (the LOCE authors' layout): {e}",
+                        "remove or change that key, or start from a shipped config (`loce configs`)") from None
+    cfg[AUTHORS_KEY] = dict(source=source, translated=done)
+    return cfg
 
 
 def apply_cfg_options(cfg, cfg_options: Sequence[str]):
@@ -156,4 +171,4 @@ def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "
     except Exception as e:
         raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
                         "resume with the config file instead (--resume-from an older checkpoint)") from None
-    return apply_cfg_options(cfg, cfg_options)
+    return apply_cfg_options(from_authors_layout(cfg, source), cfg_options)

@@ -64,7 +64,7 @@ def inspect_scores(path: Path, split: str = "all", lowest: int = 10) -> ScoresRe
     state = ckpt.get("state_dict", ckpt)
     if SCORES_KEY not in state:
         raise DataError(f"{path} holds no mean classification scores ({_kind_without_scores(state)})",
-                        "inspect a checkpoint of a LOCE fine-tune (`loce finetune` with a LOCE config)")
+                        f"measure them on the training data: loce inspect scores {path} --measure CONFIG")
     scores = [float(x) for x in state[SCORES_KEY]]
     num = len(scores) - 1
     c = checkpoint_classes(ckpt, Path(path), num)

@@ -76,3 +76,21 @@ def plot_memory(report, out: Path) -> Path:
 
     return class_scatter(report, out, lambda c: c.stored, "stored features in the queue",
                           "feature-memory fill per class", decorate=queue_line, legend_loc="lower right")
+
+
+def plot_score_comparison(reports, out: Path) -> Path:
+    """Measured mean score per frequency group, one bar per checkpoint (`inspect scores A B --measure C --plot`)."""
+    out = check_plot_path(out, "use a .png file name")
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    width = 0.8 / max(1, len(reports))
+    for k, report in enumerate(reports):
+        means = [report.groups[GROUP_NAMES[g]]["mean"] or 0.0 for g in GROUPS]
+        ax.bar([i + k * width for i in range(len(GROUPS))], means, width, label=path_title(report.checkpoint, 40))
+    ax.set_xticks([i + width * (len(reports) - 1) / 2 for i in range(len(GROUPS))])
+    ax.set_xticklabels([GROUP_NAMES[g] for g in GROUPS])
+    ax.set_ylabel("mean classification score (measured)")
+    ax.set_title("per-group mean scores measured on the training data", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(fig, out)

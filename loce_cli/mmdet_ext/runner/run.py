@@ -13,6 +13,7 @@ from mmdet.datasets import build_dataset
 from mmdet.utils import get_root_logger
 
 from loce_cli.errors import LoceError
+from loce_cli.mmdet_ext.authors_config import authors_translation_lines
 from loce_cli.mmdet_ext.run_output import Terminal, routed_logs
 from loce_cli.mmdet_ext.runner.build import (build_loce_runner, build_train_loader, build_train_model,
                                              checkpoint_meta, wrap_for_training)
@@ -57,6 +58,8 @@ def _train(cfg, *, distributed, rank, world, device, stage, config_name, seed, d
     if rank == 0:
         cfg.dump(os.path.join(cfg.work_dir, config_name))
         logger.info(f"loce {stage}: {cfg.filename} -> {cfg.work_dir} ({world} process(es), {device})")
+        for line in authors_translation_lines(cfg):
+            logger.info(line)
     set_random_seed(seed, deterministic=deterministic)
 
     config_text = cfg.pretty_text  # as given: building the model fills defaults into cfg.model in place

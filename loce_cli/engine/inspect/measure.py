@@ -1,0 +1,81 @@
+"""``loce inspect scores CKPT --measure CONFIG``: the per-class mean classification scores of any checkpoint (base,
+baseline, LOCE, the authors' files) measured on the config's training data (:mod:`loce_cli.mmdet_ext.score_measure`),
+as a :class:`~loce_cli.engine.inspect.state.ScoresReport` so that stored and measured scores print alike."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from loce_cli.core.frequency import GROUP_NAMES, GROUPS
+from loce_cli.engine.config.loading import load_config, train_dataset_cfg
+from loce_cli.engine.inspect.state import ClassScore, ScoresReport
+from loce_cli.errors import DataError, LoceUsageError
+from loce_cli.mmdet_ext.score_measure import build_training_dataset, measure_list, measure_scores, measuring_model
+
+
+def _with_data(cfg, data: Optional[Path]):
+    """``data.train`` pointed at ``data`` (a dataset root holding ``annotations/<the config's file name>``)."""
+    if data is None:
+        return cfg
+    train = train_dataset_cfg(cfg)
+    ann = Path(data) / "annotations" / Path(train.ann_file).name
+    if not ann.is_file():
+        raise DataError(f"--data {data}: no {ann}", f"the config's training file is {train.ann_file}")
+    train.ann_file, train.img_prefix = str(ann), f"{data}/"
+    return cfg
+
+
+def measure_checkpoint_scores(checkpoint: Path, config: Path, data: Optional[Path] = None,
+                              images_per_class: Optional[int] = None, cfg_options: Sequence[str] = (),
+                              device: str = "cpu", lowest: int = 10, seed: int = 0) -> ScoresReport:
+    """Measured per-class scores of ``checkpoint`` over ``config``'s training data; classes with no measured
+    box have score None. Prints the list size and, after the first image, the time it will take (stderr)."""
+    cfg = _with_data(load_config(Path(config), cfg_options), data)
+    memory = (cfg.model.get("roi_head") or {}).get("memory") or {}
+    per_class = images_per_class or max(1, int(memory.get("queue_size", 80)) // 16)
+    if per_class < 1:
+        raise LoceUsageError("--images-per-class must be >= 1", "e.g. --images-per-class 5")
+    dataset = build_training_dataset(train_dataset_cfg(cfg))
+    model, missing, unexpected = measuring_model(cfg, Path(checkpoint), device)
+    if missing:
+        raise DataError(f"{checkpoint} does not fit {config}'s model: {len(missing)} weights missing, first "
+                        f"{missing[0]}", "measure with the config the checkpoint was trained with")
+    indices = measure_list(dataset, per_class, seed=seed)
+    names = tuple(dataset.CLASSES)
+    print(f"measuring {checkpoint}: {len(indices)} images ({per_class} per class, {len(names)} classes) of "
+          f"{train_dataset_cfg(cfg).ann_file}", file=sys.stderr, flush=True)
+
+    started: list = []
+
+    def progress(done: int, total: int) -> None:  # after the first image: how long the rest will take
+        if done == 1:
+            started.append(time.perf_counter())
+        elif done == 2:
+            per = time.perf_counter() - started[0]
+            print(f"  about {per * (total - 1):.0f} s to go ({per:.2f} s per image)", file=sys.stderr, flush=True)
+
+    result = measure_scores(model, dataset, indices, seed=seed, progress=progress)
+    sums, counts = result["sums"].tolist(), result["counts"].tolist()
+    scores = [s / n if n else None for s, n in zip(sums, counts)]
+    return scores_report(str(checkpoint), scores, dataset, lowest)
+
+
+def scores_report(name: str, scores, dataset, lowest: int) -> ScoresReport:
+    freq = tuple(getattr(dataset, "class_frequency", None) or ["f"] * len(scores))
+    images = tuple(getattr(dataset, "class_image_count", None) or [None] * len(scores))
+    instances = tuple(getattr(dataset, "class_instance_count", None) or [None] * len(scores))
+    classes = [ClassScore(str(dataset.CLASSES[i]), freq[i], scores[i], images[i], instances[i])
+               for i in range(len(scores))]
+    groups = {}
+    for g in GROUPS:
+        vals = [c.score for c in classes if c.group == g and c.score is not None]
+        groups[GROUP_NAMES[g]] = dict(classes=len(vals), mean=statistics.fmean(vals) if vals else None,
+                                      median=statistics.median(vals) if vals else None,
+                                      min=min(vals) if vals else None)
+    measured = [c for c in classes if c.score is not None]
+    weakest = sorted(measured, key=lambda c: (c.score, c.name))[:lowest]
+    return ScoresReport(name, len(scores), float("nan"), groups, weakest, classes)
