@@ -242,8 +242,10 @@ def test_metrics_json_round_trip_and_report(every_rule_reports, tmp_path):
     assert not any(line.startswith("run,bbox,") for line in r.stdout.splitlines())
     r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old"), "--protocol", "fixed"])
     assert r.exit_code == 1 and "fixed" in r.stderr and "Traceback" not in r.output
-    r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old")])  # standard rows only
-    assert r.exit_code == 0 and "AP-fixed" not in r.stdout
+    r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old")])  # old: '-' rows, a note
+    assert r.exit_code == 0 and "'old' has no bbox AP-fixed, segm AP-fixed" in r.stdout
+    assert any(line.split("│")[1:3] == [" old ", " bbox AP-fixed "] and line.count(" - ") == 8
+               for line in r.stdout.splitlines()), r.stdout
     r = runner.invoke(app, ["report", str(tmp_path / "run"), "--protocol", "fixed", "--split", "rare"])
     assert r.exit_code == 0 and "bbox AP-fixed: rare classes" in r.stdout
 
