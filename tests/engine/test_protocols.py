@@ -265,6 +265,8 @@ def test_cli_protocols_and_bad_input(tiny_dataset, tmp_path):
     r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--metric", "bbox", "--protocol", "pooled",
                             "--force"])
     assert r.exit_code == 0 and "AP-pool" in r.stdout
+    title = " ".join(r.stdout.split("┏")[0].split())  # pooled alone: no per-image cap is applied, the title must not claim one
+    assert "dets/image" not in title and "AP-pool: top 10000 dets/class, no per-image cap" in title, r.stdout
     for bad, what in ((["--protocol", "coco"], "--protocol"), (["--dets-per-class", "0"], "--dets-per-class")):
         r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, *bad])
         assert r.exit_code == 2 and what in r.stderr and "Traceback" not in r.output, r.output
