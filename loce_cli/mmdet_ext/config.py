@@ -4,7 +4,7 @@ naming existing keys, each value of the type the key already has."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from loce_cli.errors import DataError, LoceUsageError
 
@@ -142,9 +142,11 @@ def apply_cfg_options(cfg, cfg_options: Sequence[str]):
     return cfg
 
 
-def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config"):
+def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config",
+                     filename: Optional[str] = None):
     """An ``mmcv.Config`` from the text of a dumped config (a checkpoint's ``meta['config']``), with
-    ``cfg_options`` merged as :func:`load_config` does."""
+    ``cfg_options`` merged as :func:`load_config` does; ``filename``: the name it reports (its ``.filename``,
+    which messages and logs show), instead of the temporary file it was parsed from."""
     import tempfile
 
     from mmcv import Config
@@ -154,6 +156,8 @@ def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "
             path = Path(folder) / "saved_config.py"
             path.write_text(text, encoding="utf-8")
             cfg = Config.fromfile(str(path))
+            if filename:
+                super(Config, cfg).__setattr__("_filename", str(filename))  # mmcv keeps it in _filename
     except Exception as e:
         raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
                         "resume with the config file instead (--resume-from an older checkpoint)") from None
