@@ -79,3 +79,17 @@ def test_an_interrupted_quickstart_is_told_to_rerun_the_quickstart(tiny_dataset,
         steps.run_quickstart(work, cfg_options={"base": ["runner.max_epochs=2"]})
     assert e.value.exit_code == 130 and "epoch_1.pth" in e.value.message
     assert e.value.hint.startswith(f"rerun loce quickstart --work-dir {work}") and "train base" not in e.value.hint
+
+
+def test_an_empty_image_file_is_told_it_is_empty(tmp_path):
+    """A 0-byte empty.jpg is a JPEG by name: 'pass a JPEG or PNG image' would not help; it is empty."""
+    import pytest
+
+    from loce_cli.engine.predict.images import check_image
+    from loce_cli.errors import DataError
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError) as e:
+        check_image(tmp_path / "empty.jpg")
+    line = e.value.one_line()
+    assert "empty.jpg is empty (0 bytes)" in line and "JPEG or PNG" not in line and "again" in line
