@@ -301,3 +301,9 @@ def test_repeated_labels_are_told_they_repeat(runs):
     _, dirs = runs
     r = CliRunner().invoke(app, ["report", f"A={dirs['base']}", f"A={dirs['loce_seed0']}"])
     assert r.exit_code == 2 and "the label 'A' repeats" in r.stderr and "LABEL=PATH" in r.stderr
+
+
+def test_csv_notes_go_to_stderr(unlike):
+    r = CliRunner().invoke(app, ["report", str(unlike / "true" / "eval"), str(unlike / "fp" / "eval"), "--format",
+                                 "csv"])
+    assert r.exit_code == 0 and "note: 'fp' has no bbox results" in r.stderr and "note" not in r.stdout
