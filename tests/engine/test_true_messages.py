@@ -93,3 +93,25 @@ def test_an_empty_image_file_is_told_it_is_empty(tmp_path):
         check_image(tmp_path / "empty.jpg")
     line = e.value.one_line()
     assert "empty.jpg is empty (0 bytes)" in line and "JPEG or PNG" not in line and "again" in line
+
+
+def test_a_single_process_eval_in_a_pipe_prints_progress_lines(tiny_base_model, tiny_dataset, tmp_path):
+    """Not a terminal (CliRunner's streams, like a pipe): plain 'inference: N/M images' lines while it runs,
+    as the rank-0 text progress of a multi-process eval; the last one says all images are done."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from loce_cli.cli import app
+
+    config, ckpt, options = tiny_base_model
+    args = ["eval", str(config), str(ckpt), "--out", str(tmp_path / "ev"), "--metric", "bbox", "--device", "cpu"]
+    for o in options:
+        args += ["--cfg-options", o]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    lines = re.findall(r"^inference: (\d+)/(\d+) images$", r.stderr, re.M)
+    images = len(json.loads((tiny_dataset / "annotations" / "lvis_v1_val.json").read_text())["images"])
+    assert len(lines) >= 2 and lines[-1] == (str(images), str(images)), r.stderr
+    assert [int(d) for d, _ in lines] == sorted(int(d) for d, _ in lines)
