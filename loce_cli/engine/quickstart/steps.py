@@ -56,6 +56,17 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def _train_stage(req: TrainRequest, work_dir: Path):
+    """``train(req)``; a stop (signal, Ctrl-C) is told to rerun the quickstart, not the stage's own command."""
+    try:
+        return train(req)
+    except TrainingStopped as e:
+        again = f"loce quickstart --work-dir {shlex.quote(str(work_dir))}"
+        raise TrainingStopped(e.message, f"rerun {again}: it skips the finished steps and resumes {req.stage} from "
+                                         "its last checkpoint" if e.checkpoint else f"rerun {again}",
+                              e.exit_code, e.checkpoint) from None
+
+
 def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
     """``loce predict`` of both models on the val images with rare classes, a few drawn side by side."""
     t = time.perf_counter()
@@ -125,13 +136,7 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
                            base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None,
                            verbose=verbose)
-        try:
-            out = train(req)
-        except TrainingStopped as e:  # the way on is the quickstart again, not the stage's own command
-            again = f"loce quickstart --work-dir {shlex.quote(str(work_dir))}"
-            raise TrainingStopped(e.message, f"rerun {again}: it skips the finished steps and resumes {stage} "
-                                             "from its last checkpoint" if e.checkpoint else f"rerun {again}",
-                                  e.exit_code, e.checkpoint) from None
+        out = _train_stage(req, work_dir)
         checkpoints[stage] = Path(out.checkpoint)
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
