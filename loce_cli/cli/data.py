@@ -246,7 +246,7 @@ def _print_prep(result, sub) -> None:
                   f"{sub.source_annotations:,} instances (fraction {sub.fraction:g}, seed {sub.seed}); "
                   f"{sub.classes_without_instances:,} classes without instances", soft_wrap=True)
     out.print(f"wrote {result.meta_path} in {result.seconds:.1f} s"
-              + (f" ({result.warnings:,} warning(s) above)" if result.warnings else ""), soft_wrap=True)
+              + (f" ({result.warnings_listed:,} warning(s) above)" if result.warnings_listed else ""), soft_wrap=True)
 
 
 import_app = typer.Typer(help="Import other formats as an LVIS-format dataset folder.", no_args_is_help=True)

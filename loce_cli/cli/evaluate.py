@@ -109,8 +109,10 @@ def _print_report(report, split: str) -> None:
 
     title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode"}.get(report.evaluator,
                                                                                     "streaming evaluator")
-    summary = table(f"LVIS evaluation ({title}, max {report.max_dets} dets/image)", ("metric", *SUMMARY_KEYS),
-                    left=("metric",))
+    limits = ([f"max {report.max_dets} dets/image"] if report.metrics else []) + [  # what each row's AP is
+        f"{'AP-fixed' if n == 'fixed' else 'AP-pool'}: top {p.dets_per_class} dets/class, no per-image cap"
+        for n, p in report.protocols.items()]
+    summary = table(f"LVIS evaluation ({title}; {'; '.join(limits)})", ("metric", *SUMMARY_KEYS), left=("metric",))
     for m, r in report.metrics.items():
         summary.add_row(m, *(ap_text(r.summary[k]) for k in SUMMARY_KEYS))
     titles = {"fixed": "AP-fixed", "pooled": "AP-pool"}

@@ -47,9 +47,21 @@ def status(text: str, quiet: bool = False):
 
 @contextlib.contextmanager
 def inference_progress(enabled: bool) -> Iterator[Any]:
-    """A rich progress bar over images on stderr (a terminal only); yields the callback or None."""
-    if not enabled or not err.is_terminal:
+    """A rich progress bar over images on stderr; in a pipe or a file a plain line every 10% instead (as a
+    multi-process run's rank 0 prints); yields the callback, or None when not ``enabled``."""
+    if not enabled:
         yield None
+        return
+    if not err.is_terminal:
+        last = [-1]
+
+        def plain(done: int, total: int) -> None:
+            step = done * 10 // max(total, 1)
+            if step != last[0]:
+                last[0] = step
+                err.print(f"inference: {done}/{total} images", markup=False, highlight=False)
+
+        yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

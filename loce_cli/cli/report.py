@@ -89,6 +89,9 @@ def report(runs: List[str] = RUNS, split: Split = SPLIT, metric: Optional[List[s
         typer.echo(render_markdown(result), nl=False)
     elif fmt == "csv":
         typer.echo(render_csv(result), nl=False)
+        for note in result.notes:  # the table has no place for them: stderr, as the warnings
+            if not note.startswith("WARNING"):
+                err.print(f"note: {escape(note)}", highlight=False)
     else:
         print_report_table(result)
     if plot is not None:

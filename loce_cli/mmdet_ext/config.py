@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from mmcv import Config, DictAction
 
@@ -160,14 +160,18 @@ def apply_cfg_options(cfg, cfg_options: Sequence[str]):
     return cfg
 
 
-def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config"):
+def load_config_text(text: str, cfg_options: Sequence[str] = (), source: str = "the checkpoint's config",
+                     filename: Optional[str] = None):
     """An ``mmcv.Config`` from the text of a dumped config (a checkpoint's ``meta['config']``), with
-    ``cfg_options`` merged as :func:`load_config` does."""
+    ``cfg_options`` merged as :func:`load_config` does; ``filename``: the name it reports (its ``.filename``,
+    which messages and logs show), instead of the temporary file it was parsed from."""
     try:  # through a file of our own (mmcv's fromstring leaves a warning about its temporary file at exit)
         with tempfile.TemporaryDirectory(prefix="loce_cfg_") as folder:
             path = Path(folder) / "saved_config.py"
             path.write_text(text, encoding="utf-8")
             cfg = Config.fromfile(str(path))
+            if filename:
+                super(Config, cfg).__setattr__("_filename", str(filename))  # mmcv keeps it in _filename
     except Exception as e:
         raise DataError(f"{source} cannot be loaded: {type(e).__name__}: {str(e)[:200]}",
                         "resume with the config file instead (--resume-from an older checkpoint)") from None

@@ -61,12 +61,19 @@ class ImageDetector:
         img = results.get("img")
         if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
             raise DataError(f"{path} cannot be decoded by the test pipeline", "pass a JPEG or PNG image")
+        height, width = img.shape[:2]
+        try:  # the rest of the pipeline (resize to the test scale, ...) here, so an image it cannot take is refused
+            results["transformed"] = self._transforms(dict(results))
+        except Exception as e:  # cv2 refuses a resize to 0 px (an extreme aspect ratio at the test scale)
+            raise DataError(f"{path} ({width}x{height} px, aspect ratio {max(width, height) / min(width, height):.0f}:1)"
+                            f" cannot be resized to the model's test scale ({type(e).__name__})",
+                            "crop or pad it to a less extreme aspect ratio") from None
         return results
 
     def detect(self, loaded: dict, image_id: int) -> Tuple[np.ndarray, List[dict], List[int]]:
         """``(the image as RGB uint8, its LVIS detections, each one's label index)`` for ``load()``'s output."""
         rgb = np.ascontiguousarray(loaded["img"][..., ::-1]).astype(np.uint8, copy=False)
-        data = collate([self._transforms(loaded)], samples_per_gpu=1)
+        data = collate([loaded["transformed"]], samples_per_gpu=1)
         with torch.no_grad(), inference_autocast(self.amp, self.device):
             result = detect(self.model, data, rescale=True)
         dets, labels = result_to_lvis(result[0], image_id, self.cat_ids)

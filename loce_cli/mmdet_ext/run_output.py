@@ -113,7 +113,8 @@ def routed_logs(log_file: Optional[str], rank: int, terminal: Terminal, verbose:
                 level: int = logging.INFO) -> Iterator[None]:
     """For the run: rank 0's mmcv loggers write to ``log_file`` (appended) and the terminal (as
     :class:`TerminalHandler` filters); the loggers' own handlers come back afterwards, and a bar left live by an
-    error is stopped. Ranks > 0 are left as mmcv sets them (errors only)."""
+    error is stopped. Ranks > 0 print errors only, as mmcv means them to: a logger mmcv set up before the process
+    group existed took them for rank 0 (INFO on stderr), which would put every rank's init log on the terminal."""
     loggers = _mmcv_loggers()
     saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     file_handler = None
@@ -125,13 +126,17 @@ def routed_logs(log_file: Optional[str], rank: int, terminal: Terminal, verbose:
             handlers.append(file_handler)
         for lg in loggers:
             _set_handlers(lg, handlers, level, False)
+    else:
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setFormatter(logging.Formatter(LOG_FORMAT))
+        for lg in loggers:
+            _set_handlers(lg, [errors], logging.ERROR, False)
     try:
         yield
     finally:
         terminal.stop_bar()
-        if rank == 0:
-            for lg, handlers, lvl, propagate in saved:
-                _set_handlers(lg, handlers, lvl, propagate)
+        for lg, handlers, lvl, propagate in saved:
+            _set_handlers(lg, handlers, lvl, propagate)
         if file_handler is not None:
             file_handler.close()
 

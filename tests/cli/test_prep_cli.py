@@ -94,3 +94,20 @@ def test_subset(root, tmp_path):
     assert (out / "annotations" / "lvis_v1_train.json").is_file() and (out / "annotations" / "loce_meta.json").is_file()
     r = _prep("--root", root, "--subset", "0.25", "--out", out)
     assert r.exit_code == 1 and "not empty" in r.stderr
+
+
+def test_warning_count_is_the_warnings_listed(root, tmp_path):
+    """The last line counts the warnings printed above it, not the items they concern (issue 31)."""
+    import re
+
+    path = root / "annotations" / "lvis_v1_train.json"
+    data = json.loads(path.read_text())
+    bare = {im["id"] for im in data["images"][:5]}  # five images lose their annotations: one warning of 5
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] not in bare]
+    path.write_text(json.dumps(data))
+    r = _prep("--root", root, "--subset", "0.5", "--out", tmp_path / "small", "--check-images", "none")
+    assert r.exit_code == 0, r.output
+    listed = [line for line in r.stdout.splitlines() if line.startswith("warning ")]
+    assert any("images without annotations" in line and "(5)" in line for line in listed), r.stdout
+    counted = re.search(r"\((\d+) warning\(s\) above\)", r.stdout)
+    assert counted and int(counted.group(1)) == len(listed), r.stdout

@@ -292,3 +292,34 @@ def test_classes_groups_and_category_ids_come_from_the_checkpoint(tiny_base_mode
     torch.save({"state_dict": ckpt["state_dict"], "meta": ckpt["meta"]}, tmp_path / "nofreq.pth")
     with pytest.raises(DataError, match="no frequency groups"):
         read_classes(tmp_path / "nofreq.pth")
+
+
+def test_extreme_aspect_ratios_warn_and_the_rest_is_written(tiny_base_model, inputs, tmp_path):
+    """6000x20 and 20x6000 images decode but shrink to 0 px at the model's test scale (128): each is refused
+    with a one-line warning; a thin image that still fits (2000x40 -> 128x3 px) is predicted, as are the others,
+    and predictions.json is written for them (issue 31)."""
+    config, ckpt, options = tiny_base_model
+    folder, _ = inputs
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(folder / "a.jpg", mixed / "a.jpg")
+    rng = np.random.default_rng(1)
+    for name, (w, h) in {"wide.png": (6000, 20), "tall.png": (20, 6000), "thin.png": (2000, 40)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(mixed / name)
+    warnings = []
+    report = predict(PredictRequest(str(config), str(ckpt), [str(mixed)], str(tmp_path / "o"), 0.0, MAX_DETS,
+                                    "cpu", cfg_options=options), warn=warnings.append)
+    assert sorted(Path(f.input).name for f in report.failed) == ["tall.png", "wide.png"]
+    assert len(warnings) == 2 and all("\n" not in w and "aspect ratio 300:1" in w for w in warnings)
+    assert sorted(Path(i.input).name for i in report.images) == ["a.jpg", "thin.png"]
+    assert [(i.width, i.height) for i in report.images if i.input.endswith("thin.png")] == [(2000, 40)]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "predictions.json", "thin.png"]
+    dets = json.loads((tmp_path / "o" / "predictions.json").read_text())
+    assert {Path(d["file_name"]).name for d in dets} <= {"a.jpg", "thin.png"} and dets
+    for d in dets:  # boxes within their image
+        x, y, w, h = d["bbox"]
+        W, H = (2000, 40) if d["file_name"].endswith("thin.png") else (64, 64)
+        assert 0 <= x and 0 <= y and x + w <= W + 1e-3 and y + h <= H + 1e-3
+    with pytest.raises(DataError, match=r"6000x20 px.*cannot be resized to the model's test scale"):
+        predict(PredictRequest(str(config), str(ckpt), [str(mixed / "wide.png")], str(tmp_path / "one"), THR,
+                               MAX_DETS, "cpu", cfg_options=options))

@@ -242,8 +242,10 @@ def test_metrics_json_round_trip_and_report(every_rule_reports, tmp_path):
     assert not any(line.startswith("run,bbox,") for line in r.stdout.splitlines())
     r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old"), "--protocol", "fixed"])
     assert r.exit_code == 1 and "fixed" in r.stderr and "Traceback" not in r.output
-    r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old")])  # standard rows only
-    assert r.exit_code == 0 and "AP-fixed" not in r.stdout
+    r = runner.invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "old")])  # old: '-' rows, a note
+    assert r.exit_code == 0 and "'old' has no bbox AP-fixed, segm AP-fixed" in r.stdout
+    assert any(line.split("│")[1:3] == [" old ", " bbox AP-fixed "] and line.count(" - ") == 8
+               for line in r.stdout.splitlines()), r.stdout
     r = runner.invoke(app, ["report", str(tmp_path / "run"), "--protocol", "fixed", "--split", "rare"])
     assert r.exit_code == 0 and "bbox AP-fixed: rare classes" in r.stdout
 
@@ -263,6 +265,8 @@ def test_cli_protocols_and_bad_input(tiny_dataset, tmp_path):
     r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--metric", "bbox", "--protocol", "pooled",
                             "--force"])
     assert r.exit_code == 0 and "AP-pool" in r.stdout
+    title = " ".join(r.stdout.split("┏")[0].split())  # pooled alone: no per-image cap is applied, the title must not claim one
+    assert "dets/image" not in title and "AP-pool: top 10000 dets/class, no per-image cap" in title, r.stdout
     for bad, what in ((["--protocol", "coco"], "--protocol"), (["--dets-per-class", "0"], "--dets-per-class")):
         r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, *bad])
         assert r.exit_code == 2 and what in r.stderr and "Traceback" not in r.output, r.output

@@ -50,7 +50,8 @@ def test_deltas_and_seed_average(runs):
     md = render_markdown(report)
     assert md.startswith("| run | metric | seeds | AP | APr | APc | APf | ΔAP |") and "±" in md
     csv_rows = render_csv(report).strip().splitlines()
-    assert csv_rows[0] == "run,metric,key,mean,sd,seeds,delta_vs_first" and len(csv_rows) == 1 + 2 * 2 * 4
+    assert csv_rows[0] == ("run,metric,key,mean,sd,seeds,delta_vs_first,definition,class,group,train_images,"
+                           "train_instances") and len(csv_rows) == 1 + 2 * 2 * 4
 
 
 def test_split_table_restricted_to_group(runs):
@@ -176,3 +177,133 @@ def test_plot_draws_every_metric_of_the_table(runs, tmp_path):
     assert all(len(ax.collections) > 0 for ax in scatter.ravel())  # points in every panel
     assert [ax.get_title().split(" AP")[0] for ax in bars[0]] == ["bbox", "segm"]
     assert [p.name for p in written] == ["p.png", "p_groups.png"]
+
+
+# --- numbers of different definitions, rows some runs lack, the same tables in every format (issue 31) ---
+
+def _capped(data, seed=0, cap=300):
+    """``_results`` padded with random boxes to exactly ``cap`` detections in every image: results as an
+    inference with a 300-per-image limit leaves them."""
+    import numpy as np
+
+    ann = json.loads((data / "annotations" / "lvis_v1_val.json").read_text())
+    dets = _results(data, seed=seed, with_masks=False)
+    rng = np.random.default_rng(seed)
+    cats = [c["id"] for c in ann["categories"]]
+    for im in ann["images"]:
+        have = sum(1 for d in dets if d["image_id"] == im["id"])
+        for _ in range(cap - have):
+            x, y = rng.uniform(0, im["width"] - 4), rng.uniform(0, im["height"] - 4)
+            dets.append(dict(image_id=im["id"], category_id=int(rng.choice(cats)), bbox=[x, y, 4.0, 4.0],
+                             score=float(rng.random() * 0.01)))
+    return dets
+
+
+@pytest.fixture(scope="module")
+def unlike(tiny_dataset, tmp_path_factory):
+    """Evaluated runs that differ in what their numbers are: capped results under AP-fixed, --max-dets 5, a
+    bbox-only run, a fixed+pooled run (no standard rows)."""
+    root = tmp_path_factory.mktemp("unlike")
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    (root / "true.json").write_text(json.dumps(_results(tiny_dataset, seed=0, with_masks=False)))
+    (root / "capped.json").write_text(json.dumps(_capped(tiny_dataset, seed=0)))
+    runs = {"true": ("true.json", dict(protocols=["standard", "fixed"])),
+            "capped": ("capped.json", dict(protocols=["standard", "fixed"])),
+            "dets5": ("true.json", dict(max_dets=5)),
+            "fp": ("true.json", dict(protocols=["fixed", "pooled"]))}
+    for name, (res, kw) in runs.items():
+        write_report(evaluate_results(root / res, ann, metrics=["bbox"], **kw), root / name / "eval")
+    return root
+
+
+def test_capped_beside_true_ap_fixed_gets_no_delta(unlike):
+    capped = json.loads((unlike / "capped" / "eval" / "metrics.json").read_text())
+    assert any("look capped at 300" in w for w in capped["warnings"])  # as loce eval writes it
+    report = build_report([str(unlike / "true" / "eval"), str(unlike / "capped" / "eval")])
+    assert report.metrics == ["bbox", "bbox AP-fixed"]
+    assert report.deltas["capped"]["bbox AP-fixed"] == {k: None for k in ("AP", "APr", "APc", "APf")}
+    assert report.deltas["capped"]["bbox"]["AP"] is not None  # standard: the same definition, a delta
+    assert any("not AP-fixed as defined" in n and "no delta" in n for n in report.notes)
+    md = render_markdown(report)
+    row = next(line for line in md.splitlines() if line.startswith("| capped | bbox AP-fixed"))
+    assert "capped at 300 dets/image" in row and row.rstrip(" |").endswith("| - | - | - | -")
+    assert "capped at 300 dets/image" in render_csv(report)
+
+
+def test_different_max_dets_never_averaged_nor_subtracted(unlike):
+    with pytest.raises(DataError, match=r"averages unlike bbox numbers: .*dets5.* \(max 5 dets/image\) and .*true.* \(max 300 dets/image\)"):
+        build_report([f"mixed={unlike}/[dt]*/eval"])  # a seed glob over --max-dets 5 and 300
+    report = build_report([str(unlike / "true" / "eval"), str(unlike / "dets5" / "eval")], protocols=["standard"])
+    assert report.deltas["dets5"]["bbox"]["AP"] is None
+    rows = {r[0]: r for r in __import__("loce_cli.engine.report.runs", fromlist=["x"]).summary_rows(report)[1:]}
+    assert rows["true"][1] == "bbox [max 300 dets/image]" and rows["dets5"][1] == "bbox [max 5 dets/image]"
+    r = CliRunner().invoke(app, ["report", f"mixed={unlike}/[dt]*/eval"])
+    assert r.exit_code == 1 and "averages unlike" in r.stderr and "Traceback" not in r.output
+
+
+def test_rows_some_runs_lack_are_dashes_with_a_note(runs, unlike):
+    _, dirs = runs
+    report = build_report([str(dirs["base"]), str(unlike / "true" / "eval")], protocols=["standard"])
+    assert report.metrics == ["bbox", "segm"]  # bbox+segm beside bbox-only
+    assert all(s.mean is None for s in report.runs[1].metrics["segm"].values())
+    assert any("'true' has no segm results" in n for n in report.notes)
+    report = build_report([str(unlike / "true" / "eval"), str(unlike / "fp" / "eval")])  # standard+fixed, fixed+pooled
+    assert report.metrics == ["bbox", "bbox AP-fixed", "bbox AP-pool"]
+    assert report.runs[1].metrics["bbox"]["AP"].mean is None and report.runs[0].metrics["bbox AP-pool"]["AP"].mean \
+        is None
+    assert report.deltas["fp"]["bbox AP-fixed"]["AP"] is not None
+    assert any("'fp' has no bbox results" in n for n in report.notes)
+    assert any("'true' has no bbox AP-pool results" in n for n in report.notes)
+    r = CliRunner().invoke(app, ["report", str(unlike / "true" / "eval"), str(unlike / "fp" / "eval")])
+    assert r.exit_code == 0 and "AP-pool" in r.stdout and "has no bbox results" in r.stdout
+
+
+def test_every_format_carries_the_per_class_table(runs):
+    root, dirs = runs
+    args = ["report", f"base={dirs['base']}", f"loce={root}/loce_seed*/eval", "--split", "rare", "--metric", "bbox"]
+    report = build_report(args[1:3], ["bbox"], "rare")
+    names = [c.name for c in report.classes["bbox"]]
+    assert names
+    r = CliRunner().invoke(app, args + ["--format", "csv"])
+    assert r.exit_code == 0, r.output
+    import csv as csv_module
+    import io
+
+    rows = list(csv_module.DictReader(io.StringIO(r.stdout)))
+    class_rows_ = [row for row in rows if row["key"] == "class"]
+    assert sorted({row["class"] for row in class_rows_}) == sorted(names)
+    assert len(class_rows_) == 2 * len(names)  # a row per run and class
+    for row in class_rows_:
+        c = next(c for c in report.classes["bbox"] if c.name == row["class"])
+        ap = c.ap[0 if row["run"] == "base" else 1]
+        assert (row["mean"] == "" if ap is None else float(row["mean"]) == pytest.approx(ap, abs=1e-6))
+    for fmt_ in ("md", "table", "json"):
+        r = CliRunner().invoke(app, args + ["--format", fmt_])
+        assert r.exit_code == 0 and all(n in r.stdout for n in names)
+
+
+def test_split_without_such_classes_says_so(tiny_dataset, tmp_path):
+    ann = json.loads((tiny_dataset / "annotations" / "lvis_v1_val.json").read_text())
+    for c in ann["categories"]:
+        c["frequency"] = "f" if c["frequency"] == "r" else c["frequency"]
+    path = tmp_path / "no_rare.json"
+    path.write_text(json.dumps(ann))
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results(tiny_dataset, with_masks=False)))
+    write_report(evaluate_results(res, path, metrics=["bbox"]), tmp_path / "run")
+    report = build_report([str(tmp_path / "run")], split="rare")
+    assert report.classes == {"bbox": []} and any("no rare classes" in n for n in report.notes)
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--split", "rare"])
+    assert r.exit_code == 0 and "no rare classes" in r.stdout
+
+
+def test_repeated_labels_are_told_they_repeat(runs):
+    _, dirs = runs
+    r = CliRunner().invoke(app, ["report", f"A={dirs['base']}", f"A={dirs['loce_seed0']}"])
+    assert r.exit_code == 2 and "the label 'A' repeats" in r.stderr and "LABEL=PATH" in r.stderr
+
+
+def test_csv_notes_go_to_stderr(unlike):
+    r = CliRunner().invoke(app, ["report", str(unlike / "true" / "eval"), str(unlike / "fp" / "eval"), "--format",
+                                 "csv"])
+    assert r.exit_code == 0 and "note: 'fp' has no bbox results" in r.stderr and "note" not in r.stdout

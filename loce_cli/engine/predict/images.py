@@ -124,7 +124,8 @@ def resolve_inputs(inputs: Sequence[str]) -> List[Path]:
 def check_image(path: Path) -> None:
     """Refuse, with one line, a file that is not a complete image: empty, another kind of file, truncated."""
     if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty (0 bytes)", "pass a JPEG or PNG image")
+        raise DataError(f"{path} is empty (0 bytes): it holds no image at all",
+                        "copy or download it again (an interrupted transfer leaves empty files)")
     try:
         with Image.open(path) as im:
             im.load()  # decodes every pixel: a truncated file fails here

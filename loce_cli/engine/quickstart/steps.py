@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from loce_cli.engine.data.synth import SynthOptions, synthesize
 from loce_cli.engine.evaluation import EvalRequest, evaluate_model
 from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_predictions
 from loce_cli.engine.runtime.locks import locked
+from loce_cli.engine.training import TrainingStopped
 from loce_cli.engine.training.run import TrainRequest, train
 from loce_cli.mmdet_ext.runner import newest_checkpoint
 
@@ -52,6 +54,17 @@ def _data_options(data: Path) -> List[str]:
 def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
     path = run / f"epoch_{epochs}.pth"
     return path if path.is_file() else None
+
+
+def _train_stage(req: TrainRequest, work_dir: Path):
+    """``train(req)``; a stop (signal, Ctrl-C) is told to rerun the quickstart, not the stage's own command."""
+    try:
+        return train(req)
+    except TrainingStopped as e:
+        again = f"loce quickstart --work-dir {shlex.quote(str(work_dir))}"
+        raise TrainingStopped(e.message, f"rerun {again}: it skips the finished steps and resumes {req.stage} from "
+                                         "its last checkpoint" if e.checkpoint else f"rerun {again}",
+                              e.exit_code, e.checkpoint) from None
 
 
 def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
@@ -123,7 +136,7 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
         req = TrainRequest(config=str(config), stage=stage, work_dir=str(run), cfg_options=options, resume=resume,
                            base_checkpoint=str(checkpoints["base"]) if stage == "finetune" else None,
                            verbose=verbose)
-        out = train(req)
+        out = _train_stage(req, work_dir)
         checkpoints[stage] = Path(out.checkpoint)
         result.steps.append(StepResult(stage, "resumed" if resume else "done", time.perf_counter() - t,
                                        out.checkpoint))
@@ -139,6 +152,7 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
             result.metrics[run_name] = {m: r["summary"] for m, r in saved["metrics"].items()}
             for m, r in (saved.get("protocols") or {}).get("fixed", {}).get("metrics", {}).items():
                 result.metrics[run_name][f"{m} AP-fixed"] = r["summary"]
+            say(f"[4/5] eval: {run_name}: {metrics_file} exists, skipped")
             continue
         say(f"[4/5] eval: {run_name} ({checkpoints[stage].name}) on the val split")
         options = _data_options(data) + list(extra.get(stage, [])) + list(extra.get("eval", []))

@@ -14,11 +14,11 @@ from typing import Dict, List, Optional, Sequence
 
 from loce_cli.core.frequency import GROUP_NAMES, parse_split
 from loce_cli.engine.evaluation import METRICS, PROTOCOLS, EvalReport, read_report
+from loce_cli.engine.report.definitions import PROTOCOL_TITLES, protocol_of, seed_definitions, unlike_notes
 from loce_cli.engine.report.same_data import check_same_data
 from loce_cli.errors import DataError, LoceUsageError
 
 KEYS = ("AP", "APr", "APc", "APf")
-PROTOCOL_TITLES = {"fixed": "AP-fixed", "pooled": "AP-pool"}  # rows "<metric> <title>"; standard rows: "<metric>"
 SPLIT_KEY = {"r": "APr", "c": "APc", "f": "APf"}
 FORMATS = ("table", "md", "json", "csv")
 
@@ -46,6 +46,7 @@ class RunSummary:
     sources: List[str]
     evaluator: str
     metrics: Dict[str, Dict[str, Stat]]  # metric -> key -> stat
+    definitions: Dict[str, Optional[str]] = field(default_factory=dict)  # metric -> what it is (None: no row)
 
 
 @dataclass
@@ -103,10 +104,9 @@ def _key(metric: str, protocol: str) -> str:
 
 def view(rep: EvalReport, key: str):
     """The ``MetricResult`` of a row key: ``bbox`` (standard) or ``bbox AP-fixed`` / ``bbox AP-pool``."""
-    metric, _, title = key.partition(" ")
-    if not title:
+    metric, name = protocol_of(key)
+    if name == "standard":
         return rep.metrics[metric]
-    name = next(n for n, t in PROTOCOL_TITLES.items() if t == title)
     return rep.protocols[name].metrics[metric]
 
 
@@ -119,11 +119,11 @@ def _has(rep: EvalReport, key: str) -> bool:
 
 
 def _protocols(loaded, protocols: Optional[Sequence[str]]) -> List[str]:
-    """The protocols to show: those asked for (each must be in every run), else standard and every other one
-    that all runs carry."""
+    """The protocols to show: those asked for (each must be in every run), else every one any run carries
+    (rows a run lacks are shown as '-' with a note)."""
     reps = [(src, rep) for _l, items in loaded for src, rep in items]
     if not protocols:
-        return ["standard"] + [p for p in PROTOCOL_TITLES if all(p in rep.protocols for _s, rep in reps)]
+        return ["standard"] + [p for p in PROTOCOL_TITLES if any(p in rep.protocols for _s, rep in reps)]
     for p in protocols:
         if p not in PROTOCOLS:
             raise LoceUsageError(f"--protocol {p!r} is not supported", "use standard, fixed and/or pooled")
@@ -143,11 +143,43 @@ def _stat(values: List[float]) -> Stat:
     return Stat(mean, sd, vals)
 
 
+def _load(runs: Sequence[str]) -> list:
+    """``[(label, [(path, EvalReport)])]`` of the arguments; a label given twice (``A=x A=y``) is refused."""
+    loaded, given = [], {}
+    for arg in runs:
+        label, files = _resolve(arg)
+        if "=" in arg and label in given:
+            raise LoceUsageError(f"the label {label!r} repeats ({given[label]} and {arg})",
+                                 "give each run its own LABEL (LABEL=PATH)")
+        given.setdefault(label, arg)
+        loaded.append((label, [(f, read_report(f)) for f in files]))
+    return loaded
+
+
+def _class_tables(report: Report, loaded: list, groups) -> None:
+    """The per-class rows of the split's classes, per metric (runs without the metric: None)."""
+    for m in report.metrics:
+        ref = next(rep for _l, items in loaded for _s, rep in items if _has(rep, m))
+        rows = []
+        for k, c in enumerate(view(ref, m).per_class):
+            if c.frequency not in groups:
+                continue
+            aps = [_stat([view(rep, m).per_class[k].ap for _s, rep in items if _has(rep, m)]).mean
+                   for _l, items in loaded]
+            rows.append(ClassRow(c.id, c.name, c.frequency, c.image_count, c.instance_count, aps))
+        rows.sort(key=lambda r: (r.image_count if r.image_count is not None else 0, r.name))
+        report.classes[m] = rows
+    if report.classes and not any(report.classes.values()):
+        names = "/".join(GROUP_NAMES[g] for g in groups)
+        report.notes.append(f"the data has no {names} classes: the per-class tables are empty")
+
+
 def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = "all",
                  allow_different_data: bool = False, protocols: Optional[Sequence[str]] = None) -> Report:
     """Load, check and summarise the runs named by ``runs`` (see ``_resolve``). Runs evaluated on different
     annotation files are refused, or with ``allow_different_data`` reported with a warning note.
-    ``protocols``: which of standard / fixed / pooled (default: standard and each other one every run carries)."""
+    ``protocols``: which of standard / fixed / pooled (default: each one any run carries). Seeds of unlike
+    definitions (``definitions.py``) are refused; runs of unlike definitions get no delta and a note."""
     if not runs:
         raise LoceUsageError("no runs given", "loce report RUN_OR_METRICS... (eval --out directories)")
     try:
@@ -157,22 +189,18 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     for m in metrics:
         if m not in METRICS:
             raise LoceUsageError(f"--metric {m!r} is not supported", "use bbox and/or segm")
-    loaded = []  # (label, [(path, EvalReport)])
-    for arg in runs:
-        label, files = _resolve(arg)
-        loaded.append((label, [(f, read_report(f)) for f in files]))
+    loaded = _load(runs)
     ref_src, ref = loaded[0][1][0]
     for _label, items in loaded:
         for src, rep in items:
             _same_classes(ref, ref_src, rep, src)
     data_notes = check_same_data([item for _l, items in loaded for item in items], allow_different_data)
-    shown = _protocols(loaded, protocols)
-    keys = [_key(m, p) for p in shown for m in METRICS]
-    available = [k for k in keys if all(_has(rep, k) for _l, items in loaded for _s, rep in items)]
+    keys = [_key(m, p) for p in _protocols(loaded, protocols) for m in METRICS]
+    available = [k for k in keys if any(_has(rep, k) for _l, items in loaded for _s, rep in items)]
     chosen = [k for k in available if k.partition(" ")[0] in (metrics or METRICS)]
     if not chosen:
-        raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in every run",
-                        "evaluate all runs with the same --metric")
+        raise DataError(f"no metric ({', '.join(metrics or METRICS)}) is present in any run",
+                        "evaluate the runs with the --metric asked for")
     report = Report([], chosen, split, notes=list(data_notes))
     labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
@@ -180,28 +208,24 @@ def build_report(runs: Sequence[str], metrics: Sequence[str] = (), split: str = 
     evaluators = {rep.evaluator for _l, items in loaded for _s, rep in items}
     if len(evaluators) > 1:
         report.notes.append(f"runs were evaluated with different evaluators ({', '.join(sorted(evaluators))})")
-    max_dets = {rep.max_dets for _l, items in loaded for _s, rep in items}
-    if len(max_dets) > 1:
-        report.notes.append(f"runs used different --max-dets ({', '.join(map(str, sorted(max_dets)))})")
     for label, items in loaded:
-        stats = {m: {k: _stat([view(rep, m).summary.get(k) for _s, rep in items]) for k in KEYS} for m in chosen}
-        report.runs.append(RunSummary(label, [str(s) for s, _ in items], items[0][1].evaluator, stats))
+        defs = {m: seed_definitions(label, items, m, _has) for m in chosen}
+        stats = {m: {k: _stat([view(rep, m).summary.get(k) for _s, rep in items if _has(rep, m)]) for k in KEYS}
+                 for m in chosen}
+        report.runs.append(RunSummary(label, [str(s) for s, _ in items], items[0][1].evaluator, stats, defs))
+        missing = [m for m in chosen if defs[m] is None]
+        if missing:
+            report.notes.append(f"{label!r} has no {', '.join(missing)} results: shown as '-'")
+    report.notes += unlike_notes(labels, {m: [r.definitions[m] for r in report.runs] for m in chosen})
     first = report.runs[0]
     for run in report.runs[1:]:
         report.deltas[run.label] = {
             m: {k: (run.metrics[m][k].mean - first.metrics[m][k].mean)
-                if run.metrics[m][k].mean is not None and first.metrics[m][k].mean is not None else None
+                if run.metrics[m][k].mean is not None and first.metrics[m][k].mean is not None
+                and run.definitions[m] == first.definitions[m] else None
                 for k in KEYS} for m in chosen}
     if len(groups) < 3:
-        for m in chosen:
-            rows = []
-            for k, c in enumerate(view(ref, m).per_class):
-                if c.frequency not in groups:
-                    continue
-                aps = [_stat([view(rep, m).per_class[k].ap for _s, rep in items]).mean for _l, items in loaded]
-                rows.append(ClassRow(c.id, c.name, c.frequency, c.image_count, c.instance_count, aps))
-            rows.sort(key=lambda r: (r.image_count if r.image_count is not None else 0, r.name))
-            report.classes[m] = rows
+        _class_tables(report, loaded, groups)
     return report
 
 
@@ -216,9 +240,16 @@ def _fmt_delta(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:+.1f}"
 
 
+def metric_label(report: Report, run: RunSummary, metric: str) -> str:
+    """The row's metric, with its definition where the runs' definitions of it differ (a row of its own)."""
+    defs = {r.definitions.get(metric) for r in report.runs} - {None}
+    d = run.definitions.get(metric)
+    return f"{metric} [{d}]" if len(defs) > 1 and d is not None else metric
+
+
 def summary_rows(report: Report) -> List[List[str]]:
     """Header + one row per run and metric: AP columns (mean ± sd over seeds) and, from the second run on, the
-    delta of each against the first run."""
+    delta of each against the first run (none where the two are defined differently)."""
     keys = report.keys()
     header = ["run", "metric", "seeds"] + keys + [f"Δ{k}" for k in keys]
     rows = [header]
@@ -226,7 +257,8 @@ def summary_rows(report: Report) -> List[List[str]]:
         for i, run in enumerate(report.runs):
             stats = run.metrics[m]
             deltas = report.deltas.get(run.label, {}).get(m, {}) if i else {}
-            rows.append([run.label, m, str(len(run.sources))] + [fmt(stats[k].mean, stats[k].sd) for k in keys]
+            rows.append([run.label, metric_label(report, run, m), str(len(run.sources))]
+                        + [fmt(stats[k].mean, stats[k].sd) for k in keys]
                         + [_fmt_delta(deltas.get(k)) if i else "" for k in keys])
     return rows
 
@@ -237,11 +269,13 @@ def class_rows(report: Report, metric: str) -> List[List[str]]:
     if len(labels) > 1:
         header += [f"Δ {lbl}" for lbl in labels[1:]]
     rows = [header]
+    labels_def = report.runs[0].definitions.get(metric)
     for c in report.classes.get(metric, []):
         row = [c.name, GROUP_NAMES.get(c.frequency, c.frequency), "-" if c.image_count is None else str(c.image_count),
                "-" if c.instance_count is None else str(c.instance_count)] + [fmt(a) for a in c.ap]
-        first = c.ap[0]
-        row += [_fmt_delta(a - first if a is not None and first is not None else None) for a in c.ap[1:]]
+        first, same = c.ap[0], [r.definitions.get(metric) == labels_def for r in report.runs[1:]]
+        row += [_fmt_delta(a - first if a is not None and first is not None and ok else None)
+                for a, ok in zip(c.ap[1:], same)]
         rows.append(row)
     return rows
 
@@ -261,16 +295,35 @@ def render_markdown(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
+    """One table in long form: a row per run, metric and summary key, then (with a --split) a row per run,
+    metric and class of the per-class tables (key ``class``; the class columns filled). ``definition``: what
+    the number is (rows of unlike definitions carry no delta)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["run", "metric", "key", "mean", "sd", "seeds", "delta_vs_first"])
+    w.writerow(["run", "metric", "key", "mean", "sd", "seeds", "delta_vs_first", "definition", "class", "group",
+                "train_images", "train_instances"])
+
+    def num(v):
+        return "" if v is None else f"{v:.6f}"
+
     for m in report.metrics:
         for i, run in enumerate(report.runs):
             for k in report.keys():
                 s = run.metrics[m][k]
                 d = report.deltas.get(run.label, {}).get(m, {}).get(k) if i else None
-                w.writerow([run.label, m, k, "" if s.mean is None else f"{s.mean:.6f}",
-                            "" if s.sd is None else f"{s.sd:.6f}", len(run.sources), "" if d is None else f"{d:.6f}"])
+                w.writerow([run.label, m, k, num(s.mean), num(s.sd), len(run.sources), num(d),
+                            run.definitions.get(m) or "", "", "", "", ""])
+    for m, rows in report.classes.items():
+        first_def = report.runs[0].definitions.get(m)
+        for c in rows:
+            for i, run in enumerate(report.runs):
+                a, first = c.ap[i], c.ap[0]
+                d = a - first if i and a is not None and first is not None and \
+                    run.definitions.get(m) == first_def else None
+                w.writerow([run.label, m, "class", num(a), "", len(run.sources), num(d), run.definitions.get(m) or "",
+                            c.name, GROUP_NAMES.get(c.frequency, c.frequency),
+                            "" if c.image_count is None else c.image_count,
+                            "" if c.instance_count is None else c.instance_count])
     return buf.getvalue()
 
 
@@ -278,8 +331,11 @@ def per_class_by_run(report: Report, metric: str) -> List[List[dict]]:
     """Per-class AP of each run (mean over its seeds) with the class's group and training counts."""
     out = []
     for run in report.runs:
-        reps = [read_report(Path(s)) for s in run.sources]
+        reps = [r for r in (read_report(Path(s)) for s in run.sources) if _has(r, metric)]
         rows = []
+        if not reps:  # a run without this metric: no points
+            out.append(rows)
+            continue
         for k, c in enumerate(view(reps[0], metric).per_class):
             rows.append(dict(frequency=c.frequency, image_count=c.image_count, instance_count=c.instance_count,
                              ap=_stat([view(r, metric).per_class[k].ap for r in reps]).mean))

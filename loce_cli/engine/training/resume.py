@@ -124,12 +124,13 @@ def _norm(value):
     return value
 
 
-def saved_config(ckpt: dict, cfg_options=(), path="the checkpoint"):
-    """The run's config as its checkpoint recorded it, with ``cfg_options`` merged."""
+def saved_config(ckpt: dict, cfg_options=(), path="the checkpoint", filename=None):
+    """The run's config as its checkpoint recorded it, with ``cfg_options`` merged; ``filename``: what its
+    ``.filename`` says (the run's CONFIG; default the temporary file it was read from)."""
     text = (ckpt.get("meta") or {}).get("config")
     if not text:
         raise DataError(f"{path} does not record its config", "resume a checkpoint written by loce")
-    return load_config_text(text, cfg_options, source=f"the config saved in {path}")
+    return load_config_text(text, cfg_options, source=f"the config saved in {path}", filename=filename)
 
 
 def plan_resume(req, work_dir: Path) -> Optional[ResumePlan]:

@@ -19,7 +19,7 @@ import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.engine.checkpoint_heads import check_head_types
 from loce_cli.engine.checkpoints import check_base_checkpoint, read_checkpoint
 from loce_cli.engine.config.loading import dataset_paths, load_config
-from loce_cli.engine.config.names import config_file_name
+from loce_cli.engine.config.names import config_file_name, resolve_config
 from loce_cli.engine.data.box_only import check_masks_for_config
 from loce_cli.engine.data.checks import check_config_data
 from loce_cli.engine.data.prep import check_prepared
@@ -136,12 +136,21 @@ def validate(req: TrainRequest):
     return cfg
 
 
+def config_named(config: str) -> str:
+    """The CONFIG argument as a file path (a shipped config's name resolved), or as given where it is gone."""
+    try:
+        return str(resolve_config(Path(config)))
+    except DataError:
+        return str(config)
+
+
 def run_config(req: TrainRequest, announce: bool = False):
     """The config the run trains with: the config file with --cfg-options, or for a resume the run's own config
     saved in its checkpoint (with the options a resume may change; :mod:`loce_cli.engine.training.resume`); its mixed
     precision resolved into one ``amp`` key (:mod:`loce_cli.engine.runtime.amp`)."""
     if req.resume:
-        cfg = saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume)
+        cfg = saved_config(read_checkpoint(Path(req.resume)), req.cfg_options, req.resume,
+                           filename=config_named(req.config))  # messages name the CONFIG, not a temporary file
     else:
         cfg = load_config(Path(req.config), req.cfg_options)
         if req.backbone_weights:

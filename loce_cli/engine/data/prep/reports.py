@@ -49,7 +49,13 @@ class PrepResult:
 
     @property
     def warnings(self) -> int:
+        """Items warned about (a warning's count is the images / classes / ... it concerns)."""
         return sum(p.count for _, p in self.all_problems() if p.severity == "warning")
+
+    @property
+    def warnings_listed(self) -> int:
+        """Warnings listed (one per kind of problem and file), what the report's last line counts."""
+        return sum(1 for _, p in self.all_problems() if p.severity == "warning")
 
     @property
     def ok(self) -> bool:
