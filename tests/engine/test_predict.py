@@ -214,7 +214,7 @@ def _bad_files(folder: Path, good: Path):
     return {"empty.png": "is empty", "notes.jpg": "is not an image", "cut.png": "damaged or truncated"}
 
 
-def test_bad_inputs_one_line_each_and_nothing_written(tiny_base_model, inputs, tmp_path):
+def test_bad_inputs_one_line_each_and_nothing_written(tiny_base_model, tiny_dataset, inputs, tmp_path):
     config, ckpt, options = tiny_base_model
     folder, _ = inputs
     bad = tmp_path / "bad"
@@ -252,9 +252,13 @@ def test_bad_inputs_one_line_each_and_nothing_written(tiny_base_model, inputs, t
         predict(PredictRequest(str(config), str(tmp_path / "nope.pth"), [str(folder / "a.jpg")], str(tmp_path / "x")))
     state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
     torch.save({"state_dict": state["state_dict"]}, tmp_path / "no_meta.pth")
-    with pytest.raises(DataError, match="no class names in its meta"):
-        predict(PredictRequest(str(config), str(tmp_path / "no_meta.pth"), [str(folder / "a.jpg")],
-                               str(tmp_path / "x"), cfg_options=options))
+    # a checkpoint without meta (as other codebases write them) takes its class names from the config's data
+    bare = predict(PredictRequest(str(config), str(tmp_path / "no_meta.pth"), [str(folder / "a.jpg")],
+                                  str(tmp_path / "bare"), THR, MAX_DETS, "cpu", cfg_options=options))
+    named = json.loads(Path(bare.predictions_file).read_text())
+    data_names = {c["name"] for c in json.loads((tiny_dataset / "annotations" / "lvis_v1_train.json").read_text())[
+        "categories"]}
+    assert named and {d["category_name"] for d in named} <= data_names
     with pytest.raises(LoceUsageError, match="unknown split"):
         predict(PredictRequest(str(config), str(ckpt), [str(folder / "a.jpg")], str(tmp_path / "x"), split="rarest"))
     assert not (tmp_path / "x").exists()
