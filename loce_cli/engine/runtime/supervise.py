@@ -4,7 +4,7 @@ they reach ``loce`` alone or its whole process group (Slurm, ``timeout``, system
 torchrun answers SIGTERM and SIGINT by signalling its workers, SIGKILLing them 30 s later and raising a
 ``SignalException`` traceback, and dies of SIGUSR1 (which it does not handle), leaving its workers behind; its
 workers each run in a session of their own, so a signal to loce's group never reaches them. So loce starts
-torchrun with SIGTERM, SIGUSR1 and SIGINT ignored (and not in ``TORCHELASTIC_SIGNALS_TO_HANDLE``), and itself:
+torchrun with SIGTERM, SIGUSR1 and SIGINT ignored (and not among its ``--signals-to-handle``), and itself:
 
 - training (:func:`run_forwarding_stop_signals`): passes each such signal on to the training processes, once;
   they checkpoint at the next iteration boundary and stop, and torchrun sees them exit on their own. A second
@@ -22,7 +22,9 @@ import time
 from typing import List, Sequence
 
 FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-HANDLED_BY_TORCHRUN = "SIGHUP,SIGQUIT"  # torchrun's TORCHELASTIC_SIGNALS_TO_HANDLE (default adds SIGTERM, SIGINT)
+# the signals torchrun itself handles (its default adds SIGTERM and SIGINT): --signals-to-handle, read from
+# PET_SIGNALS_TO_HANDLE, which it copies into TORCHELASTIC_SIGNALS_TO_HANDLE (what older versions read)
+HANDLED_BY_TORCHRUN = "SIGHUP,SIGQUIT"
 
 
 def _ignore_forwarded() -> None:  # in the child, before exec: SIG_IGN survives exec
@@ -49,7 +51,7 @@ def running(pid: int) -> bool:
 
 
 def _start(cmd: Sequence[str], env: dict) -> subprocess.Popen:
-    env = dict(env, TORCHELASTIC_SIGNALS_TO_HANDLE=HANDLED_BY_TORCHRUN)
+    env = dict(env, PET_SIGNALS_TO_HANDLE=HANDLED_BY_TORCHRUN, TORCHELASTIC_SIGNALS_TO_HANDLE=HANDLED_BY_TORCHRUN)
     return subprocess.Popen(list(cmd), env=env, preexec_fn=_ignore_forwarded)
 
 
