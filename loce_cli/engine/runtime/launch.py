@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from loce_cli.engine.runtime.supervise import run_forwarding_stop_signals
+from loce_cli.engine.runtime.supervise import run_forwarding_stop_signals, run_stopping_on_interrupt
 from loce_cli.errors import LoceError, LoceUsageError
 
 LAUNCHERS = ("none", "pytorch", "slurm")
@@ -83,9 +83,10 @@ def check_launch(launch: LaunchOptions) -> str:
 def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, log_hint: str,
                  stop_signals: bool = False, failed=None) -> None:
     """Write ``spec`` to ``spec_path`` and run ``loce_cli.engine.worker`` on it in N processes per node;
-    raise a one-line LoceError when any of them fails. ``stop_signals``: SIGTERM / SIGUSR1 go to the processes
-    (which checkpoint and stop; :mod:`loce_cli.engine.runtime.supervise`). ``failed()``: a LoceError to raise instead
-    of the generic one (or None)."""
+    raise a one-line LoceError when any of them fails. ``stop_signals``: SIGTERM / SIGUSR1 / SIGINT go to the
+    processes (which checkpoint and stop); else SIGINT / SIGTERM stop them all at once and raise
+    ``KeyboardInterrupt`` once they are gone (:mod:`loce_cli.engine.runtime.supervise`). ``failed()``: a LoceError
+    to raise instead of the generic one (or None)."""
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={launch.procs_per_node()}",
@@ -95,7 +96,7 @@ def run_torchrun(launch: LaunchOptions, spec: dict, spec_path: Path, what: str, 
     if stop_signals:
         returncode = run_forwarding_stop_signals(cmd, env)
     else:
-        returncode = subprocess.run(cmd, env=env).returncode
+        returncode = run_stopping_on_interrupt(cmd, env)
     error = failed() if failed is not None else None
     if error is not None:
         raise error

@@ -1,10 +1,16 @@
-"""Running ``torchrun`` for a training so that a stop signal reaches the training processes and they get the
-time to write their checkpoint.
+"""Running ``torchrun`` so that stop signals end a multi-process run as they end a single-process one, whether
+they reach ``loce`` alone or its whole process group (Slurm, ``timeout``, systemd, a terminal's Ctrl-C).
 
-torchrun answers SIGTERM by signalling its workers and SIGKILLing them 30 s later, and dies of SIGUSR1 (which it
-does not handle), leaving its workers behind. So loce starts torchrun with SIGTERM and SIGUSR1 ignored (the
-workers install their own handlers when training starts), and forwards those signals, when loce itself gets
-them, to the training processes directly; torchrun then sees them exit on their own.
+torchrun answers SIGTERM and SIGINT by signalling its workers, SIGKILLing them 30 s later and raising a
+``SignalException`` traceback, and dies of SIGUSR1 (which it does not handle), leaving its workers behind; its
+workers each run in a session of their own, so a signal to loce's group never reaches them. So loce starts
+torchrun with SIGTERM, SIGUSR1 and SIGINT ignored (and not among its ``--signals-to-handle``), and itself:
+
+- training (:func:`run_forwarding_stop_signals`): passes each such signal on to the training processes, once;
+  they checkpoint at the next iteration boundary and stop, and torchrun sees them exit on their own. A second
+  Ctrl-C stops everything at once (:func:`stop_tree`).
+- evaluation (:func:`run_stopping_on_interrupt`): SIGINT or SIGTERM stops torchrun and every process under it,
+  and returns once they are gone (nothing of theirs is written afterwards), raising ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from typing import List, Sequence
 
-FORWARDED = (signal.SIGTERM, signal.SIGUSR1)
+FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# the signals torchrun itself handles (its default adds SIGTERM and SIGINT): --signals-to-handle, read from
+# PET_SIGNALS_TO_HANDLE, which it copies into TORCHELASTIC_SIGNALS_TO_HANDLE (what older versions read)
+HANDLED_BY_TORCHRUN = "SIGHUP,SIGQUIT"
 
 
 def _ignore_forwarded() -> None:  # in the child, before exec: SIG_IGN survives exec
@@ -31,13 +41,55 @@ def children(pid: int) -> List[int]:
         return []
 
 
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _start(cmd: Sequence[str], env: dict) -> subprocess.Popen:
+    env = dict(env, PET_SIGNALS_TO_HANDLE=HANDLED_BY_TORCHRUN, TORCHELASTIC_SIGNALS_TO_HANDLE=HANDLED_BY_TORCHRUN)
+    return subprocess.Popen(list(cmd), env=env, preexec_fn=_ignore_forwarded)
+
+
+def stop_tree(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL torchrun (``proc``) and every process it started (each rank's session: its DataLoader and
+    evaluation workers too), and wait until they are gone. torchrun is frozen first so that it starts no more."""
+    try:
+        proc.send_signal(signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    ranks = children(proc.pid)
+    proc.kill()
+    for pid in ranks:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # torchrun starts each rank as the leader of its own session
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.wait()
+    end = time.monotonic() + timeout
+    while any(running(pid) for pid in ranks) and time.monotonic() < end:
+        time.sleep(0.05)
+
+
 def run_forwarding_stop_signals(cmd: Sequence[str], env: dict) -> int:
-    """Run ``cmd`` (torchrun) to its end; SIGTERM / SIGUSR1 to this process go to its children (the training
-    processes). Ctrl-C (SIGINT reaches the whole terminal group): wait for it to stop, then re-raise."""
-    env = dict(env, TORCHELASTIC_SIGNALS_TO_HANDLE="SIGINT,SIGHUP,SIGQUIT")
-    proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_ignore_forwarded)
+    """Run ``cmd`` (torchrun) to its end; SIGTERM / SIGUSR1 / SIGINT to this process go to its children (the
+    training processes), which stop at their next iteration boundary. A second SIGINT stops them at once and
+    raises ``KeyboardInterrupt``."""
+    proc = _start(cmd, env)
+    interrupts = [0]
 
     def forward(signum, frame):
+        if signum == signal.SIGINT:
+            interrupts[0] += 1
+            if interrupts[0] > 1:
+                raise KeyboardInterrupt
         for pid in children(proc.pid) or [proc.pid]:
             try:
                 os.kill(pid, signum)
@@ -49,11 +101,32 @@ def run_forwarding_stop_signals(cmd: Sequence[str], env: dict) -> int:
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for sig in FORWARDED:
+                signal.signal(sig, signal.SIG_IGN)
+            stop_tree(proc)
+            raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_stopping_on_interrupt(cmd: Sequence[str], env: dict) -> int:
+    """Run ``cmd`` (torchrun) to its end; on SIGINT or SIGTERM stop it and every process under it, wait until
+    they are gone, and raise ``KeyboardInterrupt``."""
+    proc = _start(cmd, env)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
+    try:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            for sig in stops:
+                signal.signal(sig, signal.SIG_IGN)
+            stop_tree(proc)
             raise
     finally:
         for sig, handler in previous.items():

@@ -20,7 +20,7 @@ from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.json_files import write_json_atomic
 from loce_cli.errors import DataError, LoceError, LoceUsageError
 from loce_cli.mmdet_ext.config import load_config_text, parse_cfg_options
-from loce_cli.mmdet_ext.runner import PREEMPTED_EXIT_CODE, checkpoints, newest_checkpoint
+from loce_cli.mmdet_ext.runner import checkpoints, newest_checkpoint, stop_exit_code
 
 CHANGEABLE_ON_RESUME = ("runner.max_epochs", "log_config.interval", "checkpoint_config.interval",
                         "checkpoint_config.max_keep_ckpts", "evaluation.interval")
@@ -211,16 +211,19 @@ def resume_command(req) -> str:
 
 
 def stopped_by_signal(req, stop, requeued: str = "") -> TrainingStopped:
-    """The error a run stopped by a signal ends with (``stop``: the runner's ``Preempted``)."""
-    message = (f"{stop.signame} after iteration {stop.iteration} (epoch {stop.epoch}, {stop.inner_iter}/"
+    """The error a run stopped by a signal ends with (``stop``: the runner's ``Preempted``): exit 75, or 130 for
+    Ctrl-C (SIGINT)."""
+    name = f"{stop.signame} (Ctrl-C)" if stop.signame == "SIGINT" else stop.signame
+    message = (f"{name} after iteration {stop.iteration} (epoch {stop.epoch}, {stop.inner_iter}/"
                f"{stop.epoch_len}): checkpoint {stop.checkpoint}")
     if requeued:
         message += f"; {requeued}"
-    return TrainingStopped(message, f"continue with: {resume_command(req)}", PREEMPTED_EXIT_CODE, stop.checkpoint)
+    return TrainingStopped(message, f"continue with: {resume_command(req)}", stop_exit_code(stop.signame),
+                           stop.checkpoint)
 
 
 def interrupted(req) -> TrainingStopped:
-    """Ctrl-C: no checkpoint is written; name the last one."""
+    """Ctrl-C twice (or before training started): no checkpoint is written; name the last one."""
     last = newest_checkpoint(req.work_dir)
     where = f"the last checkpoint is {last}" if last else "no checkpoint was written yet"
     hint = f"continue with: {resume_command(req)}" if last else "run the same command again"

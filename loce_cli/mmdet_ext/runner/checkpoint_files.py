@@ -96,8 +96,17 @@ def prune_mid_epoch(work_dir: str, keep: int, epoch_end_iter: Optional[int] = No
             continue
         os.remove(path)
         removed.append(path)
+    return removed + prune_orphan_rank_files(work_dir)
+
+
+def prune_orphan_rank_files(work_dir: str) -> List[str]:
+    """Remove the rank files (``epoch_N.rankR.pth``, ``iter_N.rankR.pth``) whose rank-0 file is gone (pruned by
+    :func:`prune_mid_epoch` or by mmcv's ``max_keep_ckpts``), except those newer than the newest checkpoint (a
+    save in progress: rank files are written first). Returns the removed paths."""
+    latest = newest_checkpoint(work_dir)
     newest_mtime = os.stat(latest).st_mtime_ns if latest and osp.exists(latest) else None
-    for name in os.listdir(work_dir):  # orphans: their rank-0 file was pruned (by mmcv's max_keep_ckpts too)
+    removed = []
+    for name in os.listdir(work_dir):
         m = RANK_FILE_RE.match(name)
         if not m or osp.exists(osp.join(work_dir, m.group(1) + ".pth")):
             continue

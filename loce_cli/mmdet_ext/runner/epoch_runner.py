@@ -13,9 +13,9 @@ from mmcv.runner import RUNNERS, CheckpointHook, EpochBasedRunner
 from mmcv.runner.checkpoint import save_checkpoint
 
 from loce_cli.mmdet_ext.amp import autocast_of
-from loce_cli.mmdet_ext.runner.checkpoint_files import (load_state_file, point_latest, prune_mid_epoch, rank_file,
-                                                        write_atomic)
-from loce_cli.mmdet_ext.runner.loader_workers import shutdown_workers
+from loce_cli.mmdet_ext.runner.checkpoint_files import (load_state_file, point_latest, prune_mid_epoch,
+                                                        prune_orphan_rank_files, rank_file, write_atomic)
+from loce_cli.mmdet_ext.runner.loader_workers import shutdown_workers, stop_signals_blocked
 from loce_cli.mmdet_ext.runner.preemption import Preempted
 from loce_cli.mmdet_ext.runner.rng_state import rng_state, set_rng_state
 from loce_cli.mmdet_ext.unwrap import unwrap_model
@@ -91,17 +91,19 @@ class LoceEpochBasedRunner(EpochBasedRunner):
             dist.barrier()
         return path
 
-    def _epoch_end_rank_state(self) -> None:
-        """Several processes: ranks > 0 write their state for the epoch-end checkpoint rank 0 is about to write."""
+    def _epoch_end_rank_state(self):
+        """Several processes: ranks > 0 write their state for the epoch-end checkpoint rank 0 is about to write.
+        Returns the ``CheckpointHook`` that writes it (None: one process, or no checkpoint at this epoch end)."""
         if self.world_size <= 1:
-            return
+            return None
         hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
         if hook is None or not hook.by_epoch or not (
                 hook.every_n_epochs(self, hook.interval) or (hook.save_last and hook.is_last_epoch(self))):
-            return
+            return None
         if self.rank != 0:
             self._write_rank_state(osp.join(hook.out_dir or self.work_dir, f"epoch_{self.epoch + 1}.pth"))
         dist.barrier()
+        return hook
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def run_iter(self, data_batch, train_mode, **kwargs):
@@ -122,7 +124,8 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         start, self._resume_consumed = self._resume_consumed, 0
         if self.resumable is not None:
             self.resumable.epoch = self.epoch
-        batches = iter(data_loader)  # draws the workers' base seed: after it, the streams continue as saved
+        with stop_signals_blocked():  # the workers start ignoring stop signals: the group's reach this process
+            batches = iter(data_loader)  # draws the workers' base seed: after it, the streams continue as saved
         if self._pending_rng is not None:
             set_rng_state(self._pending_rng)
             self._pending_rng = None
@@ -139,8 +142,10 @@ class LoceEpochBasedRunner(EpochBasedRunner):
         except BaseException:
             shutdown_workers(batches)
             raise
-        self._epoch_end_rank_state()
+        hook = self._epoch_end_rank_state()
         self.call_hook("after_train_epoch")
+        if hook is not None and self.rank == 0:  # max_keep_ckpts removed old epoch_N.pth: their rank files go too
+            prune_orphan_rank_files(hook.out_dir or self.work_dir)
         self._epoch += 1
 
     def _at_boundary(self, consumed: int) -> None:

@@ -1,10 +1,11 @@
 """Stopping a training run on a signal, and checkpointing every N iterations.
 
 A SIGTERM or SIGUSR1 (Slurm sends one before a time limit with ``sbatch --signal=USR1@120``; a preempting
-scheduler or ``kill`` sends SIGTERM) only sets a flag. At the next iteration boundary the ranks agree on the
-flag (an all-reduce of it over the process group: a signal to one rank stops all of them), write one mid-epoch
-checkpoint and leave with :data:`PREEMPTED_EXIT_CODE`. ``--requeue`` then asks Slurm to queue the job again
-(``scontrol requeue $SLURM_JOB_ID``, rank 0).
+scheduler, ``timeout``, systemd or ``kill`` sends SIGTERM) or a SIGINT (Ctrl-C) only sets a flag. At the next
+iteration boundary the ranks agree on the flag (an all-reduce of it over the process group: a signal to one rank
+stops all of them), write one mid-epoch checkpoint and leave with :data:`PREEMPTED_EXIT_CODE` (SIGINT:
+:data:`INTERRUPTED_EXIT_CODE`). A second SIGINT does not wait for the boundary (``KeyboardInterrupt``).
+``--requeue`` then asks Slurm to queue the job again (``scontrol requeue $SLURM_JOB_ID``, rank 0).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import torch
 import torch.distributed as dist
 
 PREEMPTED_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: stopped on purpose, a checkpoint to resume from was written
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+INTERRUPTED_EXIT_CODE = 130  # Ctrl-C, as shells report a SIGINT death (128 + 2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def stop_exit_code(signame: str) -> int:
+    """The exit code of a run stopped by ``signame`` with a checkpoint: 130 for SIGINT, else 75."""
+    return INTERRUPTED_EXIT_CODE if signame == signal.SIGINT.name else PREEMPTED_EXIT_CODE
 
 
 class Preempted(Exception):
@@ -49,7 +56,7 @@ class StopPolicy:
 
     # -- signals ------------------------------------------------------------------------------------------------
     def install(self) -> None:
-        """Catch SIGTERM and SIGUSR1 in this (main) thread until :meth:`restore`."""
+        """Catch SIGTERM, SIGUSR1 and SIGINT in this (main) thread until :meth:`restore`."""
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
 
@@ -61,6 +68,8 @@ class StopPolicy:
     def _on_signal(self, signum, frame) -> None:  # async-signal context: set the flag, nothing else
         if self.received is None:
             self.received = signum
+        elif signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: now, without the checkpoint
 
     # -- decisions at an iteration boundary ----------------------------------------------------------------------
     def stop_now(self) -> Optional[str]:
