@@ -36,6 +36,7 @@ BENCHES = (
     ("bench_amp.py", ["--configs", "synth", "--iters", "3"], []),
     ("bench_prep.py", ["--quick", "--repeats", "1"], []),
     ("bench_eval.py", ["--quick"], []),
+    ("bench_analyze.py", ["--quick"], []),
     ("bench_validation.py", ["--images", "2000", "--repeats", "1"], []),
     ("bench_topk.py", ["--sizes", "2000000"], []),
     ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),

@@ -93,7 +93,7 @@ def match_all(gt: GroundTruth, dets: Detections, metric: str, max_dets: int = 30
                   np.full(m, -1, np.int64))
     d_bounds = np.searchsorted(out.det_img, np.arange(gt.num_images + 1))
     g_bounds = np.searchsorted(gt.ann_img, np.arange(gt.num_images + 1))
-    nel = set(gt.nel_codes.tolist())
+    nel = np.isin(out.det_img * gt.num_cats + out.det_cls, gt.nel_codes)  # not-exhaustive (image, class)
     for i in range(gt.num_images):
         d0, d1, g0, g1 = d_bounds[i], d_bounds[i + 1], g_bounds[i], g_bounds[i + 1]
         if d0 == d1 and g0 == g1:
@@ -112,8 +112,7 @@ def match_all(gt: GroundTruth, dets: Detections, metric: str, max_dets: int = 30
             iou = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), np.float64).reshape(b_iou.shape)
         else:
             iou = b_iou
-        nel_d = np.array([i * gt.num_cats + c in nel for c in out.det_cls[d_idx].tolist()], bool)
-        _label_image(out, d_idx, g_idx, iou, nel_d)
+        _label_image(out, d_idx, g_idx, iou, nel[d0:d1])
         _takers(out, d_idx, g_idx, b_iou)
     return out
 
@@ -129,6 +128,19 @@ def _takers(out: Matched, d_idx: np.ndarray, g_idx: np.ndarray, b_iou: np.ndarra
     out.gt_taker[g_idx[any_hit]] = out.det_cls[d_idx[first[any_hit]]]
 
 
+def _greedy(cand_iou: np.ndarray, taken: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """LVIS's greedy matching over ``rows`` (in score order): each takes the untaken column of highest IoU when
+    that IoU is >= 0.5; returns the rows that took one (``taken`` updated)."""
+    took = []
+    for k in rows.tolist():
+        cand = np.where(taken, -1.0, cand_iou[k])
+        j = int(cand.argmax())
+        if cand[j] >= FG:
+            taken[j] = True
+            took.append(k)
+    return np.array(took, np.int64)
+
+
 def _label_image(out: Matched, d_idx: np.ndarray, g_idx: np.ndarray, iou: np.ndarray, nel_d: np.ndarray) -> None:
     counted = ~out.gt_ignore[g_idx]
     g_cls, d_cls = out.gt_cls[g_idx], out.det_cls[d_idx]
@@ -136,61 +148,48 @@ def _label_image(out: Matched, d_idx: np.ndarray, g_idx: np.ndarray, iou: np.nda
     ign_iou = iou * (same & ~counted[None, :])
     cls_iou = iou * (same & counted[None, :])
     taken = np.zeros(g_idx.size, bool)  # an ignore object is taken once, as LVIS matches it
-    for k in range(d_idx.size):  # greedy, in score order: objects first, ignore objects after
-        cand = np.where(taken, -1.0, cls_iou[k])
-        j = int(cand.argmax()) if cand.size else -1
-        if j >= 0 and cand[j] >= FG:
-            taken[j] = True
-            out.det_state[d_idx[k]] = TP
-            continue
-        cand = np.where(taken, -1.0, ign_iou[k])
-        j = int(cand.argmax()) if cand.size else -1
-        if j >= 0 and cand[j] >= FG:
-            taken[j] = True
-            out.det_state[d_idx[k]] = IGNORED
-        elif nel_d[k]:
-            out.det_state[d_idx[k]] = IGNORED
+    if g_idx.size:  # only detections that could match one take part in the (sequential) greedy matching
+        tp = _greedy(cls_iou, taken, np.flatnonzero(cls_iou.max(axis=1) >= FG))
+        out.det_state[d_idx[tp]] = TP
+        rest = np.ones(d_idx.size, bool)
+        rest[tp] = False
+        ign = _greedy(ign_iou, taken, np.flatnonzero(rest & (ign_iou.max(axis=1) >= FG)))
+        out.det_state[d_idx[ign]] = IGNORED
+    fp = out.det_state[d_idx] == FP
+    out.det_state[d_idx[fp & nel_d]] = IGNORED  # LVIS: unmatched detections of a not-exhaustive class
     used = taken & counted
     out.gt_used[g_idx] = used
     fps = np.flatnonzero(out.det_state[d_idx] == FP)
-    if not fps.size:
-        return
-    other_iou = iou * (~same & counted[None, :])
-    used_iou = cls_iou * used[None, :]
-    all_iou = iou * counted[None, :]
-    for k in fps.tolist():
-        _classify(out, int(d_idx[k]), g_idx, cls_iou[k], other_iou[k], used_iou[k], all_iou[k], used,
-                  counted.any())
+    if fps.size:
+        _classify(out, d_idx[fps], g_idx, iou[fps], same[fps], counted, used)
 
 
-def _classify(out: Matched, d: int, g_idx: np.ndarray, cls_iou: np.ndarray, other_iou: np.ndarray,
-              used_iou: np.ndarray, all_iou: np.ndarray, used: np.ndarray, any_object: bool) -> None:
-    """TIDE's error type of false positive ``d`` (its IoU rows against the image's objects)."""
-    if not any_object:
+def _classify(out: Matched, d: np.ndarray, g_idx: np.ndarray, iou: np.ndarray, same: np.ndarray,
+              counted: np.ndarray, used: np.ndarray) -> None:
+    """TIDE's error type of the false positives ``d`` (score order) from their IoU rows against the image's
+    objects, tested in TIDE's order; and, per object, the highest-scoring fixable error aimed at it."""
+    if not counted.any():
         out.det_error[d] = BKG
         return
-    j = int(cls_iou.argmax())
-    if BG <= cls_iou[j] <= FG:
-        out.det_error[d] = LOC
-    else:
-        j = int(other_iou.argmax())
-        if other_iou[j] >= FG:
-            out.det_error[d] = CLS
-        elif used_iou.max() >= FG:
-            out.det_error[d] = DUPE
-            return
-        elif all_iou.max() <= BG:
-            out.det_error[d] = BKG
-            return
-        else:
-            out.det_error[d] = BOTH
-            return
-    g = int(g_idx[j])
-    out.det_target[d] = g
-    if not used[j]:
-        best = out.gt_best[g]
-        if best < 0 or out.det_score[best] < out.det_score[d]:
-            out.gt_best[g] = d
+    cls_iou = iou * (same & counted[None, :])
+    other_iou = iou * (~same & counted[None, :])
+    cls_arg, other_arg = cls_iou.argmax(axis=1), other_iou.argmax(axis=1)
+    rows = np.arange(d.size)
+    cls_max, other_max = cls_iou[rows, cls_arg], other_iou[rows, other_arg]
+    loc = (cls_max >= BG) & (cls_max <= FG)
+    wrong = ~loc & (other_max >= FG)
+    dupe = ~loc & ~wrong & ((cls_iou * used[None, :]).max(axis=1) >= FG)
+    bkg = ~loc & ~wrong & ~dupe & ((iou * counted[None, :]).max(axis=1) <= BG)
+    error = np.full(d.size, BOTH, np.int8)
+    error[loc], error[wrong], error[dupe], error[bkg] = LOC, CLS, DUPE, BKG
+    out.det_error[d] = error
+    target = np.where(loc, cls_arg, np.where(wrong, other_arg, -1))
+    aimed = target >= 0
+    out.det_target[d[aimed]] = g_idx[target[aimed]]
+    fixable = np.flatnonzero(aimed & ~used[np.maximum(target, 0)])
+    if fixable.size:  # in score order, so the first one aimed at an object is its highest-scoring
+        objs, first = np.unique(target[fixable], return_index=True)
+        out.gt_best[g_idx[objs]] = d[fixable[first]]
 
 
 def missed(m: Matched) -> np.ndarray:
