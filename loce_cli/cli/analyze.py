@@ -26,7 +26,7 @@ def analyze(source: Path = SOURCE, ann: Optional[Path] = ANN, compare: Optional[
     """Where each group's AP goes under LVIS's rules: TIDE's error types, who takes each object, calibration."""
     from loce_cli.engine.analysis import analyze as run_analysis
     from loce_cli.engine.analysis import compare as compare_runs
-    from loce_cli.engine.analysis.tables import headline, tables
+    from loce_cli.engine.analysis import headline, tables
     from loce_cli.engine.pictures.analysis_plots import plot_analysis
 
     check_plot_path(plot)
