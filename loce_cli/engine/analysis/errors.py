@@ -16,7 +16,7 @@ from typing import Dict
 
 import numpy as np
 
-from loce_cli.engine.analysis.matching import BKG, BOTH, CLS, DUPE, ERROR_TYPES, FP, LOC, TP, Matched, missed
+from loce_cli.engine.analysis.matching import BKG, BOTH, CLS, DUPE, ERROR_TYPES, FP, IGNORED, LOC, TP, Matched, missed
 
 RECALLS = np.linspace(0.0, 1.0, 101)
 
@@ -24,10 +24,14 @@ RECALLS = np.linspace(0.0, 1.0, 101)
 def class_ap(cls: np.ndarray, score: np.ndarray, tp: np.ndarray, npos: np.ndarray) -> np.ndarray:
     """[K] AP (101-point interpolated) of each class from its detections (order = ties' order) and object count;
     NaN where the class has no objects."""
+    order = np.lexsort((np.arange(cls.size), -score, cls))
+    return sorted_class_ap(cls[order], tp[order], npos)
+
+
+def sorted_class_ap(cls: np.ndarray, tp: np.ndarray, npos: np.ndarray) -> np.ndarray:
+    """``class_ap`` of points already sorted by class, then score (highest first), then ties' order."""
     k_all = npos.size
     aps = np.full(k_all, np.nan)
-    order = np.lexsort((np.arange(cls.size), -score, cls))
-    cls, tp = cls[order], tp[order]
     bounds = np.searchsorted(cls, np.arange(k_all + 1))
     for k in np.flatnonzero(npos > 0).tolist():
         t = tp[bounds[k]:bounds[k + 1]]
@@ -43,12 +47,11 @@ def class_ap(cls: np.ndarray, score: np.ndarray, tp: np.ndarray, npos: np.ndarra
     return aps
 
 
-def _points(m: Matched, fix: str):
-    """The (class, score, is-true) points and per-class object counts with every ``fix`` error fixed."""
-    k_all = int(max(m.gt_cls.max(initial=-1), m.det_cls.max(initial=-1))) + 1
-    counted = m.det_state != 2
-    cls, score, tp = m.det_cls.copy(), m.det_score, m.det_state == TP
-    gone = ~counted
+def _points(m: Matched, fix: str, k_all: int):
+    """Per kept detection: its class, whether it is a true positive and whether it still counts, and the per-class
+    object counts, with every ``fix`` error fixed."""
+    cls, tp = m.det_cls, m.det_state == TP
+    keep = m.det_state != IGNORED
     npos = np.bincount(m.gt_cls[~m.gt_ignore], minlength=k_all).astype(np.float64)
     code = {"cls": CLS, "loc": LOC, "both": BOTH, "dupe": DUPE, "bkg": BKG}.get(fix)
     if fix == "miss":
@@ -62,23 +65,32 @@ def _points(m: Matched, fix: str):
             ok = tgt >= 0
             best[ok] = m.gt_best[tgt[ok]] == idx[ok]
             if code == CLS:
+                cls = cls.copy()
                 cls[idx[best]] = m.gt_cls[tgt[best]]
             tp = tp.copy()
             tp[idx[best]] = True
-            gone = gone.copy()
-            gone[idx[~best]] = True
+            keep = keep.copy()
+            keep[idx[~best]] = False
         else:
-            gone = gone | hit
-    keep = ~gone
-    return cls[keep], score[keep], tp[keep], npos
+            keep = keep & ~hit
+    return cls, tp, keep, npos
 
 
 def decompose(m: Matched, groups: np.ndarray) -> Dict[str, dict]:
     """``{"all"|"r"|"c"|"f": {"ap50": base AP50, "gain": {type: AP50 gained}, "count": {type: n}}}``."""
     k_all = groups.size
-    base_cls, base_score, base_tp, npos = _points(m, "")
-    npos = np.pad(npos, (0, max(0, k_all - npos.size)))[:k_all]
-    base = class_ap(base_cls, base_score, base_tp, npos)
+    order = np.lexsort((np.arange(m.det_cls.size), -m.det_score, m.det_cls))  # once: fixes mostly drop points
+
+    def ap(fix: str) -> np.ndarray:
+        cls, tp, keep, npos = _points(m, fix, k_all)
+        if cls is m.det_cls:
+            o = order[keep[order]]
+        else:  # a classification fix moves detections to other classes
+            o = np.flatnonzero(keep)
+            o = o[np.lexsort((o, -m.det_score[o], cls[o]))]
+        return sorted_class_ap(cls[o], tp[o], npos)
+
+    base = ap("")
     members = {"all": np.ones(k_all, bool), **{g: groups == g for g in ("r", "c", "f")}}
     out: Dict[str, dict] = {}
     for g, sel in members.items():
@@ -86,9 +98,7 @@ def decompose(m: Matched, groups: np.ndarray) -> Dict[str, dict]:
         out[g] = {"ap50": float(base[has].mean()) if has.any() else None, "gain": {}, "count": {}}
     miss = missed(m)
     for t in ERROR_TYPES:
-        cls, score, tp, n = _points(m, t)
-        n = np.pad(n, (0, max(0, k_all - n.size)))[:k_all]
-        fixed = class_ap(cls, score, tp, n)
+        fixed = ap(t)
         fixed = np.where(np.isnan(fixed) & ~np.isnan(base), 0.0, fixed)  # a class whose every object was missed
         if t == "miss":
             counts_by_class = np.bincount(m.gt_cls[miss], minlength=k_all)
