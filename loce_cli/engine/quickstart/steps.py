@@ -57,6 +57,14 @@ def _final_checkpoint(run: Path, epochs: int) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def _gain(work_dir: Path) -> List[str]:
+    """The two lines of ``loce analyze eval/loce --compare eval/base`` that say where LOCE's gain came from."""
+    try:
+        return headline(compare(analyze(work_dir / "eval" / "loce"), analyze(work_dir / "eval" / "base")))
+    except DataError as e:  # e.g. a model too weak to leave a detection: the quickstart's figures still stand
+        return [f"where LOCE's gain came from: not analysed ({e.message})"]
+
+
 def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
     """``loce predict`` of both models on the val images with rare classes, a few drawn side by side."""
     t = time.perf_counter()
@@ -154,10 +162,7 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
                                    str(work_dir / "eval")))
     result.steps.append(_predictions_step(work_dir, data, checkpoints, extra, say))
-    try:
-        result.gain = headline(compare(analyze(work_dir / "eval" / "loce"), analyze(work_dir / "eval" / "base")))
-    except DataError as e:  # e.g. a model too weak to leave a detection: the quickstart's figures still stand
-        result.gain = [f"where LOCE's gain came from: not analysed ({e.message})"]
+    result.gain = _gain(work_dir)
     for line in result.gain:
         say(line)
     result.seconds = time.perf_counter() - start
