@@ -36,7 +36,8 @@ def _confusion(a: Analysis, ax) -> None:
         for j in range(len(_TAKERS)):
             ax.text(j, i, f"{frac[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center", fontsize=7,
                     color="white" if frac[i, j] > 0.6 else "black")
-    ax.set_xticks(range(len(_TAKERS)), ["own class", "another\nrare", "another\ncommon", "another\nfrequent", "none"], fontsize=7)
+    labels = ["own class", "another\nrare", "another\ncommon", "another\nfrequent", "none"]
+    ax.set_xticks(range(len(_TAKERS)), labels, fontsize=7)
     ax.set_yticks(range(3), ["rare", "common", "frequent"], fontsize=8)
     ax.set_xlabel("taken by")
     ax.set_title(f"{a.label}: who takes each group's objects", fontsize=10)
