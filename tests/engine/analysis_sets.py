@@ -45,7 +45,8 @@ def make_confused_set(root: Path, seed: int = 0, images: int = 30, per_group: in
     imgs, anns, dets = [], [], []
     for i in range(images):
         img_id, w, h = 100 + i, 96, 80
-        pos = sorted({10 + (i % k_all)} | set((rng.choice(k_all, int(rng.integers(0, 3)), replace=False) + 10).tolist()))
+        extra = rng.choice(k_all, int(rng.integers(0, 3)), replace=False) + 10
+        pos = sorted({10 + (i % k_all)} | set(extra.tolist()))
         absent = [c["id"] for c in cats if c["id"] not in pos]
         neg = absent if exhaustive else sorted(int(c) for c in rng.choice(absent, 2, replace=False))
         nel = [] if exhaustive else [c for c in pos if rng.random() < 0.3]
