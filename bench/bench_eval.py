@@ -1,5 +1,5 @@
-"""loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory) and
-`fast` (faster-coco-eval's LVIS mode) against `lvis`.
+"""loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory),
+`fast` (faster-coco-eval's LVIS mode) and `hotcoco` (hotcoco's LVIS mode) against `lvis`.
 
 Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: LVIS v1's 1203 categories (337 rare /
 461 common / 405 frequent, their image counts drawn by the engine's LVIS-shaped generator; with names, frequency,
@@ -61,6 +61,8 @@ def child(evaluator: str, metric: str, ann: str, res: str, protocol: str = "stan
         from lvis import LVIS, LVISEval, LVISResults  # noqa: F401  (imports outside the timed call)
     elif evaluator == "fast":
         from faster_coco_eval import COCO, COCOeval_faster  # noqa: F401
+    elif evaluator == "hotcoco":
+        import hotcoco  # noqa: F401
     else:
         from loce_cli.engine.evaluation import matching
 
@@ -144,7 +146,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="500 images x 300 detections")
     ap.add_argument("--metrics", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     ap.add_argument("--evaluators", nargs="+", default=["lvis", "fast", "streaming"],
-                    choices=["lvis", "fast", "streaming"], help="lvis is the reference the others are compared to")
+                    choices=["lvis", "fast", "streaming", "hotcoco"],
+                    help="lvis is the reference the others are compared to")
     ap.add_argument("--repeats", type=int, default=1, help="alternating runs of each evaluator (best time is used)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a child is given up")
     ap.add_argument("--cap-gb", type=float, default=20.0,

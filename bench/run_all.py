@@ -37,6 +37,7 @@ BENCHES = (
     ("bench_prep.py", ["--quick", "--repeats", "1"], []),
     ("bench_coco_import.py", ["--quick"], []),
     ("bench_eval.py", ["--quick"], []),
+    ("bench_analyze.py", ["--quick"], []),
     ("bench_validation.py", ["--images", "2000", "--repeats", "1"], []),
     ("bench_topk.py", ["--sizes", "2000000"], []),
     ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),

@@ -7,11 +7,12 @@ _loce_complete() {
     for ((i=1; i<COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "${path:+$path }$w" in
-            "configs"|"data"|"data import"|"data import coco"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
+            "analyze"|"configs"|"data"|"data import"|"data import coco"|"data prep"|"data stats"|"data synth"|"doctor"|"eval"|"finetune"|"inspect"|"inspect memory"|"inspect scores"|"predict"|"quickstart"|"report"|"train"|"train base") path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
-        "") opts="configs data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
+        "") opts="analyze configs data doctor eval finetune inspect predict quickstart report train --debug --version --help -h"; valued="" ;;
+        "analyze") opts="--ann --compare --metric --json --plot --help -h"; valued="--ann --compare --metric --plot" ;;
         "configs") opts="--json --help -h"; valued="" ;;
         "data") opts="import prep stats synth --help -h"; valued="" ;;
         "data import") opts="coco --help -h"; valued="" ;;

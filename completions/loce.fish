@@ -1,5 +1,6 @@
 # fish completion for loce (generated from the loce Typer app by scripts/dev/gen_completions.py; do not edit)
 complete -c loce -e
+complete -c loce -f -n '__fish_use_subcommand' -a analyze -d 'Where each group\'s AP goes under LVIS\'s rules: TIDE\'s error types, who takes...'
 complete -c loce -f -n '__fish_use_subcommand' -a configs -d 'The configs shipped with loce, by name: stage, dataset, backbone.'
 complete -c loce -f -n '__fish_use_subcommand' -a data -d 'Datasets: synthetic long-tailed data, LVIS validation and indexing (prep),...'
 complete -c loce -f -n '__fish_use_subcommand' -a doctor -d 'Check Python, torch (+ CUDA), torchvision, mmcv-full ops, mmdet, lvis, numpy;...'
@@ -13,6 +14,12 @@ complete -c loce -f -n '__fish_use_subcommand' -a train -d 'Training: stage 1 (b
 complete -c loce -n '__fish_use_subcommand' -l debug -d 'Show full tracebacks on errors.'
 complete -c loce -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c loce -n '__fish_use_subcommand' -l help -s h -d 'Show help and exit.'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l ann -r -d 'The annotation file the results were made for (default: the one the eval directory\'s metrics.json names).'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l compare -r -d 'Another run on the same data (e.g. the base model): every figure side by side with the delta (this run minus OTHER).'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l metric -r -d 'IoU of boxes or of masks.'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l json -d 'Machine-readable output.'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l plot -r -d 'Write error bars, the group confusion heat map and reliability curves (FILE.png).'
+complete -c loce -n '__fish_seen_subcommand_from analyze' -l help -s h -d 'Show help and exit.'
 complete -c loce -n '__fish_seen_subcommand_from configs' -l json -d 'Machine-readable list.'
 complete -c loce -n '__fish_seen_subcommand_from configs' -l help -s h -d 'Show help and exit.'
 complete -c loce -f -n '__fish_seen_subcommand_from data; and not __fish_seen_subcommand_from import prep stats synth' -a import -d 'Import other formats as an LVIS-format dataset folder.'
@@ -63,7 +70,7 @@ complete -c loce -n '__fish_seen_subcommand_from eval' -l results -r -d 'Evaluat
 complete -c loce -n '__fish_seen_subcommand_from eval' -l ann -r -d 'LVIS annotation JSON for --results.'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l split -r -d 'Frequency group of the per-class table.'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l metric -r -d 'Repeatable; default both.'
-complete -c loce -n '__fish_seen_subcommand_from eval' -l evaluator -r -d 'streaming (default: bounded memory, the official API\'s numbers), lvis (the official API, the reference) or fast (faster-coco-eval).'
+complete -c loce -n '__fish_seen_subcommand_from eval' -l evaluator -r -d 'streaming (default: bounded memory, the official API\'s numbers), lvis (the official API, the reference), fast (faster-coco-eval) or hotcoco (Rust, LVIS mode).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l workers -r -d 'Processes matching chunks of images (streaming evaluator; default: the cores).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l max-dets -r -d 'Detections per image (LVIS: 300).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l protocol -r -d 'standard (LVIS AP, default), fixed (AP-fixed) and/or pooled (AP-pool) (repeatable; docs/EVALUATION.md).'

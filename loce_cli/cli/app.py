@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from loce_cli import __version__
-from loce_cli.cli import data, doctor, evaluate, inspect, predict, report, train
+from loce_cli.cli import analyze, data, doctor, evaluate, inspect, predict, report, train
 from loce_cli.cli.configs import configs as configs_command
 from loce_cli.cli.failures import STATE
 from loce_cli.cli.help_format import LoceGroup
@@ -48,6 +48,7 @@ app.command("finetune")(train.finetune)
 app.command("eval")(evaluate.evaluate)
 app.command("report")(report.report)
 app.add_typer(inspect.app, name="inspect")
+app.command("analyze")(analyze.analyze)
 app.command("predict")(predict.predict)
 app.command("configs")(configs_command)
 

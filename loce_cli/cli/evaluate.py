@@ -21,8 +21,8 @@ RESULTS = typer.Option(None, "--results", help="Evaluate this LVIS results JSON 
 ANN = typer.Option(None, "--ann", help="LVIS annotation JSON for --results.")
 SPLIT = typer.Option("all", "--split", help="Frequency group of the per-class table.")
 EVALUATOR = typer.Option("streaming", "--evaluator", help="streaming (default: bounded memory, the official API's "
-                                                          "numbers), lvis (the official API, the reference) or fast "
-                                                          "(faster-coco-eval).")
+                                                          "numbers), lvis (the official API, the reference), fast "
+                                                          "(faster-coco-eval) or hotcoco (Rust, LVIS mode).")
 WORKERS = typer.Option(None, "--workers", min=1, help="Processes matching chunks of images (streaming evaluator; "
                                                       "default: the cores).")
 MAX_DETS = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300).")
@@ -107,8 +107,8 @@ def _print_report(report, split: str) -> None:
     """The summary table (one row per metric and protocol) and, for --split, the classes of that group by AP."""
     from loce_cli.engine.evaluation import SUMMARY_KEYS, ap_text
 
-    title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode"}.get(report.evaluator,
-                                                                                    "streaming evaluator")
+    title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode",
+             "hotcoco": "hotcoco, LVIS mode"}.get(report.evaluator, "streaming evaluator")
     limits = ([f"max {report.max_dets} dets/image"] if report.metrics else []) + [  # what each row's AP is
         f"{'AP-fixed' if n == 'fixed' else 'AP-pool'}: top {p.dets_per_class} dets/class, no per-image cap"
         for n, p in report.protocols.items()]

@@ -31,6 +31,8 @@ EXAMPLES = {
              "loce eval --results results.json --ann data/lvis_v1/annotations/lvis_v1_val.json --protocol fixed"],
     "report": ["loce report runs/base/eval runs/loce/eval --split rare",
                "loce report 'plain=runs/plain_seed*/eval' 'loce=runs/loce_seed*/eval' --format md"],
+    "analyze": ["loce analyze runs/loce/eval --compare runs/base/eval --plot analysis.png",
+                "loce analyze results.json --ann data/lvis_v1/annotations/lvis_v1_val.json --metric segm --json"],
     "inspect": ["loce inspect scores runs/loce/latest.pth --lowest 10"],
     "inspect scores": ["loce inspect scores runs/loce/latest.pth --lowest 10 --split rare --plot scores.png"],
     "inspect memory": ["loce inspect memory runs/loce/latest.pth --plot memory.png"],

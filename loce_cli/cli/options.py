@@ -17,7 +17,7 @@ from loce_cli.cli.failures import fail
 
 SPLITS = ("all", "rare", "common", "frequent")
 METRICS = ("bbox", "segm")
-EVALUATORS = ("streaming", "lvis", "fast")
+EVALUATORS = ("streaming", "lvis", "fast", "hotcoco")
 PROTOCOLS = ("standard", "fixed", "pooled")
 REPORT_FORMATS = ("table", "md", "json", "csv")
 LAUNCHERS = ("none", "pytorch", "slurm")

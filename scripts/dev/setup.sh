@@ -104,8 +104,8 @@ else
   "$PYV" -c 'import importlib.util as u, pathlib, sys; (pathlib.Path(u.find_spec("mmcv").origin).parent / ".loce-build-key").write_text(sys.argv[1])' "$KEY"
 fi
 
-step "install mmdet and lvis (--no-deps: their runtime needs are in requirements/runtime.txt)"
-"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements/nodeps.txt"
+step "install mmdet, lvis and tidecv (--no-deps: their needs are in requirements/runtime.txt and test.txt)"
+"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements/nodeps.txt" -r "$ROOT/requirements/nodeps_test.txt"
 
 step "install loce (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"

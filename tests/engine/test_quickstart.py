@@ -24,6 +24,8 @@ def test_quickstart_runs_all_steps_then_skips_them(tmp_path, monkeypatch):
     assert (tmp_path / "eval" / "loce" / "metrics.json").is_file()
     assert any(line.startswith("[4/5] eval") for line in lines)
     _check_pictures(tmp_path)
+    assert len(first.gain) == 2 and first.gain[0].startswith("rare objects taken by their own class")
+    assert first.gain[0] in lines  # the closing lines: where LOCE's gain came from (loce analyze --compare)
     second = run_quickstart(tmp_path, cfg_options={"base": SMALL, "finetune": SMALL}, synth_options=synth)
     assert [s.status for s in second.steps] == ["skipped"] * 5
     assert second.metrics == first.metrics

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from loce_cli.engine.analysis import analyze, compare, headline
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.config.names import configs_root
 from loce_cli.engine.data.synth import SynthOptions, synthesize
@@ -17,6 +18,7 @@ from loce_cli.engine.quickstart.pictures import pictures_done, write_quickstart_
 from loce_cli.engine.runtime.locks import locked
 from loce_cli.engine.training import TrainingStopped
 from loce_cli.engine.training.run import TrainRequest, train
+from loce_cli.errors import DataError
 from loce_cli.mmdet_ext.runner import newest_checkpoint
 
 CONFIG_DIR = configs_root() / "synthetic"  # the shipped configs (an installed package has them too)
@@ -38,6 +40,7 @@ class QuickstartResult:
     steps: List[StepResult] = field(default_factory=list)
     seconds: float = 0.0
     metrics: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)  # run -> metric -> AP keys
+    gain: List[str] = field(default_factory=list)  # where LOCE's gain came from (loce analyze --compare)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +68,14 @@ def _train_stage(req: TrainRequest, work_dir: Path):
         raise TrainingStopped(e.message, f"rerun {again}: it skips the finished steps and resumes {req.stage} from "
                                          "its last checkpoint" if e.checkpoint else f"rerun {again}",
                               e.exit_code, e.checkpoint) from None
+
+
+def _gain(work_dir: Path) -> List[str]:
+    """The two lines of ``loce analyze eval/loce --compare eval/base`` that say where LOCE's gain came from."""
+    try:
+        return headline(compare(analyze(work_dir / "eval" / "loce"), analyze(work_dir / "eval" / "base")))
+    except DataError as e:  # e.g. a model too weak to leave a detection: the quickstart's figures still stand
+        return [f"where LOCE's gain came from: not analysed ({e.message})"]
 
 
 def _predictions_step(work_dir: Path, data: Path, checkpoints: Dict[str, Path], extra, say) -> StepResult:
@@ -165,6 +176,9 @@ def _run_quickstart(work_dir: Path, echo: Optional[Callable[[str], None]] = None
     result.steps.append(StepResult("eval", "done" if done else "skipped", time.perf_counter() - t,
                                    str(work_dir / "eval")))
     result.steps.append(_predictions_step(work_dir, data, checkpoints, extra, say))
+    result.gain = _gain(work_dir)
+    for line in result.gain:
+        say(line)
     result.seconds = time.perf_counter() - start
     say(f"quickstart finished in {result.seconds:.0f} s; metrics in {work_dir / 'eval'}/*/metrics.json")
     return result

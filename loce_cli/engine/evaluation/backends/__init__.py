@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Type
 
 from loce_cli.engine.evaluation.backends.faster_coco import FasterCocoEvaluator
+from loce_cli.engine.evaluation.backends.hotcoco import HotcocoEvaluator
 from loce_cli.engine.evaluation.backends.lvis_api import LvisApiEvaluator
 from loce_cli.engine.evaluation.backends.streaming import StreamingEvaluator
 from loce_cli.engine.evaluation.evaluator import Evaluator, Say
@@ -15,6 +16,7 @@ BACKENDS: Dict[str, Type[Evaluator]] = {
     "streaming": StreamingEvaluator,  # the default: bounded memory, the official API's numbers
     "lvis": LvisApiEvaluator,  # the official API (the reference)
     "fast": FasterCocoEvaluator,  # faster-coco-eval's LVIS mode
+    "hotcoco": HotcocoEvaluator,  # hotcoco's LVIS mode (Rust)
 }
 EVALUATORS = tuple(BACKENDS)
 DEFAULT_EVALUATOR = "streaming"
@@ -24,7 +26,7 @@ def check_evaluator(evaluator: str, workers: Optional[int]) -> None:
     """A usage error for an unknown ``--evaluator`` or a ``--workers`` below 1."""
     if evaluator not in BACKENDS:
         raise LoceUsageError(f"--evaluator {evaluator!r} is not supported",
-                             "use streaming (the default), lvis (the official API) or fast")
+                             "use streaming (the default), lvis (the official API), fast or hotcoco")
     if workers is not None and workers < 1:
         raise LoceUsageError("--workers must be >= 1", "leave it out to use every core")
 
