@@ -27,6 +27,7 @@ RECIPE = dict(
     memory=dict(queue_size=80, sample_classes=8, sample_features=4),
     tracker=dict(alpha=0.9, init_score=0.01, bg_score=0.01),
     trainable=["fc_cls", "fc_reg", "rpn", "mask_head"],
+    trainable_box_only=["fc_cls", "fc_reg", "rpn"],
     mask_scale=20.0,
 )
 # the baselines (issue 20): each method's own settings, from its paper (and mmdet's model zoo for Seesaw)
@@ -75,7 +76,7 @@ def _pipeline_step(pipeline, type_name):
 
 
 def test_every_lvis_config_is_pinned():
-    assert len(CONFIGS) == 13, CONFIGS  # a new config must be added to the recipe tests on purpose
+    assert len(CONFIGS) == 16, CONFIGS  # a new config must be added to the recipe tests on purpose
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -110,14 +111,23 @@ def check_recipe(cfg, name):
     version = _version(name)
     n_classes = {"v1": 1203, "v0.5": 1230}[version]
     model = cfg.model
-    # model: Mask R-CNN R50/R101-FPN, normed mask head, the class count of the LVIS version
-    assert model.type == "LoceMaskRCNN"
+    box_only = "faster_rcnn" in name  # Faster R-CNN: the same recipe without the mask head
+    # model: Mask R-CNN R50/R101-FPN, normed mask head (the zoo's standard one where the name says no "normed"),
+    # the class count of the LVIS version
+    assert model.type == ("LoceFasterRCNN" if box_only else "LoceMaskRCNN")
     assert model.backbone.depth == (101 if "r101" in name else 50)
     assert model.backbone.init_cfg.checkpoint == f"torchvision://resnet{model.backbone.depth}"
     assert model.neck.type == "FPN" and model.neck.out_channels == 256
     roi = model.roi_head
-    assert roi.bbox_head.num_classes == n_classes and roi.mask_head.num_classes == n_classes
-    assert roi.mask_head.type == "NormedMaskHead" and roi.mask_head.scale == RECIPE["mask_scale"]
+    assert roi.bbox_head.num_classes == n_classes
+    if box_only:
+        assert roi.get("mask_head") is None and roi.get("mask_roi_extractor") is None
+    elif "normed" in name:
+        assert roi.mask_head.num_classes == n_classes
+        assert roi.mask_head.type == "NormedMaskHead" and roi.mask_head.scale == RECIPE["mask_scale"]
+    else:
+        assert roi.mask_head.num_classes == n_classes and roi.mask_head.type == "FCNMaskHead"
+        assert "scale" not in roi.mask_head and not roi.mask_head.get("class_agnostic")
     assert roi.bbox_roi_extractor.roi_layer.output_size == 7 and roi.bbox_roi_extractor.out_channels == 256
     # sampler, test settings
     sampler = model.train_cfg.rcnn.sampler
@@ -125,14 +135,14 @@ def check_recipe(cfg, name):
     test = model.test_cfg.rcnn
     assert test.score_thr == RECIPE["test_rcnn"]["score_thr"]
     assert dict(test.nms) == RECIPE["test_rcnn"]["nms"]
-    assert test.max_per_img == 300 and test.mask_thr_binary == 0.5
+    assert test.max_per_img == 300 and (box_only or test.mask_thr_binary == 0.5)
     # data: multi-scale train with flip, 2 images per GPU, single-scale test, the version's files at data_root
     train = _train_set(cfg)
     resize = _pipeline_step(train.pipeline, "Resize")
     assert [tuple(s) for s in resize.img_scale] == RECIPE["train_scales"]
     assert resize.multiscale_mode == "value" and resize.keep_ratio is True
     assert _pipeline_step(train.pipeline, "RandomFlip").flip_ratio == RECIPE["flip_ratio"]
-    assert _pipeline_step(train.pipeline, "LoadAnnotations").with_mask is True
+    assert bool(_pipeline_step(train.pipeline, "LoadAnnotations").get("with_mask")) is not box_only
     assert cfg.data.samples_per_gpu == RECIPE["samples_per_gpu"]
     flip_aug = _pipeline_step(cfg.data.test.pipeline, "MultiScaleFlipAug")
     assert tuple(flip_aug.img_scale) == RECIPE["test_scale"] and flip_aug.flip is False
@@ -156,7 +166,7 @@ def check_recipe(cfg, name):
     assert not cfg.get("fp16")
     # losses and LOCE parts
     if _finetune(name):
-        assert model.trainable == RECIPE["trainable"]
+        assert model.trainable == RECIPE["trainable_box_only" if box_only else "trainable"]
     else:
         assert model.get("trainable") is None
     if loce:

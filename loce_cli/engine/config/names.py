@@ -102,8 +102,12 @@ def nearest_names(name: str, root: Optional[Path] = None, n: int = 3) -> List[st
     for c in shipped_configs(root):
         full[c.name] = c.name
         full.setdefault(c.name.split("/", 1)[1], c.name)
-    picks = difflib.get_close_matches(key, list(full), n=2 * n, cutoff=0.5)
-    return list(dict.fromkeys(full[p] for p in picks))[:n]
+    picks = difflib.get_close_matches(key, list(full), n=3 * n, cutoff=0.5)
+    # among the close spellings, the names sharing most of the typed words first (mask_rcnn is not faster_rcnn),
+    # then difflib's order
+    words = set(re.split(r"[/_.]", key))
+    ranked = sorted(enumerate(picks), key=lambda ip: (-len(words & set(re.split(r"[/_.]", ip[1]))), ip[0]))
+    return list(dict.fromkeys(full[p] for _, p in ranked))[:n]
 
 
 def resolve_config(config: Union[str, Path], root: Optional[Path] = None) -> Path:
