@@ -12,10 +12,10 @@ demo: setup
 	bash scripts/dev/demo.sh
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=30
 
 bench: setup
 	$(PY) bench/run_all.py
