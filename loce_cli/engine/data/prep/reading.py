@@ -56,7 +56,9 @@ def _fallback_parse(raw: bytes, first: Exception, path: Path, problems: Problems
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         where = (f"line {e.lineno}, column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e))
-        truncated = isinstance(e, json.JSONDecodeError) and e.pos >= len(raw.rstrip()) - 1
+        # the parser stopped at the end, or inside a string that runs to the end of the file
+        truncated = isinstance(e, json.JSONDecodeError) and (e.pos >= len(raw.rstrip()) - 1
+                                                             or e.msg.startswith("Unterminated string"))
         problems.add("not-json", f"{Path(path).name}: {where}" + (" (the file ends early: truncated?)"
                                                                    if truncated else ""))
         return None
