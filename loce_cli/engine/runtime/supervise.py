@@ -96,18 +96,7 @@ def run_forwarding_stop_signals(cmd: Sequence[str], env: dict) -> int:
             except ProcessLookupError:
                 pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    try:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            for sig in FORWARDED:
-                signal.signal(sig, signal.SIG_IGN)
-            stop_tree(proc)
-            raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _wait_with_handlers(proc, {sig: forward for sig in FORWARDED})
 
 
 def run_stopping_on_interrupt(cmd: Sequence[str], env: dict) -> int:
@@ -118,13 +107,18 @@ def run_stopping_on_interrupt(cmd: Sequence[str], env: dict) -> int:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
+    return _wait_with_handlers(proc, {sig: interrupt for sig in (signal.SIGINT, signal.SIGTERM)})
+
+
+def _wait_with_handlers(proc: subprocess.Popen, handlers: dict) -> int:
+    """``proc.wait()`` with ``handlers`` installed (the previous ones restored after); a ``KeyboardInterrupt`` a
+    handler raises stops ``proc`` and everything under it (those signals ignored meanwhile) and goes on up."""
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            for sig in stops:
+            for sig in handlers:
                 signal.signal(sig, signal.SIG_IGN)
             stop_tree(proc)
             raise
