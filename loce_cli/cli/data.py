@@ -271,10 +271,11 @@ def import_coco(out_dir: Path = IMPORT_OUT, train: Path = COCO_TRAIN, train_imag
     """A COCO-format train + val pair (masks or boxes only) as an LVIS-format dataset folder.
 
     Keeps every id and name; adds each class's frequency group from its training images (rare <= --rare-max,
-    common <= --common-max, frequent above), image_count and instance_count, and each image's neg_category_ids
-    (every class not annotated in it: COCO is exhaustive, so loce's AP on the val file is COCO's AP). iscrowd
-    regions stay ignored regions. Images are linked, not copied, unless --copy. Runs `loce data prep` on the
-    result (annotations/loce_meta.json), so every command reads it.
+    common <= --common-max, frequent above), image_count and instance_count. COCO is exhaustive: each val image
+    gets neg_category_ids (every class not annotated in it), so loce's AP on the val file is COCO's AP; the
+    train file says so once (info.all_categories_exhaustive). iscrowd regions stay ignored regions. Images are
+    linked, not copied, unless --copy. Runs `loce data prep` on the result (annotations/loce_meta.json), so every
+    command reads it.
     """
     from loce_cli.engine.data.coco_import import import_coco as run_import
 

@@ -202,3 +202,60 @@ def test_model_eval_refuses_plain_coco_before_inference(tiny_base_model, tiny_da
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert r.exit_code == 1 and len(lines) == 1 and "loce data import coco" in lines[0], r.output
     assert not (tmp_path / "ev" / "results.json").exists()
+
+
+@pytest.fixture(scope="module")
+def imported_train(tmp_path_factory):
+    """An import whose train file (the exhaustive flag in its info, no per-image lists) is evaluated; its crowd
+    regions left out so that the lvis API takes it too."""
+    root = tmp_path_factory.mktemp("coco_train_eval")
+    src = make_coco(root / "src", masks=True, seed=5)
+    data = json.loads(src["train"].read_text())
+    data["annotations"] = [a for a in data["annotations"] if not a["iscrowd"]]
+    train = root / "src" / "train_no_crowd.json"
+    train.write_text(json.dumps(data))
+    import_coco(root / "data", train, src["train_images"], src["val"], src["val_images"])
+    return train, root / "data" / "annotations" / "train.json", root
+
+
+@pytest.mark.parametrize("evaluator", ["streaming", "lvis", "fast", "hotcoco"])
+def test_train_file_with_the_exhaustive_flag_gives_cocoeval_ap(imported_train, evaluator):
+    """Every evaluator honours the flag: without it (no lists) only the classes annotated in each image would be
+    scored and AP would come out far higher."""
+    if evaluator in ("fast", "hotcoco"):
+        pytest.importorskip({"fast": "faster_coco_eval", "hotcoco": "hotcoco"}[evaluator])
+    src_train, train_lvis, root = imported_train
+    gt = json.loads(train_lvis.read_text())
+    assert gt["info"]["all_categories_exhaustive"] is True
+    assert not any("neg_category_ids" in im for im in gt["images"])
+    dets = _detections(src_train, 2)
+    res = root / f"results_train_{evaluator}.json"
+    res.write_text(json.dumps(dets))
+    metrics = ("bbox", "segm") if evaluator == "streaming" else ("bbox",)
+    report = evaluate_results(res, train_lvis, metrics, evaluator=evaluator, workers=1)
+    groups = _groups(train_lvis)
+    for metric in metrics:
+        ref = _coco_reference(src_train, dets, metric, groups)
+        got = report.metrics[metric].summary
+        for key, value in ref.items():
+            assert got[key] == pytest.approx(value, abs=1e-4), (metric, key, got[key], value)
+        assert ref["AP"] > 0.05 and min(ref[k] for k in ("APr", "APc", "APf")) > 0.01  # not a trivial figure
+    assert not report.warnings  # the flag stands for the lists: no "no neg_category_ids" warning
+
+
+def test_the_flag_is_what_keeps_ap_at_coco_s(imported_train, tmp_path):
+    """The same train file without its flag: the federated rule then scores only annotated classes (a warning
+    says so) and AP differs from COCOeval's, so the equality above depends on the flag being honoured."""
+    src_train, train_lvis, _root = imported_train
+    data = json.loads(train_lvis.read_text())
+    del data["info"]["all_categories_exhaustive"]
+    ann = tmp_path / "train.json"
+    ann.write_text(json.dumps(data))
+    dets = _detections(src_train, 2)
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(dets))
+    report = evaluate_results(res, ann, ("bbox",), workers=1)
+    ref = _coco_reference(src_train, dets, "bbox", _groups(train_lvis))
+    assert report.metrics["bbox"].summary["AP"] > ref["AP"] + 0.01
+    assert any("neg_category_ids" in w for w in report.warnings)
+

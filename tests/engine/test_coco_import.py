@@ -74,17 +74,40 @@ def test_images_and_annotations_as_coco_means_them(coco, tmp_path):
         for a in src["annotations"]:
             annotated[a["image_id"]].add(a["category_id"])
         empty = 0
+        # val lists each image's negatives (for the lvis API and outside tools); train says it once in its info
+        assert got["info"].get("all_categories_exhaustive") is (True if split == "train" else None)
         for s_im, g_im in zip(src["images"], got["images"]):
             assert g_im["id"] == s_im["id"]
-            assert set(g_im["neg_category_ids"]) == all_ids - annotated[s_im["id"]]
-            assert g_im["not_exhaustive_category_ids"] == []
+            if split == "val":
+                assert g_im["neg_category_ids"] == sorted(all_ids - annotated[s_im["id"]])
+                assert g_im["not_exhaustive_category_ids"] == []
+            else:
+                assert "neg_category_ids" not in g_im and "not_exhaustive_category_ids" not in g_im
             assert g_im["file_name"] == f"{split}/{s_im['file_name']}"
             assert (tmp_path / "out" / g_im["file_name"]).is_file()
             empty += not annotated[s_im["id"]]
         assert empty >= 4  # images without annotations: every category verified absent
     assert (tmp_path / "out" / "train").is_symlink()
+    meta = json.loads((tmp_path / "out" / "annotations" / "loce_meta.json").read_text())
+    for name in ("train.json", "val.json"):  # the meta describes the files as written (streamed)
+        raw = (tmp_path / "out" / "annotations" / name).read_bytes()
+        assert meta["files"][name]["size"] == len(raw)
+        assert meta["files"][name]["sha256"] == hashlib.sha256(raw).hexdigest()
     again = prep_dataset(tmp_path / "out", check_images="all")  # prep accepts what the import wrote
     assert again.ok, [p.examples for r in again.files for p in r.problems if p.severity == "error"]
+
+
+def test_prep_needs_the_lists_without_the_exhaustive_flag(coco, tmp_path):
+    """The flag is what lets the train file go without per-image lists: taken out, prep refuses the file."""
+    import_coco(tmp_path / "out", coco["train"], coco["train_images"], coco["val"], coco["val_images"])
+    path = tmp_path / "out" / "annotations" / "train.json"
+    data = json.loads(path.read_text())
+    del data["info"]["all_categories_exhaustive"]
+    path.write_text(json.dumps(data))
+    res = prep_dataset(tmp_path / "out", check_images="none")
+    assert not res.ok
+    assert any(p.kind == "bad-image-category-list" and "no neg_category_ids" in p.examples[0]
+               for r in res.files for p in r.problems)
 
 
 def test_box_only_and_copy(tmp_path):

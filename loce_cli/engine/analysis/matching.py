@@ -69,7 +69,7 @@ def kept_detections(gt: GroundTruth, dets: Detections, max_dets: int) -> np.ndar
     start = np.searchsorted(img, img, side="left")
     order = order[np.arange(n) - start < max_dets]
     code = dets.img[order].astype(np.int64) * gt.num_cats + dets.cat[order]
-    verified = np.isin(code, gt.pos_codes) | np.isin(code, gt.neg_codes)
+    verified = gt.verified(code)
     if dets.box is not None:
         area = dets.box[order, 2] * dets.box[order, 3]
     else:

@@ -8,18 +8,20 @@ refused import leaves nothing under OUT; the input files and images are never ch
   needs. Each category gets ``frequency`` from the number of training images holding one of its (non-crowd)
   instances, by LVIS's rule (rare <= 10 images, common <= 100, frequent above; ``rare_max`` / ``common_max``
   change the cut-offs), ``image_count`` and ``instance_count``; both files carry the same categories list.
-  Each image gets ``neg_category_ids`` = every category not annotated in it (COCO annotates every category
-  exhaustively in every image) and ``not_exhaustive_category_ids`` = [], so LVIS's federated AP on the val file
-  is COCO's AP; its ``file_name`` gets the split folder in front (``train/...``, ``val/...``) and a ``coco_url``
-  is kept as ``source_coco_url`` (loce resolves images from coco_url first). ``iscrowd`` regions stay crowd
-  regions: never positives (no training targets; ignored regions in evaluation), not counted in the class counts.
+  COCO annotates every category exhaustively in every image, so LVIS's federated AP on the val file is COCO's AP
+  when each image's ``neg_category_ids`` = every category not annotated in it (``not_exhaustive_category_ids``
+  = []): the val file lists them (written as text, ``coco_writing``), for the official lvis API and any outside
+  tool; the train file, read by every training process and never for its negatives, says it once instead
+  (``info.all_categories_exhaustive``: true, ``core.annotations``), which loce's readers honour. Each image's
+  ``file_name`` gets the split folder in front (``train/...``, ``val/...``) and a ``coco_url`` is kept as
+  ``source_coco_url`` (loce resolves images from coco_url first). ``iscrowd`` regions stay crowd regions: never
+  positives (no training targets; ignored regions in evaluation), not counted in the class counts.
 - ``train/`` and ``val/``: links to the image folders (``copy``: the listed images copied instead).
 - ``annotations/loce_meta.json``: written by ``loce data prep``'s own validation and meta builder run on the result.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -27,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import msgspec
 import numpy as np
 
+from loce_cli.core.annotations import EXHAUSTIVE_KEY
 from loce_cli.core.frequency import COMMON_MAX_IMAGES, GROUP_NAMES, GROUPS, RARE_MAX_IMAGES
 from loce_cli.engine.data.coco_checks import CocoFile, read_coco
+from loce_cli.engine.data.coco_writing import NegativeLists, negative_fields, write_json
 from loce_cli.engine.data.prep import prep_dataset
 from loce_cli.engine.data.staging import install_staged, prepare_out, staging_folder
 from loce_cli.engine.data.stats import ClassStat, DatasetStats, GroupStat
@@ -118,15 +121,11 @@ def _same_categories(train: CocoFile, val: CocoFile) -> None:
 
 
 def _to_lvis(f: CocoFile, split: str, categories: list) -> None:
-    """Turn ``f``'s parsed object into LVIS format in place (see the module docstring)."""
-    k = len(categories)
-    sorted_pos = np.argsort(f.cat_ids, kind="stable")
-    present = np.zeros((len(f.img_ids), k), np.bool_)
-    present[f.ann_img_row, f.ann_cat_pos] = True  # crowd regions too: their class is not verified absent
-    ids_sorted = f.cat_ids[sorted_pos]
-    for i, im in enumerate(f.data["images"]):
-        im["neg_category_ids"] = ids_sorted[~present[i, sorted_pos]].tolist()
-        im["not_exhaustive_category_ids"] = []
+    """Turn ``f``'s parsed object into LVIS format in place, all but the val file's negative lists (written as
+    text, ``_write``); see the module docstring."""
+    for im in f.data["images"]:
+        im.pop("neg_category_ids", None)
+        im.pop("not_exhaustive_category_ids", None)
         im["file_name"] = f"{split}/{im['file_name']}"
         url = im.pop("coco_url", None)
         if url is not None:
@@ -134,7 +133,22 @@ def _to_lvis(f: CocoFile, split: str, categories: list) -> None:
     f.data["categories"] = categories
     info = f.data.get("info") if isinstance(f.data.get("info"), dict) else {}
     info["loce_import"] = {"format": "coco", "source": str(f.path.resolve())}
+    if split == "train":
+        info[EXHAUSTIVE_KEY] = True
     f.data["info"] = info
+
+
+def _write(path: Path, f: CocoFile, split: str) -> tuple:
+    """Write ``f``'s LVIS-format object to ``path``; (what prep validates, size, sha256). The val file's images
+    get their negative lists as text; prep gets the same content with the exhaustive flag standing for them."""
+    if split == "train":
+        return (f.data, *write_json(path, f.data))
+    k = len(f.cat_ids)
+    rank = np.empty(k, np.int64)
+    rank[np.argsort(f.cat_ids, kind="stable")] = np.arange(k)
+    present = np.unique(f.ann_img_row.astype(np.int64) * k + rank[f.ann_cat_pos])  # crowd regions too
+    size, sha = write_json(path, f.data, negative_fields(NegativeLists(f.cat_ids, present, len(f.img_ids))))
+    return dict(f.data, info=dict(f.data["info"], **{EXHAUSTIVE_KEY: True})), size, sha
 
 
 def _place_images(staging: Path, split: str, f: CocoFile, images_dir: Path, copy: bool) -> None:
@@ -219,10 +233,7 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
             written = {}
             for split, f in files.items():
                 _to_lvis(f, split, categories)
-                raw = msgspec.json.encode(f.data)
-                (staging / "annotations" / f"{split}.json").write_bytes(raw)
-                written[f"{split}.json"] = (f.data, len(raw), hashlib.sha256(raw).hexdigest())
-                del raw
+                written[f"{split}.json"] = _write(staging / "annotations" / f"{split}.json", f, split)
                 _place_images(staging, split, f, dirs[split], copy)
             del files, train, val, f
             # prep's own validation and meta builder on what was written (its content handed over, not re-read)
@@ -238,4 +249,5 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
     return ImportResult(out_dir=str(out), num_classes=len(groups), classes_per_group=prep.classes_per_group,
                         rare_max=rare_max, common_max=common_max, masks=masks, copied=copy, train=splits["train"],
                         val=splits["val"], meta_path=str(out / "annotations" / os.path.basename(prep.meta_path)),
-                        stats=stats, val_only=val_only, warnings=warnings, seconds=time.perf_counter() - start)
+                        stats=stats, val_only=val_only, warnings=warnings,
+                        seconds=time.perf_counter() - start)

@@ -6,7 +6,9 @@ positives (annotated there) or its ``neg_category_ids`` (verified absent). A pla
 ``frequency`` groups nor ``neg_category_ids``, so LVIS AP on it would score only detections of classes annotated
 in each image and report a figure far above COCO's: refused, naming ``loce data import coco`` (which writes
 ``neg_category_ids`` = every category not annotated in the image, COCO's exhaustive rule). An LVIS-format file
-whose images carry no ``neg_category_ids`` at all gets a warning saying what that does to AP. Crowd regions
+whose images carry no ``neg_category_ids`` at all gets a warning saying what that does to AP, unless its ``info``
+carries the exhaustive flag (``core.annotations.EXHAUSTIVE_KEY``: the train file of ``loce data import coco``),
+which stands for COCO's lists. Crowd regions
 (``iscrowd``) are matched as pycocotools does by the streaming evaluator; the official lvis API has no crowd
 regions, so it is refused on such a file.
 """
@@ -19,6 +21,7 @@ from typing import Any, List, Optional
 
 import msgspec
 
+from loce_cli.core.annotations import all_exhaustive
 from loce_cli.errors import DataError
 
 
@@ -38,6 +41,7 @@ class _File(msgspec.Struct):
     images: List[_Image]
     annotations: List[_Annotation]
     categories: List[_Category]
+    info: Any = None
 
 
 @dataclass
@@ -46,10 +50,11 @@ class AnnotationRules:
     with_frequency: int  # categories with a frequency field
     with_neg_lists: int  # images with a neg_category_ids list
     crowd: int  # crowd annotations
+    exhaustive: bool = False  # the info's flag: every category exhaustively annotated in every image
 
     @property
     def plain_coco(self) -> bool:
-        return self.with_frequency == 0 and self.with_neg_lists == 0
+        return self.with_frequency == 0 and self.with_neg_lists == 0 and not self.exhaustive
 
 
 def read_rules(ann_file: Path) -> Optional[AnnotationRules]:
@@ -63,7 +68,8 @@ def read_rules(ann_file: Path) -> Optional[AnnotationRules]:
         images=len(data.images),
         with_frequency=sum(1 for c in data.categories if c.frequency is not None),
         with_neg_lists=sum(1 for im in data.images if im.neg_category_ids is not None),
-        crowd=sum(1 for a in data.annotations if a.iscrowd))
+        crowd=sum(1 for a in data.annotations if a.iscrowd),
+        exhaustive=all_exhaustive({"info": data.info}))
 
 
 def check_rules(ann_file: Path, evaluator: str) -> List[str]:
@@ -83,7 +89,7 @@ def check_rules(ann_file: Path, evaluator: str) -> List[str]:
                         f"{rules.crowd:,} iscrowd annotations)",
                         "the streaming evaluator matches crowd regions as pycocotools does")
     warnings = []
-    if rules.images and rules.with_neg_lists == 0:
+    if rules.images and rules.with_neg_lists == 0 and not rules.exhaustive:
         warnings.append(
             f"no image of {Path(ann_file).name} lists neg_category_ids: under LVIS's federated rule a detection "
             "of a class not annotated in its image is then never scored, so false positives on absent classes do "

@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from loce_cli.core.annotations import all_exhaustive
 from loce_cli.engine.data.stats import load_annotation_json
 from loce_cli.errors import DataError
 
@@ -44,6 +45,8 @@ class GroundTruth:
     pos_codes: np.ndarray  # sorted unique img_idx * K + cat_idx of the counted annotations
     neg_codes: np.ndarray  # sorted codes of each image's neg_category_ids
     nel_codes: np.ndarray  # sorted codes of each image's not_exhaustive_category_ids
+    exhaustive: bool = False  # the file's flag: negatives are every (image, category) without an annotation
+    annotated_codes: Optional[np.ndarray] = None  # with ``exhaustive``: sorted codes of every listed annotation
 
     @property
     def num_images(self) -> int:
@@ -60,6 +63,12 @@ class GroundTruth:
     def cat_index(self, ids: np.ndarray) -> np.ndarray:
         return _index_of(self.cat_ids, ids)
 
+    def verified(self, codes: np.ndarray) -> np.ndarray:
+        """[N] bool: the (image, category) ``codes`` the federated rule scores: positive or negative there."""
+        if self.exhaustive:
+            return _member(codes, self.pos_codes) | ~_member(codes, self.annotated_codes)
+        return _member(codes, self.pos_codes) | _member(codes, self.neg_codes)
+
     def freq_groups(self) -> List[np.ndarray]:
         """Category indices of the rare, common and frequent groups (the ``frequency`` field r / c / f)."""
         freq = np.array([str(c.get("frequency", "")) for c in self.categories])
@@ -72,6 +81,14 @@ def _index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return np.full(ids.shape, -1, dtype=np.int64)
     pos = np.searchsorted(sorted_ids, ids).clip(0, sorted_ids.size - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1)
+
+
+def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes, dtype=np.int64)
+    if sorted_set.size == 0:
+        return np.zeros(codes.shape, np.bool_)
+    at = np.searchsorted(sorted_set, codes).clip(0, sorted_set.size - 1)
+    return sorted_set[at] == codes
 
 
 def _codes(img_idx: np.ndarray, cat_idx: np.ndarray, num_cats: int) -> np.ndarray:
@@ -159,10 +176,16 @@ def load_ground_truth(path: Path, with_masks: bool) -> GroundTruth:
     ann_img, ann_cat = a_img[keep].astype(np.int32), a_cat[keep].astype(np.int32)
     sorted_images = [images[i] for i in order]
     img_index = np.arange(len(images), dtype=np.int64)
+    exhaustive = all_exhaustive(data)
+    listed = (a_img >= 0) & (a_cat >= 0)
+    if exhaustive:
+        sorted_images = [{}] * len(images)  # lists, if any, are not read
     return GroundTruth(
         path=path, img_ids=img_ids, heights=heights, widths=widths, cat_ids=cat_ids, categories=cats,
         ann_img=ann_img, ann_cat=ann_cat, ann_area=a_area[keep], ann_ignore=a_ign[keep] | a_crowd[keep],
         ann_crowd=a_crowd[keep], ann_box=a_box[keep],
         ann_rle=rles, pos_codes=np.unique(_codes(ann_img, ann_cat, num_cats)),
         neg_codes=_image_lists(sorted_images, "neg_category_ids", img_index, cat_ids),
-        nel_codes=_image_lists(sorted_images, "not_exhaustive_category_ids", img_index, cat_ids))
+        nel_codes=_image_lists(sorted_images, "not_exhaustive_category_ids", img_index, cat_ids),
+        exhaustive=exhaustive,
+        annotated_codes=np.unique(_codes(a_img[listed], a_cat[listed], num_cats)) if exhaustive else None)

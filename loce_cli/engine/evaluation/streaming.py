@@ -156,7 +156,7 @@ def match(gt: GroundTruth, dets: Detections, kept: np.ndarray, metric: str, work
     with np.errstate(invalid="ignore"):
         rows = kept[(area[kept] > 0) & (area[kept] < math.inf)]
     codes = dets.img[rows].astype(np.int64) * gt.num_cats + dets.cat[rows]
-    rows = rows[_member(codes, gt.pos_codes) | _member(codes, gt.neg_codes)]
+    rows = rows[gt.verified(codes)]
     rows = rows[np.lexsort((rows, -dets.score[rows], dets.cat[rows], dets.img[rows]))]
     _JOB = _Job(gt, dets, metric, rows, area)
     tp = np.zeros((rows.size, AREA_RNGS.shape[0]), np.uint16)

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from loce_cli.core.annotations import image_relpath  # shared with the dataset
+from loce_cli.core.annotations import all_exhaustive, image_relpath  # shared with the dataset
 from loce_cli.core.frequency import GROUPS
 from loce_cli.engine.data.prep.columns import duplicates, int_column, num_column
 from loce_cli.engine.data.prep.formats import OFFICIAL, VERSIONS
@@ -101,7 +101,7 @@ def _validate_data(data: Any, path: Path, role: str, expected_version: Optional[
     categories = _check_categories(cats, name, problems)
     if categories is None:
         return None
-    img = _check_images(images, categories.index, problems)
+    img = _check_images(images, categories.index, problems, all_exhaustive(data))
     if not anns:
         problems.add("no-annotations", f"{name}: 'annotations' is []")
         return None
@@ -183,7 +183,7 @@ class _Images:
     relpaths: List[Optional[str]]
 
 
-def _check_images(images: list, cat_index: Dict[int, int], problems: Problems) -> _Images:
+def _check_images(images: list, cat_index: Dict[int, int], problems: Problems, exhaustive: bool) -> _Images:
     img_ids, img_ok = int_column(images, "id", "image", "bad-image", problems)
     widths = num_column(images, "width", "image", "bad-image", problems)
     heights = num_column(images, "height", "image", "bad-image", problems)
@@ -208,7 +208,7 @@ def _check_images(images: list, cat_index: Dict[int, int], problems: Problems) -
         problems.add("duplicate-image-id", None, int(len(dup)))
         problems.by_kind["duplicate-image-id"].examples = [f"image id {v} appears {n} times"
                                                            for v, n in zip(dup[:EXAMPLES], cnt[:EXAMPLES])]
-    check_image_category_lists(images, img_ids, cat_index, problems)
+    check_image_category_lists(images, img_ids, cat_index, problems, exhaustive)
     return _Images(img_ids, widths, heights, relpaths)
 
 

@@ -14,14 +14,19 @@ from loce_cli.engine.data.prep.problems import EXAMPLES, Problems
 
 
 def check_image_category_lists(images: list, img_ids: np.ndarray, cat_index: Dict[int, int],
-                                problems: Problems) -> None:
+                                problems: Problems, exhaustive: bool = False) -> None:
+    """Each image's lists hold listed category ids; ``exhaustive`` (the file's flag, ``core.annotations``): the
+    lists may be absent (the flag stands for them)."""
     for key in ("neg_category_ids", "not_exhaustive_category_ids"):
         lists = [im.get(key) if type(im) is dict else [] for im in images]
-        if all(type(ids) is list for ids in lists):  # the fast path: one C-level pass over every id
-            flat = list(chain.from_iterable(lists))
+        given = [ids for ids in lists if ids is not None] if exhaustive else lists
+        if all(type(ids) is list for ids in given):  # the fast path: one C-level pass over every id
+            flat = list(chain.from_iterable(given))
             if set(map(type, flat)) <= {int} and set(flat) <= cat_index.keys():
                 continue
         for i, ids in enumerate(lists):  # name each bad list
+            if ids is None and exhaustive:
+                continue
             if ids is None:
                 problems.add("bad-image-category-list", f"image id {img_ids[i]}: no {key}")
                 continue

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from loce_cli.core.annotations import expand_exhaustive
 from loce_cli.engine.evaluation.accumulate import class_aps
 from loce_cli.engine.evaluation.backends.faster_coco import top_dets_per_image
 from loce_cli.engine.evaluation.backends.in_memory import InMemoryEvaluator
@@ -81,7 +82,7 @@ class HotcocoEvaluator(InMemoryEvaluator):
                  protocols: Sequence[Protocol]) -> Outcome:
         if hotcoco is None or any(p.name != "standard" for p in protocols):
             return super().evaluate(results_file, ann_file, metrics, max_dets, protocols)
-        gt_data = _check_gt(Path(ann_file), load_annotation_json(Path(ann_file)))
+        gt_data = _check_gt(Path(ann_file), expand_exhaustive(load_annotation_json(Path(ann_file))))
         gt_cols = load_ground_truth(Path(ann_file), False)
         dets = read_results(Path(results_file), gt_cols, "segm" in metrics, say=self.say)  # every check
         masks = None

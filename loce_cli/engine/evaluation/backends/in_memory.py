@@ -21,6 +21,7 @@ from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from loce_cli.core.annotations import expand_exhaustive
 from loce_cli.engine.data.stats import load_annotation_json
 from loce_cli.engine.evaluation.evaluator import Evaluator, Outcome
 from loce_cli.engine.evaluation.ground_truth import load_ground_truth
@@ -160,7 +161,7 @@ def _load_results(path: Path) -> list:
 def load_checked(results_file: Path, ann_file: Path, metrics: Sequence[str], say=None) -> Tuple[dict, list]:
     """The annotation file and the results list for an in-memory evaluator, checked against each other."""
     validate_file(results_file, ann_file, "segm" in metrics, say or (lambda _m: None))  # the streaming checks
-    gt_data = load_annotation_json(Path(ann_file))
+    gt_data = expand_exhaustive(load_annotation_json(Path(ann_file)))  # a flagged file's lists, as LVIS tools read
     results = _load_results(Path(results_file))
     img_ids = {im["id"] for im in gt_data["images"]}
     cat_ids = {c["id"] for c in gt_data["categories"]}
