@@ -273,9 +273,10 @@ def import_coco(out_dir: Path = IMPORT_OUT, train: Path = COCO_TRAIN, train_imag
     Keeps every id and name; adds each class's frequency group from its training images (rare <= --rare-max,
     common <= --common-max, frequent above), image_count and instance_count. COCO is exhaustive: each val image
     gets neg_category_ids (every class not annotated in it), so loce's AP on the val file is COCO's AP; the
-    train file says so once (info.all_categories_exhaustive). iscrowd regions stay ignored regions. Images are
-    linked, not copied, unless --copy. Runs `loce data prep` on the result (annotations/loce_meta.json), so every
-    command reads it.
+    train file says so once (info.all_categories_exhaustive). iscrowd regions stay ignored regions; an object
+    with 'ignore' but not iscrowd is an ordinary object, as in pycocotools' COCOeval. Images are linked, not
+    copied, unless --copy. Runs `loce data prep` on the result (annotations/loce_meta.json), so every command
+    reads it.
     """
     from loce_cli.engine.data.coco_import import import_coco as run_import
 
@@ -287,6 +288,8 @@ def import_coco(out_dir: Path = IMPORT_OUT, train: Path = COCO_TRAIN, train_imag
         return
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", soft_wrap=True, highlight=False)
+    for n in result.notes:
+        err.print(f"note: {n}", soft_wrap=True, highlight=False)
     splits = table(f"COCO data imported into {result.out_dir}", ("split", "images", "instances", "crowd regions",
                                                                   "annotation file", "images from"),
                    left=("split", "annotation file", "images from"))

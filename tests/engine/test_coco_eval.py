@@ -259,3 +259,51 @@ def test_the_flag_is_what_keeps_ap_at_coco_s(imported_train, tmp_path):
     assert report.metrics["bbox"].summary["AP"] > ref["AP"] + 0.01
     assert any("neg_category_ids" in w for w in report.warnings)
 
+
+def test_ignore_without_iscrowd_is_an_ordinary_object_as_in_cocoeval(tmp_path):
+    """pycocotools' COCOeval overwrites an annotation's ``ignore`` with ``iscrowd``: an object with ignore 1 and
+    iscrowd 0 is an ordinary ground truth there. The import keeps the flag as ``source_ignore`` (says so in a
+    note), so loce's AP on the imported val set is COCOeval's; honoured as LVIS honours ``ignore``, it would not."""
+    src = make_coco(tmp_path / "src", masks=False, seed=7, val_images=40)
+    rng = np.random.default_rng(0)
+    flagged = 0
+    for split in ("train", "val"):
+        data = json.loads(src[split].read_text())
+        for a in data["annotations"]:
+            if rng.random() < 0.25:
+                a["ignore"] = 1
+                flagged += not a["iscrowd"]
+            elif rng.random() < 0.2:
+                a["ignore"] = 0
+        src[split].write_text(json.dumps(data))
+    result = import_coco(tmp_path / "data", src["train"], src["train_images"], src["val"], src["val_images"])
+    assert len(result.notes) == 1 and f"{flagged:,} object(s)" in result.notes[0], result.notes
+    assert "ordinary objects" in result.notes[0] and "iscrowd" in result.notes[0]
+    from typer.testing import CliRunner
+
+    from loce_cli.cli import app
+
+    r = CliRunner().invoke(app, ["data", "import", "coco", str(tmp_path / "again"), "--train", str(src["train"]),
+                                 "--train-images", str(src["train_images"]), "--val", str(src["val"]),
+                                 "--val-images", str(src["val_images"])])
+    assert r.exit_code == 0 and f"note: {flagged:,} object(s)" in r.output, r.output
+    val_lvis = tmp_path / "data" / "annotations" / "val.json"
+    anns = json.loads(val_lvis.read_text())["annotations"]
+    assert not any("ignore" in a for a in anns) and sum(bool(a.get("source_ignore")) for a in anns) > 10
+    dets = _detections(src["val"], 0)
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(dets))
+    groups = _groups(val_lvis)
+    got = evaluate_results(res, val_lvis, ("bbox",), workers=1).metrics["bbox"].summary
+    ref = _coco_reference(src["val"], dets, "bbox", groups)
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), (key, got[key], value)
+    data = json.loads(val_lvis.read_text())
+    for a in data["annotations"]:
+        if a.get("source_ignore"):
+            a["ignore"] = 1
+    honoured = tmp_path / "honoured" / "annotations"
+    honoured.mkdir(parents=True)
+    (honoured / "val.json").write_text(json.dumps(data))
+    other = evaluate_results(res, honoured / "val.json", ("bbox",), workers=1).metrics["bbox"].summary
+    assert abs(other["AP"] - ref["AP"]) > 1e-3

@@ -15,7 +15,9 @@ refused import leaves nothing under OUT; the input files and images are never ch
   (``info.all_categories_exhaustive``: true, ``core.annotations``), which loce's readers honour. Each image's
   ``file_name`` gets the split folder in front (``train/...``, ``val/...``) and a ``coco_url`` is kept as
   ``source_coco_url`` (loce resolves images from coco_url first). ``iscrowd`` regions stay crowd regions: never
-  positives (no training targets; ignored regions in evaluation), not counted in the class counts.
+  positives (no training targets; ignored regions in evaluation), not counted in the class counts. An
+  annotation's ``ignore`` flag, which pycocotools' COCOeval overwrites with ``iscrowd``, is kept as
+  ``source_ignore``: such an object is an ordinary one, in training and in evaluation, as in COCOeval.
 - ``train/`` and ``val/``: links to the image folders (``copy``: the listed images copied instead).
 - ``annotations/loce_meta.json``: written by ``loce data prep``'s own validation and meta builder run on the result.
 """
@@ -69,6 +71,7 @@ class ImportResult:
     stats: DatasetStats
     val_only: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -120,9 +123,9 @@ def _same_categories(train: CocoFile, val: CocoFile) -> None:
                         "images may be listed in both")
 
 
-def _to_lvis(f: CocoFile, split: str, categories: list) -> None:
+def _to_lvis(f: CocoFile, split: str, categories: list) -> int:
     """Turn ``f``'s parsed object into LVIS format in place, all but the val file's negative lists (written as
-    text, ``_write``); see the module docstring."""
+    text, ``_write``); see the module docstring. Returns how many objects had ``ignore`` set without ``iscrowd``."""
     for im in f.data["images"]:
         im.pop("neg_category_ids", None)
         im.pop("not_exhaustive_category_ids", None)
@@ -130,12 +133,19 @@ def _to_lvis(f: CocoFile, split: str, categories: list) -> None:
         url = im.pop("coco_url", None)
         if url is not None:
             im["source_coco_url"] = url
+    ignored = 0
+    for a in f.data["annotations"]:
+        if "ignore" in a:
+            flag = a.pop("ignore")
+            a["source_ignore"] = flag
+            ignored += bool(flag) and not a.get("iscrowd")
     f.data["categories"] = categories
     info = f.data.get("info") if isinstance(f.data.get("info"), dict) else {}
     info["loce_import"] = {"format": "coco", "source": str(f.path.resolve())}
     if split == "train":
         info[EXHAUSTIVE_KEY] = True
     f.data["info"] = info
+    return ignored
 
 
 def _write(path: Path, f: CocoFile, split: str) -> tuple:
@@ -149,6 +159,16 @@ def _write(path: Path, f: CocoFile, split: str) -> tuple:
     present = np.unique(f.ann_img_row.astype(np.int64) * k + rank[f.ann_cat_pos])  # crowd regions too
     size, sha = write_json(path, f.data, negative_fields(NegativeLists(f.cat_ids, present, len(f.img_ids))))
     return dict(f.data, info=dict(f.data["info"], **{EXHAUSTIVE_KEY: True})), size, sha
+
+
+def _ignore_note(counts: Dict[str, int]) -> List[str]:
+    n = sum(counts.values())
+    if not n:
+        return []
+    return [f"{n:,} object(s) ({counts['train']:,} train, {counts['val']:,} val) have 'ignore' set without "
+            "'iscrowd': kept as ordinary objects (in training and evaluation), as pycocotools' COCOeval treats "
+            "them (it reads only iscrowd); the flag is kept as 'source_ignore'. Mark regions to leave out with "
+            "iscrowd 1"]
 
 
 def _place_images(staging: Path, split: str, f: CocoFile, images_dir: Path, copy: bool) -> None:
@@ -230,9 +250,9 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
         masks = train.has_masks or val.has_masks
         with staging_folder(out) as staging:
             (staging / "annotations").mkdir()
-            written = {}
+            written, ignored = {}, {}
             for split, f in files.items():
-                _to_lvis(f, split, categories)
+                ignored[split] = _to_lvis(f, split, categories)
                 written[f"{split}.json"] = _write(staging / "annotations" / f"{split}.json", f, split)
                 _place_images(staging, split, f, dirs[split], copy)
             del files, train, val, f
@@ -249,5 +269,5 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
     return ImportResult(out_dir=str(out), num_classes=len(groups), classes_per_group=prep.classes_per_group,
                         rare_max=rare_max, common_max=common_max, masks=masks, copied=copy, train=splits["train"],
                         val=splits["val"], meta_path=str(out / "annotations" / os.path.basename(prep.meta_path)),
-                        stats=stats, val_only=val_only, warnings=warnings,
+                        stats=stats, val_only=val_only, warnings=warnings, notes=_ignore_note(ignored),
                         seconds=time.perf_counter() - start)
