@@ -58,6 +58,12 @@ def test_groups_equal_a_direct_count(coco, tmp_path, cutoffs):
     assert meta["frequency"] == [want[c][0] for c in meta["category_ids"]]
     assert res.classes_per_group == {g: sum(1 for v in want.values() if v[0] == g) for g in "rcf"}
     assert res.val_only == ["val_only"] and any("val_only" in w for w in res.warnings)
+    # `loce data prep` run again on the imported folder keeps the import's cut-offs (recorded in the train file):
+    # no frequency-mismatch warning, the same groups in the rewritten meta
+    again = prep_dataset(tmp_path / "out")
+    kinds = [p.kind for p in again.problems] + [p.kind for r in again.files for p in r.problems]
+    assert again.ok and "frequency-mismatch" not in kinds, kinds
+    assert read_meta(tmp_path / "out" / "annotations" / "train.json")["frequency"] == meta["frequency"]
     assert _sha([coco["train"], coco["val"]]) == before
 
 

@@ -123,7 +123,7 @@ def _same_categories(train: CocoFile, val: CocoFile) -> None:
                         "images may be listed in both")
 
 
-def _to_lvis(f: CocoFile, split: str, categories: list) -> int:
+def _to_lvis(f: CocoFile, split: str, categories: list, cutoffs: Tuple[int, int]) -> int:
     """Turn ``f``'s parsed object into LVIS format in place, all but the val file's negative lists (written as
     text, ``_write``); see the module docstring. Returns how many objects had ``ignore`` set without ``iscrowd``."""
     for im in f.data["images"]:
@@ -141,7 +141,8 @@ def _to_lvis(f: CocoFile, split: str, categories: list) -> int:
             ignored += bool(flag) and not a.get("iscrowd")
     f.data["categories"] = categories
     info = f.data.get("info") if isinstance(f.data.get("info"), dict) else {}
-    info["loce_import"] = {"format": "coco", "source": str(f.path.resolve())}
+    info["loce_import"] = {"format": "coco", "source": str(f.path.resolve()), "rare_max": cutoffs[0],
+                           "common_max": cutoffs[1]}  # the groups' cut-offs, which a later `loce data prep` keeps
     if split == "train":
         info[EXHAUSTIVE_KEY] = True
     f.data["info"] = info
@@ -252,7 +253,7 @@ def import_coco(out: Path, train_json: Path, train_images: Path, val_json: Path,
             (staging / "annotations").mkdir()
             written, ignored = {}, {}
             for split, f in files.items():
-                ignored[split] = _to_lvis(f, split, categories)
+                ignored[split] = _to_lvis(f, split, categories, (rare_max, common_max))
                 written[f"{split}.json"] = _write(staging / "annotations" / f"{split}.json", f, split)
                 _place_images(staging, split, f, dirs[split], copy)
             del files, train, val, f

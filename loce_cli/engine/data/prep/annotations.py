@@ -59,6 +59,16 @@ class ParsedFile:
     image_count: np.ndarray
     instance_count: np.ndarray
     image_dirs: List[str]
+    cutoffs: Optional[Tuple[int, int]] = None  # (rare_max, common_max) the file's groups were made with, if it says
+
+
+def recorded_cutoffs(data: Any) -> Optional[Tuple[int, int]]:
+    """The (rare_max, common_max) that ``loce data import`` recorded in the file's ``info.loce_import``, if any."""
+    info = data.get("info") if isinstance(data, dict) and isinstance(data.get("info"), dict) else {}
+    rec = info.get("loce_import") if isinstance(info.get("loce_import"), dict) else {}
+    rare, common = rec.get("rare_max"), rec.get("common_max")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (rare, common))
+    return (rare, common) if ok and 0 <= rare < common else None
 
 
 def validate_annotation_file(path: Path, role: str = "other", expected_version: Optional[str] = None,
@@ -114,7 +124,7 @@ def _validate_data(data: Any, path: Path, role: str, expected_version: Optional[
                           check_images, sample, seed, problems, report)
     return ParsedFile(cat_ids=[int(c) for c in categories.ids], names=categories.names,
                       frequency=categories.freqs, image_count=image_count, instance_count=instance_count,
-                      image_dirs=image_dirs)
+                      image_dirs=image_dirs, cutoffs=recorded_cutoffs(data))
 
 
 def _check_shape(data: Any, name: str, problems: Problems) -> bool:

@@ -72,10 +72,11 @@ def layout_help(root: Path, version: Optional[str]) -> str:
 
 def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample", sample: int = SAMPLE_IMAGES,
                  seed: int = 0, write: bool = True, _subset: Optional[dict] = None,
-                 cutoffs: Tuple[int, int] = (RARE_MAX_IMAGES, COMMON_MAX_IMAGES),
+                 cutoffs: Optional[Tuple[int, int]] = None,
                  parsed_already: Optional[Dict[str, tuple]] = None) -> PrepResult:
     """Validate the LVIS-format dataset under ``root``; with no errors, write ``loce_meta.json``. ``cutoffs``: most
-    training images of a rare / common class; ``parsed_already``: {name: (content, size, sha256)} just written."""
+    training images of a rare / common class (default: the ones ``loce data import`` recorded in the train file, else
+    LVIS's 10 / 100); ``parsed_already``: {name: (content, size, sha256)} just written."""
     start = time.perf_counter()
     root = Path(root)
     if version not in VERSIONS + ("auto",):
@@ -129,6 +130,7 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
                                               f"{_first_difference(p, ref)}")
     groups = {g: sum(1 for f in ref.frequency if f == g) for g in GROUPS}
     if "train" in parsed and _subset is None:
+        cutoffs = cutoffs or parsed["train"].cutoffs or (RARE_MAX_IMAGES, COMMON_MAX_IMAGES)
         derived = [frequency_group(int(n), *cutoffs) for n in parsed["train"].image_count]
         diff = [i for i, (a, b) in enumerate(zip(derived, ref.frequency)) if a != b]
         if diff:
