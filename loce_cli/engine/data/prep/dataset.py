@@ -130,14 +130,7 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
                                               f"{_first_difference(p, ref)}")
     groups = {g: sum(1 for f in ref.frequency if f == g) for g in GROUPS}
     if "train" in parsed and _subset is None:
-        cutoffs = cutoffs or parsed["train"].cutoffs or (RARE_MAX_IMAGES, COMMON_MAX_IMAGES)
-        derived = [frequency_group(int(n), *cutoffs) for n in parsed["train"].image_count]
-        diff = [i for i, (a, b) in enumerate(zip(derived, ref.frequency)) if a != b]
-        if diff:
-            i = diff[0]
-            problems.add("frequency-mismatch", f"{ref.names[i]}: frequency {ref.frequency[i]!r} but "
-                                               f"{int(parsed['train'].image_count[i])} training images "
-                                               f"({derived[i]!r})", len(diff))
+        _check_frequency(parsed["train"], ref, cutoffs, problems)
     official = OFFICIAL.get(result_version or "")
     if official and len(ref.names) == official[0] and groups != official[1]:
         problems.add("official-groups", f"rare/common/frequent {groups['r']}/{groups['c']}/{groups['f']}, "
@@ -152,6 +145,19 @@ def prep_dataset(root: Path, version: str = "auto", check_images: str = "sample"
         result.meta_path = str(meta_path)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _check_frequency(train: ParsedFile, ref: ParsedFile, cutoffs: Optional[Tuple[int, int]],
+                     problems: Problems) -> None:
+    """A frequency-mismatch problem where a class's group is not the one its training images give under ``cutoffs``
+    (default: the ones the train file records from ``loce data import``, else LVIS's)."""
+    cutoffs = cutoffs or train.cutoffs or (RARE_MAX_IMAGES, COMMON_MAX_IMAGES)
+    derived = [frequency_group(int(n), *cutoffs) for n in train.image_count]
+    diff = [i for i, (a, b) in enumerate(zip(derived, ref.frequency)) if a != b]
+    if diff:
+        i = diff[0]
+        problems.add("frequency-mismatch", f"{ref.names[i]}: frequency {ref.frequency[i]!r} but "
+                                           f"{int(train.image_count[i])} training images ({derived[i]!r})", len(diff))
 
 
 def _other_versions_note(root: Path, version: str) -> str:
