@@ -18,7 +18,7 @@ from loce_cli.cli.failures import fail
 SPLITS = ("all", "rare", "common", "frequent")
 METRICS = ("bbox", "segm")
 EVALUATORS = ("streaming", "lvis")
-# removed evaluators and why (the engine's backends.REMOVED): refused with what to use instead
+# removed evaluators and why (the engine's backends.REMOVED_EVALUATORS): refused with what to use instead
 REMOVED_EVALUATORS = {"fast": "faster-coco-eval needs over 8 GB at the full LVIS v1 val size",
                       "hotcoco": "slower than streaming behind loce's results checks, and over 8 GB for segm"}
 PROTOCOLS = ("standard", "fixed", "pooled")
