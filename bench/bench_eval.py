@@ -1,5 +1,6 @@
-"""loce's evaluators against the official `lvis` API, side by side: `streaming` (the default: bounded memory),
-`fast` (faster-coco-eval's LVIS mode) and `hotcoco` (hotcoco's LVIS mode) against `lvis`.
+"""loce's streaming evaluator (the default: bounded memory) against the official `lvis` API, side by side, with
+1 and 2 workers. (faster-coco-eval's and hotcoco's LVIS modes were measured here too, before issue 30 removed them:
+docs/EVALUATION.md has the figures and the commit that reproduces them.)
 
 Generates (once, cached in --dir, keyed by the sizes) an LVIS-v1-val-like set: LVIS v1's 1203 categories (337 rare /
 461 common / 405 frequent, their image counts drawn by the engine's LVIS-shaped generator; with names, frequency,
@@ -15,14 +16,19 @@ both JSON files, as `loce eval` does; imports are outside), the child's total wa
 speed-up lvis / E and the largest difference of AP, APr, APc, APf (and of every summary key and of the per-class
 APs) against lvis. Peak memory is the peak of the whole process tree (the child and its worker processes),
 sampled every 0.1 s as the sum of each process's proportional set size (PSS: shared pages counted once), next to
-the child's own ru_maxrss. The in-memory evaluators (lvis, fast) run under --cap-gb of address space, so at sizes
-they cannot handle they fail instead of pushing the machine into its out-of-memory killer.
+the child's own ru_maxrss. The official API (in memory) runs under --cap-gb of address space, so at sizes it
+cannot handle it fails instead of pushing the machine into its out-of-memory killer.
 
     .venv/bin/python bench/bench_eval.py                  # 5,000 images x 300 detections x 1,203 classes
     .venv/bin/python bench/bench_eval.py --quick          # 500 images x 300 detections
     .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming   # the full LVIS v1 val size
     .venv/bin/python bench/bench_eval.py --metrics bbox --json /tmp/eval.json
     .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming --protocols standard fixed
+    .venv/bin/python bench/bench_eval.py --images 19809 --evaluators streaming:1 streaming:2 lvis --cap-gb 8
+
+``streaming:N`` runs the streaming evaluator with N workers (``--workers N``; plain ``streaming``: every core), so
+1 and 2 workers can be compared in one run. A child that fails another way than running out of memory is
+reported as failed (with the last line of its error) and the other runs go on.
 
 With --protocols each evaluator also runs AP-fixed / AP-pool (``--protocol fixed|pooled``: top 10,000 per class,
 no per-image cap) on the same file, side by side with the standard protocol (rows ``bbox/fixed``, ...). The
@@ -52,17 +58,29 @@ MAIN_KEYS = ("AP", "APr", "APc", "APf")
 # ---------------------------------------------------------------------------------------------- child
 
 
+def spec(evaluator: str) -> tuple:
+    """(--evaluator name, workers or None) of an --evaluators entry: ``streaming`` (every core) or ``streaming:2``."""
+    name, _, workers = evaluator.partition(":")
+    return name, (int(workers) if workers else None)
+
+
+def evaluator_arg(text: str) -> str:
+    """An --evaluators entry, checked."""
+    name, _, workers = text.partition(":")
+    if name not in ("lvis", "streaming") or (workers and (name != "streaming" or not workers.isdigit())):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected lvis, streaming or streaming:N")
+    return text
+
+
 def child(evaluator: str, metric: str, ann: str, res: str, protocol: str = "standard") -> None:
     """One evaluation in this (fresh) process; prints one JSON line: seconds of the call, peak MB, the numbers."""
     from loce_cli import compat
 
+    evaluator, workers = spec(evaluator)
+
     compat.apply()
     if evaluator == "lvis":
         from lvis import LVIS, LVISEval, LVISResults  # noqa: F401  (imports outside the timed call)
-    elif evaluator == "fast":
-        from faster_coco_eval import COCO, COCOeval_faster  # noqa: F401
-    elif evaluator == "hotcoco":
-        import hotcoco  # noqa: F401
     else:
         from loce_cli.engine.evaluation import matching
 
@@ -71,7 +89,7 @@ def child(evaluator: str, metric: str, ann: str, res: str, protocol: str = "stan
 
     marks = []  # (step message, seconds since the call started): where the time goes
     t = time.perf_counter()
-    report = evaluate_results(Path(res), Path(ann), metrics=(metric,), evaluator=evaluator,
+    report = evaluate_results(Path(res), Path(ann), metrics=(metric,), evaluator=evaluator, workers=workers,
                               say=lambda msg: marks.append((msg, time.perf_counter() - t)), protocols=[protocol])
     seconds = time.perf_counter() - t
     r = report.metrics[metric] if protocol == "standard" else report.protocols[protocol].metrics[metric]
@@ -86,8 +104,8 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
     """Run one evaluation in a fresh process; sample its process tree's memory while it runs."""
     t = time.perf_counter()
 
-    def limit():  # the in-memory evaluators fail with MemoryError instead of meeting the OOM killer
-        if cap_gb > 0 and evaluator != "streaming":
+    def limit():  # the in-memory evaluator fails with MemoryError instead of meeting the OOM killer
+        if cap_gb > 0 and spec(evaluator)[0] == "lvis":
             cap = int(cap_gb * 2 ** 30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
@@ -106,7 +124,9 @@ def run_child(evaluator: str, metric: str, ann: Path, res: Path, timeout: float,
         if "MemoryError" in stderr or proc.returncode in (-9, 137):
             return {"out_of_memory": True, "child_wall_s": time.perf_counter() - t,
                     "tree_pss_mb": sampler.tree_pss_peak / 1024}
-        raise SystemExit(f"{evaluator} {metric} failed:\n{stderr[-3000:]}")
+        print(f"{evaluator} {metric} failed:\n{stderr[-3000:]}", file=sys.stderr)  # the other runs go on
+        return {"error": (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:60],
+                "child_wall_s": time.perf_counter() - t, "tree_pss_mb": sampler.tree_pss_peak / 1024}
     r = json.loads(stdout.strip().splitlines()[-1])
     r["child_wall_s"] = time.perf_counter() - t
     r["tree_pss_mb"] = sampler.tree_pss_peak / 1024
@@ -136,7 +156,8 @@ def _per_class_diff(a: dict, b: dict) -> tuple:
 
 
 def _fails(r: dict) -> str:
-    return "timed out" if r.get("timeout") else ("out of memory" if r.get("out_of_memory") else "")
+    return ("timed out" if r.get("timeout") else "out of memory" if r.get("out_of_memory")
+            else f"failed ({r['error']})" if r.get("error") else "")
 
 
 def main() -> None:
@@ -145,13 +166,13 @@ def main() -> None:
     ap.add_argument("--dets-per-image", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="500 images x 300 detections")
     ap.add_argument("--metrics", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
-    ap.add_argument("--evaluators", nargs="+", default=["lvis", "fast", "streaming"],
-                    choices=["lvis", "fast", "streaming", "hotcoco"],
-                    help="lvis is the reference the others are compared to")
+    ap.add_argument("--evaluators", nargs="+", default=["lvis", "streaming"], type=evaluator_arg,
+                    help="lvis, streaming; streaming:N runs it with N workers (--workers N); lvis is the reference "
+                         "the others are compared to")
     ap.add_argument("--repeats", type=int, default=1, help="alternating runs of each evaluator (best time is used)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a child is given up")
     ap.add_argument("--cap-gb", type=float, default=20.0,
-                    help="address-space cap of the lvis and fast children (0: none)")
+                    help="address-space cap of the lvis children (0: none)")
     ap.add_argument("--per-det-reference", type=Path,
                     help="a --json of an earlier run whose lvis figures give seconds per detection, for sizes where "
                          "lvis cannot run")
@@ -205,16 +226,16 @@ def main() -> None:
                 key = label[(metric, protocol)]
                 runs[key][e].append(r)
                 if _fails(r):
-                    print(f"  run {rep + 1}: {key} {e:9s} {_fails(r)} after {r['child_wall_s']:.0f} s", flush=True)
+                    print(f"  run {rep + 1}: {key} {e:11s} {_fails(r)} after {r['child_wall_s']:.0f} s", flush=True)
                 else:
-                    print(f"  run {rep + 1}: {key} {e:9s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
+                    print(f"  run {rep + 1}: {key} {e:11s} {r['seconds']:8.1f} s (child {r['child_wall_s']:.1f} s)"
                           f"  peak tree {r['tree_pss_mb']:7.0f} MB (PSS; own RSS {r['peak_mb']:.0f}, largest worker "
                           f"{r['worker_peak_mb']:.0f})  AP {r['summary']['AP']:.4f}  [{_steps(r)} s]", flush=True)
 
     reference = json.loads(args.per_det_reference.read_text()) if args.per_det_reference else None
     figures = {"images": args.images, "dets_per_image": args.dets_per_image, "classes": counts["classes"],
                "counts": counts, "generation_seconds": gen_seconds, "cpus": os.cpu_count(), "metrics": {}}
-    header = (f"{'metric':12s} {'evaluator':9s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
+    header = (f"{'metric':12s} {'evaluator':11s} {'seconds':>8s} {'vs lvis':>8s} {'peak MB':>8s} "
               f"{'max|dAP|':>9s} {'all keys':>9s} {'per class':>9s}")
     lines = []
     for metric in runs:
@@ -234,7 +255,8 @@ def main() -> None:
         for e in evaluators:
             row = fig[e]
             if row.get("failed"):
-                lines.append(f"{metric:12s} {e:9s} {row['failed']:>8s} after {row['child_wall_s']:.0f} s")
+                lines.append(f"{metric:12s} {e:11s} {row['failed']:>8s} after {row['child_wall_s']:.0f} s"
+                             + (f", peak {row['peak_mb']:.0f} MB" if row.get("peak_mb") else ""))
                 continue
             cmp = ""
             if e != "lvis" and "lvis" in evaluators and ok["lvis"]:
@@ -255,7 +277,7 @@ def main() -> None:
                        f"{reference['images']:,} images: {ref_us:.0f} us/det vs {row['per_det_us']:.1f})")
             else:
                 cmp = f"{'':8s} {row['peak_mb']:8.0f}"
-            lines.append(f"{metric:12s} {e:9s} {row['seconds']:8.1f} {cmp}")
+            lines.append(f"{metric:12s} {e:11s} {row['seconds']:8.1f} {cmp}")
         figures["metrics"][metric] = fig
     print(f"\n{header}\n" + "\n".join(lines))
     print("\nseconds: the evaluate_results call (reads both JSON files, evaluates; best of the runs); peak MB: the "
@@ -272,7 +294,7 @@ def rows(e: dict) -> list:
     size = f"{e.get('images', '?'):,} images x {e.get('dets_per_image', '?')} dets"
     for metric, m in (e.get("metrics") or {}).items():
         lvis_mb = (m.get("lvis") or {}).get("peak_mb")
-        for name, goal in (("streaming", ">= 5"), ("fast", ">= 3")):
+        for name, goal in (("streaming", ">= 5"),):
             row = m.get(name) or {}
             if row.get("failed") or "seconds" not in row:
                 continue

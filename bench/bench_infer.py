@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--max-dets", type=int, default=300)
     ap.add_argument("--nproc-compare", action="store_true",
                     help="also time evaluate_model end to end: 1 process vs --nproc 2 (OMP_NUM_THREADS=1 each)")
-    ap.add_argument("--evaluator", default="lvis", choices=["lvis", "fast"], help="for --nproc-compare")
+    ap.add_argument("--evaluator", default="lvis", choices=["lvis", "streaming"], help="for --nproc-compare")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loce_bench_infer",
                     help="where the synthetic data (and an untrained checkpoint) are kept")

@@ -70,7 +70,7 @@ complete -c loce -n '__fish_seen_subcommand_from eval' -l results -r -d 'Evaluat
 complete -c loce -n '__fish_seen_subcommand_from eval' -l ann -r -d 'LVIS annotation JSON for --results.'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l split -r -d 'Frequency group of the per-class table.'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l metric -r -d 'Repeatable; default both.'
-complete -c loce -n '__fish_seen_subcommand_from eval' -l evaluator -r -d 'streaming (default: bounded memory, the official API\'s numbers), lvis (the official API, the reference), fast (faster-coco-eval) or hotcoco (Rust, LVIS mode).'
+complete -c loce -n '__fish_seen_subcommand_from eval' -l evaluator -r -d 'streaming (default: bounded memory, the official API\'s numbers) or lvis (the official API, the reference; holds every detection in memory).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l workers -r -d 'Processes matching chunks of images (streaming evaluator; default: the cores).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l max-dets -r -d 'Detections per image (LVIS: 300).'
 complete -c loce -n '__fish_seen_subcommand_from eval' -l protocol -r -d 'standard (LVIS AP, default), fixed (AP-fixed) and/or pooled (AP-pool) (repeatable; docs/EVALUATION.md).'

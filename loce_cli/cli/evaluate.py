@@ -1,5 +1,5 @@
 """``loce eval``: evaluate a checkpoint (or an existing LVIS results file) with the streaming evaluator (default),
-the official lvis API or faster-coco-eval; inference in one process or N (GPUs or CPU processes, each writing its
+or the official lvis API (the reference); inference in one process or N (GPUs or CPU processes, each writing its
 own shard of results, merged by rank 0)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import List, Optional
 import typer
 
 from loce_cli.cli.failures import fail
-from loce_cli.cli.options import (CFG_OPTIONS, DATA_DIR, DEVICE, GPUS, JSON_OUTPUT, LAUNCHER, MASTER_ADDR,
-                                  MASTER_PORT, METRIC, NNODES, NODE_RANK, NPROC, PROTOCOLS, Amp, Evaluator, Launcher,
-                                  Split, data_cfg_options, shown)
+from loce_cli.cli.options import (CFG_OPTIONS, DATA_DIR, DEVICE, EVALUATORS, GPUS, JSON_OUTPUT, LAUNCHER,
+                                  MASTER_ADDR, MASTER_PORT, METRIC, NNODES, NODE_RANK, NPROC, PROTOCOLS, Amp, Launcher,
+                                  Split, check_evaluator_name, data_cfg_options, shown)
 from loce_cli.cli.render import err, inference_progress, out, print_json, say, table, warn
 
 CONFIG = typer.Argument(None, help="mmdet config file or shipped name (with CHECKPOINT).")
@@ -20,9 +20,9 @@ CHECKPOINT = typer.Argument(None, help="Checkpoint to evaluate.")
 RESULTS = typer.Option(None, "--results", help="Evaluate this LVIS results JSON instead of a model (needs --ann).")
 ANN = typer.Option(None, "--ann", help="LVIS annotation JSON for --results.")
 SPLIT = typer.Option("all", "--split", help="Frequency group of the per-class table.")
-EVALUATOR = typer.Option("streaming", "--evaluator", help="streaming (default: bounded memory, the official API's "
-                                                          "numbers), lvis (the official API, the reference), fast "
-                                                          "(faster-coco-eval) or hotcoco (Rust, LVIS mode).")
+EVALUATOR = typer.Option("streaming", "--evaluator", metavar=shown(EVALUATORS), callback=check_evaluator_name,
+                         help="streaming (default: bounded memory, the official API's numbers) or lvis (the official "
+                              "API, the reference; holds every detection in memory).")
 WORKERS = typer.Option(None, "--workers", min=1, help="Processes matching chunks of images (streaming evaluator; "
                                                       "default: the cores).")
 MAX_DETS = typer.Option(300, "--max-dets", min=1, help="Detections per image (LVIS: 300).")
@@ -42,7 +42,7 @@ VERBOSE = typer.Option(False, "--verbose", help="Also print mmcv's and mmdet's l
 
 def evaluate(config: Optional[Path] = CONFIG, checkpoint: Optional[Path] = CHECKPOINT,
              results: Optional[Path] = RESULTS, ann: Optional[Path] = ANN, split: Split = SPLIT,
-             metric: Optional[List[str]] = METRIC, evaluator: Evaluator = EVALUATOR, workers: Optional[int] = WORKERS,
+             metric: Optional[List[str]] = METRIC, evaluator: str = EVALUATOR, workers: Optional[int] = WORKERS,
              max_dets: int = MAX_DETS, protocol: Optional[List[str]] = PROTOCOL, dets_per_class: int = DETS_PER_CLASS,
              out_dir: Optional[Path] = OUT, cfg_options: Optional[List[str]] = CFG_OPTIONS, gpus: int = GPUS,
              nproc: int = NPROC, nnodes: int = NNODES, node_rank: int = NODE_RANK, master_addr: str = MASTER_ADDR,
@@ -107,8 +107,7 @@ def _print_report(report, split: str) -> None:
     """The summary table (one row per metric and protocol) and, for --split, the classes of that group by AP."""
     from loce_cli.engine.evaluation import SUMMARY_KEYS, ap_text
 
-    title = {"lvis": "official lvis API", "fast": "faster-coco-eval, LVIS mode",
-             "hotcoco": "hotcoco, LVIS mode"}.get(report.evaluator, "streaming evaluator")
+    title = "official lvis API" if report.evaluator == "lvis" else "streaming evaluator"
     limits = ([f"max {report.max_dets} dets/image"] if report.metrics else []) + [  # what each row's AP is
         f"{'AP-fixed' if n == 'fixed' else 'AP-pool'}: top {p.dets_per_class} dets/class, no per-image cap"
         for n, p in report.protocols.items()]

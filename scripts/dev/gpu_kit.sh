@@ -4,7 +4,7 @@
 #
 # The GPU machine has no network; its image holds Python 3.12 with torch 2.11 (CUDA 13.0), torchvision 0.26,
 # numpy 2.x, scipy, matplotlib, opencv-python-headless, typer, rich, tensorboard and pytest. Missing there:
-# mmcv-full (compiled ops), mmdet, lvis, pycocotools, faster-coco-eval, msgspec, numba and a few small pure-Python
+# mmcv-full (compiled ops), mmdet, lvis, pycocotools, msgspec, numba and a few small pure-Python
 # packages. This script
 #   1. makes $KIT/venv (python3.12) with torch 2.11 / torchvision 0.26 / numpy 2 and the packages the image has,
 #   2. builds mmcv-full 1.7.2's ops against that torch, CPU only (on CUDA tensors loce runs RoIAlign and NMS
@@ -27,7 +27,7 @@ fi
 TORCH_SPEC="torch==2.11.0 torchvision==0.26.0"
 MMCV_VERSION="1.7.2"
 # wheels for the GPU image (cp312, manylinux); versions as in requirements/ where pinned there
-MISSING=("mmdet==2.28.2" "lvis==0.5.3" "pycocotools>=2.0.8" "faster-coco-eval>=1.8,<2" "msgspec>=0.18,<1"
+MISSING=("mmdet==2.28.2" "lvis==0.5.3" "pycocotools>=2.0.8" "msgspec>=0.18,<1"
          "numba>=0.60,<0.70" "llvmlite>=0.43,<0.51" "terminaltables>=3.1" "addict>=2.4" "yapf==0.40.1" "platformdirs" "importlib-metadata>=6,<8" "tomli"
          "typer>=0.29,<0.30" "annotated-doc" "pydantic>=2" "pydantic-core" "annotated-types" "typing-inspection"
          "shellingham" "typing-extensions")

@@ -71,6 +71,7 @@ def test_choice_sets_equal_the_engine_constants():
 
     assert options.SPLITS == ("all",) + tuple(GROUP_NAMES[g] for g in ("r", "c", "f"))
     assert options.METRICS == evaluate.METRICS and options.EVALUATORS == evaluate.EVALUATORS
+    assert options.REMOVED_EVALUATORS == evaluate.REMOVED_EVALUATORS
     assert options.PROTOCOLS == protocols.PROTOCOLS and options.REPORT_FORMATS == report.FORMATS
     assert options.LAUNCHERS == launch.LAUNCHERS and options.CHECK_IMAGES == prep.CHECK_IMAGES
     assert options.LVIS_VERSIONS == ("auto",) + prep.VERSIONS

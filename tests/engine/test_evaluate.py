@@ -126,28 +126,6 @@ def _with_false_positives(dets, root, per_image=8, seed=1):
     return dets + extra
 
 
-@pytest.mark.parametrize("max_dets", [300, 4])
-def test_fast_evaluator_equals_lvis(tiny_dataset, tmp_path, max_dets):
-    res = tmp_path / "r.json"
-    dets = _with_false_positives(_results(tiny_dataset, seed=5), tiny_dataset)
-    res.write_text(json.dumps(dets))
-    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
-    data = json.loads(ann.read_text())
-    assert any(im.get("neg_category_ids") for im in data["images"])  # the LVIS-only rules are exercised
-    ref = evaluate_results(res, ann, max_dets=max_dets)
-    messages = []
-    fast = evaluate_results(res, ann, max_dets=max_dets, evaluator="fast", say=messages.append)
-    assert fast.evaluator == "fast" and any("faster-coco-eval" in m for m in messages)
-    for metric in ("bbox", "segm"):
-        for key in ("AP", "AP50", "AP75", "APr", "APc", "APf"):
-            a, b = ref.metrics[metric].summary[key], fast.metrics[metric].summary[key]
-            assert abs(a - b) <= 1e-4, (metric, key, a, b)
-        for a, b in zip(ref.metrics[metric].per_class, fast.metrics[metric].per_class):
-            assert a.id == b.id and (a.ap is None) == (b.ap is None)
-            assert a.ap is None or abs(a.ap - b.ap) <= 1e-4, (metric, a.name)
-    assert ref.metrics["bbox"].summary["AP"] > 0.05
-
-
 def test_unknown_evaluator_and_report_round_trip(tiny_dataset, tmp_path):
     from loce_cli.engine.evaluation import read_report
 
@@ -165,19 +143,36 @@ def test_unknown_evaluator_and_report_round_trip(tiny_dataset, tmp_path):
         read_report(tmp_path / "bad.json")
 
 
-def test_cli_eval_fast_and_usage_errors(tiny_dataset, tmp_path):
+def test_cli_eval_lvis_and_usage_errors(tiny_dataset, tmp_path):
     res = tmp_path / "r.json"
     res.write_text(json.dumps(_results(tiny_dataset)))
     ann = str(tiny_dataset / "annotations" / "lvis_v1_val.json")
     runner = CliRunner()
-    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--evaluator", "fast", "--json"])
+    r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--evaluator", "lvis", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["evaluator"] == "fast"
+    assert json.loads(r.stdout)["evaluator"] == "lvis"
     r = runner.invoke(app, ["eval", "--results", str(res), "--ann", ann, "--evaluator", "coco"])
     assert r.exit_code == 2 and "evaluator" in r.stderr and "Traceback" not in r.output
     r = runner.invoke(app, ["eval", "cfg.py", "ckpt.pth", "--gpus", "1", "--nproc", "2"])
     assert r.exit_code == 2 and "exclude each other" in r.stderr
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("name", ["fast", "hotcoco"])
+def test_a_removed_evaluator_is_a_usage_error_saying_what_to_use(tiny_dataset, tmp_path, name):
+    """A name loce had (issue 30 removed it): one line, exit 2, why and what to use, nothing written; through the
+    engine too."""
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results(tiny_dataset)))
+    ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
+    r = CliRunner().invoke(app, ["eval", "--results", str(res), "--ann", str(ann), "--evaluator", name])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    line, = r.stderr.strip().splitlines()
+    assert f"{name} was removed" in line and "use streaming (the default) or lvis" in line, line
+    assert not (tmp_path / "metrics.json").exists()
+    with pytest.raises(LoceUsageError) as info:
+        evaluate_results(res, ann, ["bbox"], evaluator=name)
+    assert f"{name} was removed" in info.value.one_line() and "use streaming" in info.value.one_line()
 
 
 def test_one_registry_of_evaluators():

@@ -320,7 +320,7 @@ def _two_tasks_finetune_and_eval(prefix, launcher, base_run, tiny_dataset, tmp_p
 
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     report, err = run(29763, ["eval", str(LOCE), result["checkpoint"], "--out", str(tmp_path / "eval"),
-                              "--evaluator", "fast"],
+                              "--evaluator", "lvis"],
                       opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"])
     assert set(report["metrics"]) == {"bbox", "segm"} and "rank 1: inference done" in err
     dets = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -412,9 +412,9 @@ def test_eval_in_two_processes_equals_one(base_run, tiny_dataset, tmp_path):
     finally:
         torch.set_num_threads(threads)
     two = evaluate_model(EvalRequest(str(BASE), ckpt, str(tmp_path / "two"), ["bbox"], cfg_options=options,
-                                     evaluator="fast", launch=LaunchOptions(nproc=2, master_port=29561)))
+                                     evaluator="lvis", launch=LaunchOptions(nproc=2, master_port=29561)))
     assert (tmp_path / "one" / "results.json").read_bytes() == (tmp_path / "two" / "results.json").read_bytes()
-    assert two.evaluator == "fast" and not (tmp_path / "two" / ".loce_eval_launch.json").exists()
+    assert two.evaluator == "lvis" and not (tmp_path / "two" / ".loce_eval_launch.json").exists()
     for key in ("AP", "APr", "APc", "APf"):
         assert abs(one.metrics["bbox"].summary[key] - two.metrics["bbox"].summary[key]) <= 1e-4
 

@@ -4,8 +4,8 @@
   evaluated (``EvalRequest``, ``evaluate_model``, ``run_eval_worker``, ``write_results``).
 - ``results_eval``: a results file evaluated by the chosen evaluator under the requested protocols
   (``evaluate_results``; ``loce eval --results``: ``evaluate_results_file``); ``checks``: the options' usage checks.
-- ``evaluator``: the ``Evaluator`` interface; ``backends/``: one module per evaluator (``streaming``, ``lvis_api``,
-  ``faster_coco``, sharing ``in_memory``) and the registry of ``--evaluator`` names.
+- ``evaluator``: the ``Evaluator`` interface; ``backends/``: one module per evaluator (``streaming``, ``lvis_api``
+  on ``in_memory``) and the registry of ``--evaluator`` names.
 - ``metrics``: the result dataclasses (``EvalReport``, ``MetricResult``, ``ClassAP``, ``ProtocolResult``) and
   metrics.json; ``protocols``: standard / fixed / pooled as objects that choose the detections evaluated.
 - the streaming evaluator's parts: ``ground_truth`` (the annotation file as compact arrays), ``results_blocks`` (the
@@ -15,7 +15,8 @@
   (the evaluator that ties them together, chunks of images matched in worker processes).
 """
 
-from loce_cli.engine.evaluation.backends import BACKENDS, DEFAULT_EVALUATOR, EVALUATORS, make_evaluator
+from loce_cli.engine.evaluation.backends import (BACKENDS, DEFAULT_EVALUATOR, EVALUATORS, REMOVED_EVALUATORS,
+                                                make_evaluator)
 from loce_cli.engine.evaluation.evaluator import Evaluator, Outcome
 from loce_cli.engine.evaluation.metrics import (METRICS, SUMMARY_KEYS, ClassAP, EvalReport, MetricResult,
                                                 ProtocolResult, ap_text, read_report, write_report)
@@ -24,6 +25,7 @@ from loce_cli.engine.evaluation.protocols import DEFAULT_DETS_PER_CLASS, PROTOCO
 from loce_cli.engine.evaluation.results_eval import evaluate_results, evaluate_results_file
 
 __all__ = ["BACKENDS", "DEFAULT_DETS_PER_CLASS", "DEFAULT_EVALUATOR", "EVALUATORS", "METRICS", "PROTOCOLS",
-           "SUMMARY_KEYS", "ClassAP", "EvalReport", "EvalRequest", "Evaluator", "MetricResult", "Outcome", "Protocol",
-           "ProtocolResult", "ap_text", "evaluate_model", "evaluate_results", "evaluate_results_file",
-           "make_evaluator", "make_protocols", "read_report", "run_eval_worker", "write_report", "write_results"]
+           "REMOVED_EVALUATORS", "SUMMARY_KEYS", "ClassAP", "EvalReport", "EvalRequest", "Evaluator", "MetricResult",
+           "Outcome", "Protocol", "ProtocolResult", "ap_text", "evaluate_model", "evaluate_results",
+           "evaluate_results_file", "make_evaluator", "make_protocols", "read_report", "run_eval_worker",
+           "write_report", "write_results"]

@@ -12,7 +12,7 @@ APr / APc / APf the AP of the rare / common / frequent pools. There is no per-ca
 
 Two computations: ``pooled_summary`` from the streaming evaluator's per-detection bit masks, and
 ``pool_problem``, which turns a pool into an ordinary one-category LVIS problem (one pseudo-image per (image,
-category) pair) so that the official API and faster-coco-eval compute the same curve unmodified.
+category) pair) so that the official API computes the same curve unmodified.
 """
 
 from __future__ import annotations

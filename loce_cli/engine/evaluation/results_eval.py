@@ -33,8 +33,8 @@ def evaluate_results(results_file: Path, ann_file: Path, metrics: Sequence[str] 
                      dets_per_class: int = DEFAULT_DETS_PER_CLASS) -> EvalReport:
     """Evaluate an LVIS results JSON against an LVIS annotation file: ``evaluator="streaming"`` (the default)
     reads the results in blocks and matches chunks of images in ``workers`` processes (default: the cores), with
-    the official API's numbers; ``"lvis"`` is the official API (the reference), ``"fast"`` faster-coco-eval's LVIS
-    mode (both hold every detection in memory). ``say`` hears what each step is doing. ``protocols``: standard
+    the official API's numbers; ``"lvis"`` is the official API (the reference; it holds every detection in
+    memory). ``say`` hears what each step is doing. ``protocols``: standard
     (``metrics``), fixed and / or pooled (``protocols``, top ``dets_per_class`` per class, no per-image cap)."""
     compat.apply()
     compat.quiet_known_noise()

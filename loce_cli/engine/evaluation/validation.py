@@ -1,5 +1,5 @@
-"""The checks every evaluator's input passes before anything is evaluated (streaming, the official lvis API and
-faster-coco-eval alike: the in-memory backends run the streaming reader's validation first), on the column
+"""The checks every evaluator's input passes before anything is evaluated (the streaming evaluator and the
+official lvis API alike: the in-memory backend runs the streaming reader's validation first), on the column
 arrays the reader (``results_reader``) builds, so memory stays bounded at the full LVIS val size.
 
 Refused, each in one line naming the first offending detection (its position in the file, image and category)

@@ -1,6 +1,6 @@
-"""What the evaluators that hold every detection in memory share (the official ``lvis`` API, faster-coco-eval):
-the results file validated by the streaming reader and then loaded as a list, and the protocols built from
-nothing but those libraries' standard LVIS AP, both unmodified.
+"""What an evaluator that holds every detection in memory needs (the official ``lvis`` API): the results file
+validated by the streaming reader and then loaded as a list, and the protocols built from nothing but the
+library's standard LVIS AP, both unmodified.
 
 - standard: the library's LVIS AP (at most ``max_dets`` per image).
 - fixed: per category the top ``per_class`` detections by score (stable sort: equal scores in file order, as the
