@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from loce_cli.core.frequency import GROUP_NAMES, GROUPS
+from loce_cli.engine.checkpoints import check_same_classes, check_unnamed_checkpoint, meta, read_checkpoint
 from loce_cli.engine.config.loading import load_config, train_dataset_cfg
 from loce_cli.engine.inspect.state import ClassScore, ScoresReport
 from loce_cli.errors import DataError, LoceUsageError
@@ -40,6 +41,7 @@ def measure_checkpoint_scores(checkpoint: Path, config: Path, data: Optional[Pat
     if per_class < 1:
         raise LoceUsageError("--images-per-class must be >= 1", "e.g. --images-per-class 5")
     dataset = build_training_dataset(train_dataset_cfg(cfg))
+    _check_classes(Path(checkpoint), cfg, tuple(dataset.CLASSES))
     model, missing, unexpected = measuring_model(cfg, Path(checkpoint), device)
     if missing:
         raise DataError(f"{checkpoint} does not fit {config}'s model: {len(missing)} weights missing, first "
@@ -62,6 +64,20 @@ def measure_checkpoint_scores(checkpoint: Path, config: Path, data: Optional[Pat
     sums, counts = result["sums"].tolist(), result["counts"].tolist()
     scores = [s / n if n else None for s, n in zip(sums, counts)]
     return scores_report(str(checkpoint), scores, dataset, lowest)
+
+
+def _check_classes(checkpoint: Path, cfg, names: tuple) -> None:
+    """The checkpoint's class names against the training data's (LVIS's spelling variants noted); without names in
+    its meta, its classifier's class count against the data's (and a note that the names could not be checked)."""
+    ckpt = read_checkpoint(checkpoint)
+    source = train_dataset_cfg(cfg).ann_file
+    have = meta(ckpt).get("CLASSES")
+    if have:
+        check_same_classes(tuple(have), names, checkpoint, f"the training data's ({source})",
+                           "measure with the config (and --data) of the dataset it was trained on")
+    else:
+        check_unnamed_checkpoint(ckpt, checkpoint, len(names), f"the training data {source}", "measure with the "
+                                 "config (and --data) of the dataset it was trained on", cfg)
 
 
 def scores_report(name: str, scores, dataset, lowest: int) -> ScoresReport:
