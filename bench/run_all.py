@@ -43,6 +43,7 @@ BENCHES = (
     ("bench_infer.py", ["--images", "40", "--repeats", "1"], []),
     ("bench_postprocess.py", ["--quick"], []),
     ("bench_eval_ranks.py", ["--quick"], []),
+    ("bench_measure_scores.py", ["--images", "20"], ["--images", "60"]),
 )
 NAMES = {script[len("bench_"):-len(".py")]: (script, quick, full) for script, quick, full in BENCHES}
 

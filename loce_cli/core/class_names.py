@@ -6,10 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-# Pairs of spellings of one LVIS category. mmdet 2.28's hard-coded LVISV1Dataset.CLASSES (and so the meta of its
-# model-zoo checkpoints) says 'speaker_(stereo_equipment)' where the LVIS v1 annotation file and mmdet 2.8 say
-# 'speaker_(stero_equipment)' (index 654 of v1).
-SPELLING_VARIANTS = (frozenset({"speaker_(stereo_equipment)", "speaker_(stero_equipment)"}),)
+# Spellings of one LVIS category that differ between mmdet 2.28's hard-coded class lists (mmdet/datasets/lvis.py:
+# LVISV1Dataset.CLASSES, LVISV05Dataset.CLASSES; so the meta of its model-zoo checkpoints) and the official LVIS
+# annotation files' category names: (mmdet 2.28's name, the files' name, {LVIS version: label index}). Found by
+# comparing both lists index by index with the category names of the official files as detectron2 records them
+# (detectron2/data/datasets/lvis_v1_categories.py, from lvis_v1_val.json; lvis_v0_5_categories.py, from
+# lvis_v0.5_val.json) and eql.detectron2's (projects/EQL/eql/lvis_v0_5_categories.py, from lvis_v0.5_train.json):
+# 1203 v1 names and 1230 v0.5 names (twice) compared, this one pair the only difference in each.
+KNOWN_VARIANTS = (("speaker_(stereo_equipment)", "speaker_(stero_equipment)", {"v1": 654, "v0.5": 668}),)
+SPELLING_VARIANTS = tuple(frozenset((mmdet, official)) for mmdet, official, _ in KNOWN_VARIANTS)
 
 
 def same_category(a: str, b: str) -> bool:

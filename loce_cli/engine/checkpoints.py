@@ -59,12 +59,15 @@ def checkpoint_classes(ckpt: dict, path: Path, num: Optional[int] = None, cfg=No
     names = tuple(info.get("CLASSES") or ())
     freq = tuple(info.get("class_frequency") or ())
     num = len(names) if num is None and names else num
-    if cfg is not None and (not names or len(freq) != len(names) or any(f not in GROUPS for f in freq)):
+    if cfg is not None and not names:
+        return _unnamed_classes_from_data(ckpt, cfg, path)
+    if cfg is not None and (len(freq) != len(names) or any(f not in GROUPS for f in freq)):
         return _classes_from_data(names, cfg, path, num)
     if not names or len(names) != num:
         what = f"for its {num} classes " if names else ""
-        raise DataError(f"{path} has no class names {what}in its meta",
-                        "pass the config it was trained with: its dataset gives the class names")
+        raise DataError(f"{path} has no class names {what}in its meta (a bare state_dict or a converted model?)",
+                        "the commands given a config take them from its dataset: loce eval / predict CONFIG "
+                        "CHECKPOINT, loce inspect scores CHECKPOINT --measure CONFIG")
     if len(freq) != num or any(f not in GROUPS for f in freq):
         raise DataError(f"{path} has no frequency groups in its meta (a checkpoint from elsewhere?)",
                         "pass the config it was trained with: its LVIS dataset gives the frequency groups")
@@ -117,6 +120,49 @@ def _classes_from_data(names: tuple, cfg, path: Path, num: Optional[int]) -> Che
     return CheckpointClasses(names or data.names, data.groups, data.image_counts, data.instance_counts, data.ids)
 
 
+def _unnamed_classes_from_data(ckpt: dict, cfg, path: Path) -> CheckpointClasses:
+    """A checkpoint without class names: the names and groups of the config's training data, when its classifier's
+    class count is the data's."""
+    data = dataset_classes(cfg)
+    source = Path(train_dataset_cfg(cfg).get("ann_file") or "?")
+    if data is None or any(f not in GROUPS for f in data.groups):
+        raise DataError(f"{path} carries no class names in its meta, and {source} (the config's training data) gives "
+                        f"no names and frequency groups", "point the config at the LVIS annotation file the model "
+                        "was trained on (--cfg-options data.train.ann_file=...)")
+    check_unnamed_checkpoint(ckpt, path, len(data.names), str(source), "pass the config of the dataset the "
+                             "checkpoint was trained on", cfg, "class names and frequency groups")
+    return data
+
+
+def classifier_class_count(ckpt: dict, cfg=None) -> Optional[int]:
+    """The class count a checkpoint's box classifier was trained for: the rows of ``roi_head.bbox_head.fc_cls.weight``
+    less the background row (less two for a ``cfg`` whose box head has Seesaw loss's C + 2 outputs); None for a
+    checkpoint without that weight."""
+    state = state_dict(ckpt)
+    weight = state.get(CLS_WEIGHT, state.get("module." + CLS_WEIGHT))
+    if weight is None or len(getattr(weight, "shape", ())) != 2:
+        return None
+    head = cfg.model.get("roi_head", {}).get("bbox_head", {}) if cfg is not None else {}
+    loss = head.get("loss_cls", {}) if hasattr(head, "get") else {}
+    return int(weight.shape[0]) - (2 if hasattr(loss, "get") and loss.get("type") == "SeesawLoss" else 1)
+
+
+def check_unnamed_checkpoint(ckpt: dict, path, num: int, where: str, hint: str, cfg=None,
+                             taken: str = "class names") -> None:
+    """A checkpoint whose meta carries no class names (a bare ``state_dict``, a converted model): refuse it when its
+    classifier was trained for another class count than ``num`` (``where``: what has ``num`` classes), naming both;
+    else say in one line (stderr) that its names could not be checked and that ``taken`` come from ``where``."""
+    have = classifier_class_count(ckpt, cfg)
+    if have is None:
+        raise DataError(f"{path} carries no class names and has no box classifier ({CLS_WEIGHT}): its classes "
+                        f"cannot be told", "pass a Mask or Faster R-CNN checkpoint")
+    if have != num:
+        raise DataError(f"{path} carries no class names and its classifier ({CLS_WEIGHT}) was trained for {have} "
+                        f"classes, but {where} has {num}", hint)
+    print(f"note: {path} carries no class names, so they could not be checked (its classifier has {have} classes, "
+          f"as {where}): {taken} from {where}", file=sys.stderr)
+
+
 def dataset_class_names(cfg) -> Optional[tuple]:
     """The class names of a config's training set: its ``classes``, the prepared dataset's ``loce_meta.json``, or
     the annotation file's categories; None when none can be read."""
@@ -149,7 +195,12 @@ def check_base_checkpoint(path: Path, cfg) -> dict:
         raise DataError(f"{path} was trained for {have} classes but {Path(cfg.filename).name} has {want}",
                         "fine-tune from a base model of the same dataset")
     classes = meta(ckpt).get("CLASSES")
-    names = dataset_class_names(cfg) if classes else None
+    if not classes:
+        source = Path(train_dataset_cfg(cfg).get("ann_file") or "?")
+        check_unnamed_checkpoint(ckpt, path, want, f"{source} (the config's training data)", "fine-tune from a "
+                                 "base model of the same dataset")
+        return ckpt
+    names = dataset_class_names(cfg)
     if names is not None:
         check_same_classes(tuple(classes), tuple(names), path, "the dataset's", "fine-tune from a base model "
                            "trained on this dataset, or point the config at the data it was trained on")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-import warnings
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from mmcv.parallel import MMDataParallel
-from mmdet.core import get_classes
 from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
 from torch.utils.data import Subset
@@ -56,11 +54,7 @@ def load_detector(cfg, checkpoint: Path, device: str):
               f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
               f"{' ...' if len(unexpected) > 5 else ''}", file=sys.stderr)
     meta = ckpt.get("meta") or {}
-    if "CLASSES" in meta:
-        model.CLASSES = meta["CLASSES"]
-    else:
-        warnings.warn("Class names are not saved in the checkpoint's meta data, use COCO classes by default.")
-        model.CLASSES = get_classes("coco")
+    model.CLASSES = tuple(meta["CLASSES"]) if meta.get("CLASSES") else None  # None: the caller's data names them
     model.cfg = cfg
     model.to(device)
     model.eval()
@@ -80,6 +74,14 @@ def check_test_classes(have: tuple, want: tuple, checkpoint, ann_file) -> None:
                         "that dataset's config")
     if comparison.variants:
         print(f"note: {checkpoint}: {comparison.note()}", file=sys.stderr)
+
+
+def check_class_total(model, num: int, checkpoint, ann_file) -> None:
+    """Refuse a model whose box head has another class count than ``num`` (the test set's)."""
+    have = int(model.roi_head.bbox_head.num_classes)
+    if have != num:
+        raise DataError(f"{checkpoint} was loaded into a model of {have} classes but the test set ({ann_file}) has "
+                        f"{num}", "evaluate on the dataset it was trained on, with its config")
 
 
 def result_to_lvis(res, img_id: int, cat_ids) -> Tuple[List[dict], List[int]]:
@@ -139,6 +141,9 @@ def iter_image_detections(cfg, checkpoint: Path, device: str, max_dets: int,
                               dist=False, shuffle=False)
     gpu = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
     model = load_detector(cfg, Path(checkpoint), gpu)
+    if model.CLASSES is None:  # no names in the checkpoint (its class count was checked): the test set's
+        check_class_total(model, len(dataset.CLASSES), checkpoint, test.get("ann_file"))
+        model.CLASSES = tuple(dataset.CLASSES)
     check_test_classes(tuple(model.CLASSES), tuple(dataset.CLASSES), checkpoint, test.get("ann_file"))
     if amp is not None:
         fp32_head_outputs(model)

@@ -7,6 +7,8 @@ score is the mean over its boxes. Memory stays bounded: one image at a time, two
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -84,6 +86,26 @@ def gt_score_pairs(detector, batch: dict, device) -> Tuple[torch.Tensor, torch.T
     return gt_labels[0][has], sums[has] / counts[has]
 
 
+def return_freed_memory() -> None:
+    """Hand the memory freed by one image back to the system (glibc's ``malloc_trim``; nothing elsewhere). The
+    multi-scale training pipeline gives every image other tensor sizes, and glibc keeps the freed blocks of one
+    size fragmented in its heap: measured at LVIS v1 shape (R50, 1333 x 640-800), RSS grew from 1.9 GB after 10
+    images to 3.2 GB after 60 without it (bench/bench_measure_scores.py)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
 @torch.no_grad()
 def measure_scores(detector, dataset, indices: List[int], seed: int = 0,
                    progress: Optional[Callable[[int, int], None]] = None) -> dict:
@@ -100,6 +122,7 @@ def measure_scores(detector, dataset, indices: List[int], seed: int = 0,
         labels, means = gt_score_pairs(detector, collate([base[idx]], samples_per_gpu=1), device)
         sums.index_add_(0, labels.cpu(), means.double().cpu())
         counts.index_add_(0, labels.cpu(), torch.ones_like(means, dtype=torch.float64).cpu())
+        return_freed_memory()
         if progress is not None:
             progress(n + 1, len(indices))
     return dict(sums=sums, counts=counts, images=len(indices), seconds=time.perf_counter() - start)

@@ -68,3 +68,26 @@ def test_measured_scores_equal_a_direct_computation(tiny_base_model):
     for g, w in zip(got, want):
         if w is not None:
             assert math.isclose(g, w, rel_tol=1e-4, abs_tol=1e-6), (got, want)
+
+
+def test_the_time_it_will_take_is_printed_after_the_third_image(tiny_dataset, tmp_path, capsys):
+    """The list's size before the first image, the estimate after the third (before the rest), and the
+    ``max_images`` / ``progress`` hooks the benchmark uses (bench/bench_measure_scores.py)."""
+    from loce_cli.engine.inspect.measure import measure_checkpoint_scores
+    from tests.conftest import tiny_train_options
+    from tests.engine.test_foreign_checkpoints import BASE, tiny_model_parts
+
+    state, _, names, _ = tiny_model_parts(tiny_dataset)
+    ckpt = tmp_path / "untrained.pth"
+    torch.save({"state_dict": state, "meta": {"CLASSES": names}}, ckpt)
+    calls = []
+
+    def progress(done, total):
+        calls.append((done, total, capsys.readouterr().err))
+
+    measure_checkpoint_scores(ckpt, BASE, images_per_class=2, cfg_options=tiny_train_options(tiny_dataset),
+                              max_images=5, progress=progress)
+    assert [c[:2] for c in calls] == [(n, 5) for n in range(1, 6)]
+    assert f"2 per class, {TINY_CLASSES} classes, the first 5 measured" in calls[0][2]
+    assert all("to go" not in c[2] for c in calls[:2] + calls[3:])
+    assert "3 / 5 images: about " in calls[2][2] and "s per image)" in calls[2][2]

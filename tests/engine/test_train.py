@@ -446,11 +446,14 @@ def test_eval_refuses_bad_requests_before_writing(base_run, tiny_dataset, tmp_pa
     ann = tiny_dataset / "annotations" / "lvis_v1_val.json"
     options = opts(tiny_dataset) + [f"data.test.ann_file={ann}", f"data.test.img_prefix={tiny_dataset}/"]
     ckpt = torch.load(base_run[0] / "epoch_1.pth", map_location="cpu", weights_only=True)
-    ckpt.pop("meta")
+    ckpt.pop("meta")  # no class names: the test set's are taken when the classifier's class count is its
+    for key in ("roi_head.bbox_head.fc_cls.weight", "roi_head.bbox_head.fc_cls.bias"):
+        ckpt["state_dict"][key] = ckpt["state_dict"][key][:5]  # a classifier of 4 classes (+ background)
     nometa = tmp_path / "nometa.pth"
     torch.save(ckpt, nometa)
     out = tmp_path / "eval"
-    with pytest.raises(DataError, match="no class names"):
+    with pytest.raises(DataError, match="no class names and its classifier .* trained for 4 classes, but the test "
+                                        "set .* has 6"):
         evaluate_model(EvalRequest(str(BASE), str(nometa), str(out), cfg_options=options))
     with pytest.raises(LoceUsageError, match="unknown split"):
         evaluate_model(EvalRequest(str(BASE), str(base_run[0] / "epoch_1.pth"), str(out), split="medium",

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 import loce_cli.mmdet_ext  # noqa: F401  (registers loce's components)
 from loce_cli.engine.checkpoint_heads import check_head_types
-from loce_cli.engine.checkpoints import read_checkpoint
+from loce_cli.engine.checkpoints import check_unnamed_checkpoint, read_checkpoint
 from loce_cli.engine.config.loading import load_config
 from loce_cli.engine.data.checks import check_config_data
 from loce_cli.engine.evaluation.annotation_rules import check_rules
@@ -70,13 +70,14 @@ def _validate_eval(req: EvalRequest):
     cfg = load_config(Path(req.config), req.cfg_options)
     check_config_data(cfg, req.config, "test")  # other LVIS version, class count, image folders
     ckpt = read_checkpoint(Path(req.checkpoint))
-    if not (ckpt.get("meta") or {}).get("CLASSES"):
-        raise DataError(f"{req.checkpoint} has no class names in its meta", "evaluate a checkpoint written by loce "
-                        "(loce train base / loce finetune)")
     check_head_types(ckpt, cfg, Path(req.checkpoint), req.config)
     ann_file = Path(cfg.data.test.ann_file)
     if not ann_file.is_file():
         raise DataError(f"test annotations {ann_file} do not exist", "set --cfg-options data.test.ann_file=...")
+    if not (ckpt.get("meta") or {}).get("CLASSES"):  # a bare state_dict, a converted model: the test set's names
+        check_unnamed_checkpoint(ckpt, req.checkpoint, int(cfg.model.roi_head.bbox_head.num_classes),
+                                 f"the test set {ann_file}", "evaluate on the dataset it was trained on, with its "
+                                 "config", cfg)
     check_rules(ann_file, req.evaluator)  # refusals before inference (the warnings come with the evaluation)
     return cfg
 
