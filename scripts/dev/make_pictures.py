@@ -4,7 +4,8 @@ Runs `loce quickstart` in WORK_DIR (default work/quickstart; every finished step
 that already ran `make demo` only the missing steps run; its predictions/ are always made again), then copies the first side-by-side picture of the
 quickstart's predictions (ground truth | base | LOCE on the val image where LOCE finds the most rare objects
 that the base model misses) and writes the
-`loce report --plot` figure of base vs LOCE and the LOCE model's `loce inspect memory --plot` figure.
+`loce report --plot` figure of base vs LOCE, the LOCE model's `loce inspect memory --plot` figure and the
+`loce analyze --compare --plot` figure of LOCE against the base model (docs/EVALUATION.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ OUT = ROOT / "docs" / "img"
 PREDICTIONS = OUT / "quickstart_predictions.png"
 REPORT = OUT / "quickstart_report.png"  # loce report --plot also writes quickstart_report_groups.png
 MEMORY = OUT / "quickstart_memory.png"
+ANALYSIS = OUT / "quickstart_analysis.png"  # loce analyze eval/loce --compare eval/base --plot
 
 
 def main() -> int:
@@ -28,7 +30,9 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "work" / "quickstart")
     args = parser.parse_args()
 
+    from loce_cli.engine.analysis import analyze, compare, headline
     from loce_cli.engine.inspect.state import inspect_memory
+    from loce_cli.engine.pictures.analysis_plots import plot_analysis
     from loce_cli.engine.pictures.inspect_plots import plot_memory
     from loce_cli.engine.quickstart.steps import run_quickstart
     from loce_cli.engine.quickstart.pictures import pictures_done
@@ -50,6 +54,10 @@ def main() -> int:
     report = build_report([f"base={work / 'eval' / 'base'}", f"loce={work / 'eval' / 'loce'}"])
     written = plot_report(report, REPORT, metric="bbox")
     written.append(plot_memory(inspect_memory(Path(newest_checkpoint(str(work / "loce")))), MEMORY))
+    comparison = compare(analyze(work / "eval" / "loce"), analyze(work / "eval" / "base"))
+    written.append(plot_analysis(comparison, ANALYSIS))
+    for line in headline(comparison):
+        print(line)
     print(f"rare val objects found at score >= {manifest['score_thr']:g}: {manifest['rare_found']} of "
           f"{manifest['rare_objects']}; picture: image {manifest['pictures'][0]['image_id']}, "
           f"{manifest['pictures'][0]['rare_found']}")

@@ -23,6 +23,8 @@ def _errors(a: Analysis, ax) -> None:
         vals = np.array([100 * (a.errors[g]["gain"][t] or 0.0) for g in groups])
         ax.bar(groups, vals, bottom=bottom, color=colour, label=t)
         bottom += vals
+    # the zero-height segments on top are sticky edges that stop autoscaling's margin: room for the bars and legend
+    ax.set_ylim(0, max(float(bottom.max()), 1.0) * 1.3)
     ax.set_ylabel("AP50 gained by fixing (points)")
     ax.set_title(f"{a.label}: errors by group", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
