@@ -466,7 +466,10 @@ def test_slurm_signal_and_requeue(base_ckpt, tiny_dataset, tmp_path):
             assert time.monotonic() < end, (_job_field(job, "JobState"), (tmp_path / "slurm.out").read_text()[-3000:])
             if not released and _job_field(job, "JobState") == "PENDING" and _job_field(job, "Restarts") == "1":
                 # requeued: Slurm holds a requeued job back for its credential lifetime (cred_expire, 120 s by
-                # default) before it may start again; the wait is Slurm's, not loce's, so let it start now
+                # default) before it may start again; the wait is Slurm's, not loce's, so let it start early.
+                # Not in the second of the requeue: slurmd refuses a credential no newer than the revocation
+                # ("Job credential revoked"; seen when released 0.5 s after the requeue)
+                time.sleep(3)
                 released = subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
                                           capture_output=True, timeout=30).returncode == 0
             time.sleep(0.5)
