@@ -52,74 +52,86 @@ def descendants(pid: int) -> list:
     return found
 
 
-def stopped_line(err: str, sig: signal.Signals, cmd: str, work: Path, extra: str = "") -> int:
-    """The one line a stopped training ends with; returns the iteration it names."""
+def stopped_line(err: str, sig: signal.Signals, cmd: str, work: Path, extra: str = "", epoch: int = 1) -> int:
+    """The one line a training stopped in ``epoch`` ends with; returns the iteration it names."""
     assert "Traceback" not in err and "SignalException" not in err, err[-3000:]
     lines = [ln for ln in err.splitlines() if ln.startswith(("stopped:", "error:"))]
     assert len(lines) == 1, err[-3000:]
     name = sig.name + (" (Ctrl-C)" if sig == signal.SIGINT else "")
-    m = re.fullmatch(rf"stopped: {re.escape(name)} after iteration (\d+) \(epoch 1, (\d+)/{ITERS}\): checkpoint "
-                     rf"(\S+) \(hint: continue with: {cmd} .* --work-dir {re.escape(str(work))} --resume{extra}\)",
-                     lines[0])
+    m = re.fullmatch(rf"stopped: {re.escape(name)} after iteration (\d+) \(epoch {epoch}, (\d+)/{ITERS}\): "
+                     rf"checkpoint (\S+) \(hint: continue with: {cmd} .* --work-dir {re.escape(str(work))} "
+                     rf"--resume{extra}\)", lines[0])
     assert m, lines[0]
-    n = int(m.group(1))
-    assert int(m.group(2)) == n and m.group(3) == str(work / f"iter_{n}.pth")
-    assert load(work / f"iter_{n}.pth")["meta"]["mid_epoch"]["consumed"] == n
+    n, inner = int(m.group(1)), int(m.group(2))
+    assert n == (epoch - 1) * ITERS + inner and m.group(3) == str(work / f"iter_{n}.pth")
+    assert 3 <= inner < ITERS  # signalled after iteration 3 of the epoch was logged
+    assert load(work / f"iter_{n}.pth")["meta"]["mid_epoch"]["consumed"] == inner
+    return n
+
+
+def stop_by_group(args, work: Path, sig: signal.Signals, epoch: int, cmd: str, extra: str = "",
+                  ranks: int = 0) -> int:
+    """Start ``args`` in its own session, wait for iteration 3 of ``epoch``, send ``sig`` to the whole group: exit
+    75 / 130 with one line naming a mid-epoch checkpoint, and none of its DataLoader workers (or, with ``ranks``,
+    none of its ranks) left running. Returns the iteration it stopped after."""
+    proc = start_session(args)
+    wait_for(logged(work, rf"Epoch \[{epoch}\]\[3/{ITERS}\]"), proc, what=f"iteration 3 of epoch {epoch}")
+    if ranks:
+        family = list(wait_for(lambda: _rank_pids(proc.pid) if len(_rank_pids(proc.pid)) == ranks else None, proc,
+                               what="the ranks").values())
+    else:
+        family = descendants(proc.pid)
+        assert family, "no DataLoader workers"
+    os.killpg(proc.pid, sig)
+    rc, _, err = finish(proc)
+    assert rc == EXIT[sig], err[-3000:]
+    n = stopped_line(err, sig, cmd, work, extra, epoch)
+    end = time.monotonic() + (0 if ranks else 2)  # workers: torch's own shutdown may take a moment
+    while any(alive(p) for p in family) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in family), [p for p in family if alive(p)]
     return n
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
-def test_group_signal_with_dataloader_workers(sig, tiny_dataset, tmp_path):
-    """One process, two DataLoader workers; the signal goes to the whole group (workers included): the workers
-    ignore it, the run checkpoints at the next iteration boundary and exits 75 / 130 with one line; the resume
-    ends bit-identical to the run that was never interrupted."""
+def test_group_signals_with_dataloader_workers(tiny_dataset, tmp_path):
+    """One process, two DataLoader workers; SIGTERM to the whole group (workers included) in epoch 1, then SIGINT
+    (Ctrl-C) to the resumed run's group in epoch 2: each time the workers ignore it, the run checkpoints at the
+    next iteration boundary and exits 75 / 130 with one line; the last resume ends bit-identical to the run that
+    was never interrupted."""
     options = opts(tiny_dataset, workers=2)
     work = tmp_path / "split"
-    proc = start_session(cli("base", work, options))
-    wait_for(logged(work, rf"Epoch \[1\]\[3/{ITERS}\]"), proc, what="iteration 3")
-    family = descendants(proc.pid)
-    assert family, "no DataLoader workers"
-    os.killpg(proc.pid, sig)
-    rc, _, err = finish(proc)
-    assert rc == EXIT[sig], err[-3000:]
-    n = stopped_line(err, sig, "loce train base", work)
-    assert 3 <= n < ITERS
-    end = time.monotonic() + 2
-    while any(alive(p) for p in family) and time.monotonic() < end:
-        time.sleep(0.1)
-    assert not any(alive(p) for p in family)
+    n = stop_by_group(cli("base", work, options), work, signal.SIGTERM, 1, "loce train base")
+    m = stop_by_group(cli("base", work, options, "--resume"), work, signal.SIGINT, 2, "loce train base")
+    assert logged(work, rf"resuming inside epoch 1 after {n} batches")()
 
     rc, _, err = run(cli("base", work, options, "--resume"))
     assert rc == 0, err[-3000:]
-    assert logged(work, rf"resuming inside epoch 1 after {n} batches")()
+    assert logged(work, rf"resuming inside epoch 2 after {m - ITERS} batches")()
     rc, _, err = run(cli("base", tmp_path / "straight", options))
     assert rc == 0, err[-3000:]
     assert_same_run(tmp_path / "straight" / "epoch_2.pth", work / "epoch_2.pth")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
-def test_group_signal_with_two_ranks(sig, tiny_dataset, tmp_path):
-    """`--nproc 2`: the signal to the launcher's whole group (torchrun included) reaches each rank once; both
-    stop at the same boundary with their own state saved, exit 75 / 130, one line, no torchrun traceback; the
-    resume ends bit-identical to the uninterrupted run."""
+def test_group_signals_with_two_ranks(tiny_dataset, tmp_path):
+    """`--nproc 2`: SIGTERM to the launcher's whole group (torchrun included) in epoch 1, then SIGINT to the
+    resumed run's group in epoch 2, each reaching each rank once; both ranks stop at the same boundary with their
+    own state saved, exit 75 / 130, one line, no torchrun traceback; the last resume ends bit-identical to the
+    uninterrupted run."""
     options = opts(tiny_dataset, per_gpu=2)
     work = tmp_path / "split"
-    proc = start_session(cli("base", work, options, "--nproc", "2", "--master-port", "29831"))
-    wait_for(logged(work, rf"Epoch \[1\]\[3/{ITERS}\]"), proc, what="iteration 3")
-    ranks = wait_for(lambda: _rank_pids(proc.pid) if len(_rank_pids(proc.pid)) == 2 else None, proc,
-                     what="the two ranks")
-    os.killpg(proc.pid, sig)
-    rc, _, err = finish(proc)
-    assert rc == EXIT[sig], err[-3000:]
-    n = stopped_line(err, sig, "loce train base", work, " --nproc 2")
+    two = ("--nproc", "2")
+    n = stop_by_group(cli("base", work, options, *two, "--master-port", "29831"), work, signal.SIGTERM, 1,
+                      "loce train base", " --nproc 2", ranks=2)
     assert load(work / f"iter_{n}.rank1.pth")["sampler"]["consumed"] == n
-    assert not any(alive(p) for p in ranks.values())
+    m = stop_by_group(cli("base", work, options, *two, "--master-port", "29833", "--resume"), work, signal.SIGINT,
+                      2, "loce train base", " --nproc 2", ranks=2)
+    assert load(work / f"iter_{m}.rank1.pth")["sampler"]["consumed"] == m - ITERS
 
-    rc, _, err = run(cli("base", work, options, "--nproc", "2", "--master-port", "29833", "--resume"))
+    rc, _, err = run(cli("base", work, options, *two, "--master-port", "29834", "--resume"))
     assert rc == 0, err[-3000:]
-    rc, _, err = run(cli("base", tmp_path / "straight", options, "--nproc", "2", "--master-port", "29835"))
+    rc, _, err = run(cli("base", tmp_path / "straight", options, *two, "--master-port", "29835"))
     assert rc == 0, err[-3000:]
     assert_same_run(tmp_path / "straight" / "epoch_2.pth", work / "epoch_2.pth")
 

@@ -17,9 +17,10 @@ from tests.engine.test_lvis_configs import CLASSES, LVIS, cls_outputs, load_ship
 MEMORY_INIT_IMAGES = 1  # cap of the class-balanced list (the paper's is queue_size // 16 = 5 per class)
 
 
-def one_iteration(cfg, config, work_dir: Path):
+def one_iteration(cfg, config, work_dir: Path, iterate: bool = True):
     """Dataset, model, loader, optimizer and hooks built from ``cfg`` as ``loce train`` builds them, then the
-    first epoch's hooks (memory init) and one iteration (warm-up lr, forward, backward, SGD step)."""
+    first epoch's hooks (memory init) and one iteration (warm-up lr, forward, backward, SGD step); without
+    ``iterate``, the first batch is drawn but not trained on."""
     import torch
     from mmcv.parallel import MMDataParallel
     from mmcv.runner import OptimizerHook, build_optimizer, build_runner
@@ -58,11 +59,12 @@ def one_iteration(cfg, config, work_dir: Path):
     batch = next(iter(loader))
     runner._inner_iter = 0
     runner.call_hook("before_train_iter")  # linear warm-up: lr = 0.02 * 0.001 at iteration 0
-    runner.run_iter(batch, train_mode=True)
-    runner.call_hook("after_train_iter")  # backward + SGD step
+    if iterate:
+        runner.run_iter(batch, train_mode=True)
+        runner.call_hook("after_train_iter")  # backward + SGD step
     init = next((h.summary for h in runner.hooks if type(h).__name__ == "LoceMemoryInitHook"), None)
-    return SimpleNamespace(model=model, dataset=dataset, outputs=runner.outputs, lr=runner.current_lr()[0],
-                           batch=batch, memory_init=init, filled_after_init=filled)
+    return SimpleNamespace(model=model, dataset=dataset, outputs=getattr(runner, "outputs", None),
+                           lr=runner.current_lr()[0], batch=batch, memory_init=init, filled_after_init=filled)
 
 
 def check_iteration(run, cfg, config):
@@ -108,11 +110,33 @@ def check_iteration(run, cfg, config):
         assert any(name.startswith("roi_head.bbox_head.shared_fcs.") for name in trained)
 
 
-# One iteration of every shipped config: the base model (every layer but the stem trains, plain CE) and the LOCE
-# stage (frozen backbone/FPN/shared FCs, EBL, full-size memory, memory init), at LVIS v1's 1203 and v0.5's 1230
-# classes, with R50 and R101 backbones, and through the RFS dataset wrapper (memory init reads the class-balanced
-# list through ClassBalancedDataset).
-SHAPES = sorted(p.name for p in LVIS.glob("*.py"))
+# One iteration of every shipped config's model: the base model (every layer but the stem trains, plain CE) and
+# the LOCE stage (frozen backbone/FPN/shared FCs, EBL, full-size memory, memory init), at LVIS v1's 1203 and
+# v0.5's 1230 classes, with R50 and R101 backbones. A repeat-factor-sampling (RFS) config trains its twin's model
+# on its twin's data wrapped in ClassBalancedDataset: its twin's iteration covers the model, and the RFS test
+# below checks the wrapper (and LOCE's memory init reading the class-balanced list through it).
+CONFIGS = sorted(p.name for p in LVIS.glob("*.py"))
+RFS = [n for n in CONFIGS if "_rfs_" in n]
+SHAPES = [n for n in CONFIGS if n not in RFS]
+
+
+def check_rfs_run(run, cfg, config):
+    n = CLASSES[version_of(config)]
+    assert type(run.dataset).__name__ == "ClassBalancedDataset"
+    ds, base = run.dataset, run.dataset.dataset
+    assert len(ds) >= len(base) and set(ds.repeat_indices) == set(range(len(base)))  # repeats only
+    metas = run.batch["img_metas"].data[0]
+    assert len(metas) == cfg.data.samples_per_gpu == 2
+    for meta in metas:  # the config's scale: (1333, 640..800)
+        h, w = meta["img_shape"][:2]
+        assert min(h, w) in range(640, 801, 32) or max(h, w) == 1333
+    assert run.lr == pytest.approx(0.02 * 0.001)
+    if Path(config).name.startswith("loce_"):
+        memory = run.model.roi_head.memory
+        assert tuple(memory.feats.shape) == (n, 80, 256, 7, 7)
+        init = run.memory_init
+        assert init is not None and init["images"] == MEMORY_INIT_IMAGES and init["features"] > 0
+        assert run.filled_after_init["empty"] < n and 0 < int(memory.counts.sum()) <= init["features"]
 
 
 @pytest.mark.slow
@@ -121,6 +145,22 @@ def test_one_training_iteration_of_the_configs_model(in_lvis_workdir, tmp_path, 
     cfg = load_shipped(LVIS / name)
     run = one_iteration(cfg, name, tmp_path)
     check_iteration(run, cfg, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RFS)
+def test_rfs_config_is_its_twin_over_class_balanced_data(in_lvis_workdir, tmp_path, name):
+    """The RFS config equals its twin (the same name without ``_rfs``) but for ``data.train``, which wraps the
+    twin's in ClassBalancedDataset (t = 0.001); built as ``loce train`` builds it, its loader draws a batch at the
+    config's scale and, for LOCE, the memory init fills the full-size memory through the wrapper."""
+    twin_name = name.replace("_rfs", "")
+    assert twin_name in SHAPES
+    cfg, twin = load_shipped(LVIS / name), load_shipped(LVIS / twin_name)
+    a, b = cfg._cfg_dict.to_dict(), twin._cfg_dict.to_dict()
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"data"}
+    assert {k for k in a["data"].keys() | b["data"].keys() if a["data"].get(k) != b["data"].get(k)} == {"train"}
+    assert a["data"]["train"] == dict(type="ClassBalancedDataset", oversample_thr=1e-3, dataset=b["data"]["train"])
+    check_rfs_run(one_iteration(cfg, name, tmp_path, iterate=False), cfg, name)
 
 
 @pytest.mark.slow

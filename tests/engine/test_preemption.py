@@ -461,9 +461,18 @@ def test_slurm_signal_and_requeue(base_ckpt, tiny_dataset, tmp_path):
             assert time.monotonic() < end and _job_field(job, "JobState") in ("PENDING", "RUNNING", "CONFIGURING")
             time.sleep(0.2)
         subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+        released = False
         while not ((work / "epoch_2.pth").exists() and _job_field(job, "JobState") == "COMPLETED"):
             assert time.monotonic() < end, (_job_field(job, "JobState"), (tmp_path / "slurm.out").read_text()[-3000:])
-            time.sleep(1)
+            if not released and _job_field(job, "JobState") == "PENDING" and _job_field(job, "Restarts") == "1":
+                # requeued: Slurm holds a requeued job back for its credential lifetime (cred_expire, 120 s by
+                # default) before it may start again; the wait is Slurm's, not loce's, so let it start early.
+                # Not in the second of the requeue: slurmd refuses a credential no newer than the revocation
+                # ("Job credential revoked"; seen when released 0.5 s after the requeue)
+                time.sleep(3)
+                released = subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                                          capture_output=True, timeout=30).returncode == 0
+            time.sleep(0.5)
     finally:
         subprocess.run(["scancel", job], timeout=30)
     out = (tmp_path / "slurm.out").read_text()

@@ -166,33 +166,44 @@ def _branchy_x(rank: int, step: int):
     return torch.randn(3, 4, generator=torch.Generator().manual_seed(7 * step + rank))
 
 
-def _branchy_worker(rank: int, init_file: str, out_dir: str, anchor: bool) -> None:
+def _branchy_run(rank: int, anchor: bool, out: str) -> None:
+    from mmcv.parallel import DataContainer as DC
+
+    from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
+
+    torch.manual_seed(0)
+    ddp = LoceDistributedDataParallel(Branchy(), device_ids=None, find_unused_parameters=False,
+                                      anchor_params=anchor)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    for step in range(STEPS):
+        res = ddp.train_step(dict(x=DC([_branchy_x(rank, step)]), use_b=rank == 0), opt)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+    torch.save(ddp.module.state_dict(), out)
+
+
+def _branchy_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """The run with the anchor, then (same processes, same group) the control without it, which must fail."""
     _init(rank, init_file, seconds=20)
     try:
-        from mmcv.parallel import DataContainer as DC
-
         import loce_cli.mmdet_ext  # noqa: F401
-        from loce_cli.mmdet_ext.parallel_compat import LoceDistributedDataParallel
 
-        torch.manual_seed(0)
-        ddp = LoceDistributedDataParallel(Branchy(), device_ids=None, find_unused_parameters=False,
-                                          anchor_params=anchor)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
-        for step in range(STEPS):
-            out = ddp.train_step(dict(x=DC([_branchy_x(rank, step)]), use_b=rank == 0), opt)
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-        torch.save(ddp.module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        _branchy_run(rank, True, os.path.join(out_dir, f"anchor{rank}.pt"))
+        dist.barrier()  # both ranks done with the first run before the control starts
+        _branchy_run(rank, False, os.path.join(out_dir, f"plain{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_branch_unused_on_one_rank_stays_in_step_through_the_anchor(tmp_path):
+def test_branch_unused_on_one_rank_stays_in_step_through_the_anchor_and_fails_without(tmp_path):
     """head_b gets no gradient on rank 1: the anchor gives it a zero there, DDP averages, and both ranks end equal to
-    one process minimising the mean of the two ranks' losses."""
-    _spawn(_branchy_worker, (str(tmp_path / "init"), str(tmp_path), True))
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    one process minimising the mean of the two ranks' losses. The control, in the same two processes: the same
+    run with the anchor off. DDP's reduction on rank 1 never completes (head_b's bucket never becomes ready), so
+    the run errors out; it must not end with two different models."""
+    with pytest.raises(mp.ProcessRaisedException) as info:
+        _spawn(_branchy_worker, (str(tmp_path / "init"), str(tmp_path)), timeout=180)
+    r0, r1 = (torch.load(tmp_path / f"anchor{r}.pt", weights_only=True) for r in (0, 1))
     torch.manual_seed(0)
     ref = Branchy()
     opt = torch.optim.SGD(ref.parameters(), lr=0.1)
@@ -203,14 +214,8 @@ def test_branch_unused_on_one_rank_stays_in_step_through_the_anchor(tmp_path):
     for k, v in ref.state_dict().items():
         assert torch.equal(r0[k], r1[k]), k
         torch.testing.assert_close(r0[k], v, rtol=1e-5, atol=1e-6)
-
-
-def test_without_the_anchor_ddp_fails_rather_than_diverging(tmp_path):
-    """The control: the same run with the anchor off. DDP's reduction on rank 1 never completes (head_b's bucket
-    never becomes ready), so the run errors out; it must not end with two different models."""
-    with pytest.raises(mp.ProcessRaisedException) as info:
-        _spawn(_branchy_worker, (str(tmp_path / "init"), str(tmp_path), False), timeout=120)
-    # observed: rank 1 raises at its next forward; rank 0, waiting for head_b's bucket, is stopped by the launcher
+    # the control: observed, rank 1 raises at its next forward; rank 0, waiting for head_b's bucket, is stopped by
+    # the launcher
     assert "Expected to have finished reduction in the prior iteration" in str(info.value)
     assert "did not receive grad for rank 1: 4 5" in str(info.value)  # head_b.weight, head_b.bias
-    assert not (tmp_path / "rank0.pt").exists() or not (tmp_path / "rank1.pt").exists()
+    assert not (tmp_path / "plain0.pt").exists() or not (tmp_path / "plain1.pt").exists()
