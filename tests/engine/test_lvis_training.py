@@ -115,9 +115,26 @@ def check_iteration(run, cfg, config):
 # v0.5's 1230 classes, with R50 and R101 backbones. A repeat-factor-sampling (RFS) config trains its twin's model
 # on its twin's data wrapped in ClassBalancedDataset: its twin's iteration covers the model, and the RFS test
 # below checks the wrapper (and LOCE's memory init reading the class-balanced list through it).
+# Likewise a v0.5 config is its v1 twin with v0.5's files and 1230 classes, and an R101 config its R50 twin with
+# depth 101 (stock mmdet ResNet): the twin's iteration covers the code; the twin test below proves the configs
+# differ only there and builds the config's own model, data and (LOCE) full-size memory and its initialisation.
 CONFIGS = sorted(p.name for p in LVIS.glob("*.py"))
 RFS = [n for n in CONFIGS if "_rfs_" in n]
-SHAPES = [n for n in CONFIGS if n not in RFS]
+_DATA_KEYS = {f"data.{split}.{key}" for split in ("train", "val", "test") for key in ("ann_file", "img_prefix")}
+TWINS = {  # config -> (twin whose iteration runs, the only flattened config keys allowed to differ)
+    **{n: (n.replace("v0.5", "v1"), _DATA_KEYS | {"data_root", "model.roi_head.bbox_head.num_classes",
+                                                 "model.roi_head.mask_head.num_classes"})
+       for n in CONFIGS if n.endswith("_lvis_v0.5.py")},
+    **{n: (n.replace("r101", "r50"), {"model.backbone.depth"}) for n in CONFIGS if "_r101_" in n},
+}
+SHAPES = [n for n in CONFIGS if n not in RFS and n not in TWINS]
+
+
+def _flat(d, prefix: str = "") -> dict:
+    if isinstance(d, (dict, list)):
+        items = d.items() if isinstance(d, dict) else enumerate(d)
+        return {k: v for key, value in items for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
 
 
 def check_rfs_run(run, cfg, config):
@@ -161,6 +178,41 @@ def test_rfs_config_is_its_twin_over_class_balanced_data(in_lvis_workdir, tmp_pa
     assert {k for k in a["data"].keys() | b["data"].keys() if a["data"].get(k) != b["data"].get(k)} == {"train"}
     assert a["data"]["train"] == dict(type="ClassBalancedDataset", oversample_thr=1e-3, dataset=b["data"]["train"])
     check_rfs_run(one_iteration(cfg, name, tmp_path, iterate=False), cfg, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_twin_config_differs_only_in_classes_data_or_depth(in_lvis_workdir, tmp_path, name):
+    """A v0.5 / R101 config equals its twin (whose full-shape iteration runs above) but for the keys listed in
+    TWINS; built as ``loce train`` builds it, its own model has the version's class count (and depth), its loader
+    draws a batch at the config's scale from its own data and, for LOCE, the memory init fills its full-size
+    memory."""
+    import torch
+
+    twin_name, allowed = TWINS[name]
+    assert twin_name in SHAPES
+    cfg, twin = load_shipped(LVIS / name), load_shipped(LVIS / twin_name)
+    a, b = _flat(cfg._cfg_dict.to_dict()), _flat(twin._cfg_dict.to_dict())
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == allowed
+    run = one_iteration(cfg, name, tmp_path, iterate=False)
+    n = CLASSES[version_of(name)]
+    assert len(run.dataset.CLASSES) == n
+    assert run.model.roi_head.bbox_head.fc_cls.weight.shape[0] == cls_outputs(name, n)
+    assert run.model.roi_head.mask_head.conv_logits.weight.shape[0] == n
+    assert len(run.model.backbone.layer3) == (23 if "_r101_" in name else 6)  # R101: 23 blocks in layer3
+    for meta in run.batch["img_metas"].data[0]:  # the config's scale: (1333, 640..800)
+        h, w = meta["img_shape"][:2]
+        assert min(h, w) in range(640, 801, 32) or max(h, w) == 1333
+    if name.startswith("loce_"):
+        memory = run.model.roi_head.memory
+        assert tuple(memory.feats.shape) == (n, 80, 256, 7, 7)
+        assert run.memory_init["images"] == MEMORY_INIT_IMAGES and run.memory_init["features"] > 0
+        assert 0 < int(memory.counts.sum()) <= run.memory_init["features"]
+    with torch.no_grad():  # the built model runs forward on its own batch (train mode: losses)
+        losses = run.model(img=run.batch["img"].data[0], img_metas=run.batch["img_metas"].data[0],
+                           gt_bboxes=run.batch["gt_bboxes"].data[0], gt_labels=run.batch["gt_labels"].data[0],
+                           gt_masks=run.batch["gt_masks"].data[0])
+    assert all(math.isfinite(float(sum(v) if isinstance(v, list) else v)) for v in losses.values())
 
 
 @pytest.mark.slow
