@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.common
-from bench.common import TreeSampler, ratio_text, write_figures  # noqa: E402
+from bench.common import ratio_text, sampled_child, write_figures  # noqa: E402
 
 GEN_VERSION = 2  # bench_eval.py's generator version (its cached sets are keyed by it)
 
@@ -47,18 +47,8 @@ def child(job: str, metric: str, ann: str, res: str) -> None:
 
 
 def run_child(job: str, metric: str, ann: Path, res: Path) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", job, metric, str(ann), str(res)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeSampler(proc.pid, 0.1).start()
-    try:
-        stdout, stderr = proc.communicate()
-    finally:
-        sampler.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"{job} {metric} failed:\n{stderr[-3000:]}")
-    r = json.loads(stdout.strip().splitlines()[-1])
-    r.update(child_wall_s=time.perf_counter() - t, peak_mb=sampler.tree_pss_peak / 1024)
+    r, _stderr, sampler, wall = sampled_child([__file__, "--child", job, metric, ann, res], f"{job} {metric}", 0.1)
+    r.update(child_wall_s=wall, peak_mb=sampler.tree_pss_peak / 1024)
     return r
 
 

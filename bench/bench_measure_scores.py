@@ -21,14 +21,13 @@ import argparse
 import json
 import logging
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: loce_cli, bench.common
-from bench.common import ROOT, TreeSampler, lvis_like_data, ratio_text, write_figures  # noqa: E402
+from bench.common import ROOT, lvis_like_data, ratio_text, sampled_child, write_figures  # noqa: E402
 
 BASE_CONFIG = ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_normed_2x_lvis_v1.py"
 CONFIG = ROOT / "configs" / "lvis" / "loce_mask_rcnn_r50_fpn_normed_6e_lvis_v1.py"
@@ -84,23 +83,13 @@ def child(checkpoint: str, data: str, images: int) -> None:
 
 
 def run_child(checkpoint: Path, data: Path, images: int) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(checkpoint), str(data), str(images)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeSampler(proc.pid, 0.5).start()
-    try:
-        stdout, stderr = proc.communicate()
-    finally:
-        sampler.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"the measurement failed:\n{stderr[-3000:]}")
-    r = json.loads(stdout.strip().splitlines()[-1])
+    r, stderr, sampler, wall = sampled_child([__file__, "--child", checkpoint, data, images], "the measurement", 0.5)
     r["marks"] = {int(k): v for k, v in r["marks"].items()}
     listed = re.search(r"measuring .*?: ([\d,]+) images", stderr)
     estimate = re.search(r"about (.+?) to go \(([\d.]+) s per image", stderr)
     r.update(list_images=int(listed.group(1).replace(",", "")) if listed else None,
              estimate_s_per_image=float(estimate.group(2)) if estimate else None,
-             estimate_line=estimate.group(0) if estimate else None, wall_s=time.perf_counter() - t,
+             estimate_line=estimate.group(0) if estimate else None, wall_s=wall,
              tree_rss_peak_mb=max(p.rss for p in sampler.procs.values()) / 1024 if sampler.procs else None,
              hwm_mb=max(p.hwm for p in sampler.procs.values()) / 1024 if sampler.procs else None,
              stderr_tail=stderr[-1500:])

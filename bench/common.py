@@ -49,6 +49,22 @@ def child_json(args: list, what: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def sampled_child(args: list, what: str, interval: float):
+    """``child_json`` with the process tree's memory sampled every ``interval`` s while it runs: (the JSON of its
+    last line, its stderr, the stopped ``TreeSampler``, wall seconds)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    sampler = TreeSampler(proc.pid, interval).start()
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        sampler.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1]), stderr, sampler, time.perf_counter() - t
+
+
 def ratio_text(x, digits: int = 2) -> str:
     """A figure for a table cell: ``-`` when missing."""
     return "-" if x is None else f"{x:.{digits}f}"

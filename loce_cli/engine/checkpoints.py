@@ -103,13 +103,21 @@ def dataset_classes(cfg) -> Optional[CheckpointClasses]:
         return None
 
 
-def _classes_from_data(names: tuple, cfg, path: Path, num: Optional[int]) -> CheckpointClasses:
+def _grouped_data(cfg, lacks: str, gives: str, hint: str) -> Tuple[CheckpointClasses, Path]:
+    """The config's training data's classes and their source file, refused (``{path} lacks``, the data ``gives``
+    nothing either) when it has no frequency groups."""
     data = dataset_classes(cfg)
     source = Path(train_dataset_cfg(cfg).get("ann_file") or "?")
     if data is None or any(f not in GROUPS for f in data.groups):
-        raise DataError(f"{path} has no frequency groups in its meta, and {source} (the config's training data) "
-                        f"gives none", "point the config at the LVIS annotation file the model was trained on "
-                        "(--cfg-options data.train.ann_file=...): its categories carry 'frequency'")
+        raise DataError(f"{lacks}, and {source} (the config's training data) gives {gives}",
+                        f"point the config at the LVIS annotation file the model was trained on "
+                        f"(--cfg-options data.train.ann_file=...){hint}")
+    return data, source
+
+
+def _classes_from_data(names: tuple, cfg, path: Path, num: Optional[int]) -> CheckpointClasses:
+    data, source = _grouped_data(cfg, f"{path} has no frequency groups in its meta", "none",
+                                 ": its categories carry 'frequency'")
     if num is not None and len(data.names) != num:
         raise DataError(f"{path} has {num} classes but the config's training data {source} has {len(data.names)}",
                         "pass the config of the dataset the checkpoint was trained on")
@@ -123,12 +131,8 @@ def _classes_from_data(names: tuple, cfg, path: Path, num: Optional[int]) -> Che
 def _unnamed_classes_from_data(ckpt: dict, cfg, path: Path) -> CheckpointClasses:
     """A checkpoint without class names: the names and groups of the config's training data, when its classifier's
     class count is the data's."""
-    data = dataset_classes(cfg)
-    source = Path(train_dataset_cfg(cfg).get("ann_file") or "?")
-    if data is None or any(f not in GROUPS for f in data.groups):
-        raise DataError(f"{path} carries no class names in its meta, and {source} (the config's training data) gives "
-                        f"no names and frequency groups", "point the config at the LVIS annotation file the model "
-                        "was trained on (--cfg-options data.train.ann_file=...)")
+    data, source = _grouped_data(cfg, f"{path} carries no class names in its meta", "no names and frequency groups",
+                                 "")
     check_unnamed_checkpoint(ckpt, path, len(data.names), str(source), "pass the config of the dataset the "
                              "checkpoint was trained on", cfg, "class names and frequency groups")
     return data
