@@ -66,8 +66,8 @@ class GroundTruth:
     def verified(self, codes: np.ndarray) -> np.ndarray:
         """[N] bool: the (image, category) ``codes`` the federated rule scores: positive or negative there."""
         if self.exhaustive:
-            return _member(codes, self.pos_codes) | ~_member(codes, self.annotated_codes)
-        return _member(codes, self.pos_codes) | _member(codes, self.neg_codes)
+            return sorted_member(codes, self.pos_codes) | ~sorted_member(codes, self.annotated_codes)
+        return sorted_member(codes, self.pos_codes) | sorted_member(codes, self.neg_codes)
 
     def freq_groups(self) -> List[np.ndarray]:
         """Category indices of the rare, common and frequent groups (the ``frequency`` field r / c / f)."""
@@ -83,7 +83,8 @@ def _index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(sorted_ids[pos] == ids, pos, -1)
 
 
-def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def sorted_member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """[N] bool: which of the int64 ``codes`` are in the ascending array ``sorted_set``."""
     codes = np.asarray(codes, dtype=np.int64)
     if sorted_set.size == 0:
         return np.zeros(codes.shape, np.bool_)

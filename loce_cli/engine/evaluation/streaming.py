@@ -19,7 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from loce_cli.engine.evaluation.accumulate import accumulate, class_aps, summarize
-from loce_cli.engine.evaluation.ground_truth import GroundTruth, load_ground_truth
+from loce_cli.engine.evaluation.ground_truth import GroundTruth, load_ground_truth, sorted_member
 from loce_cli.engine.evaluation.matching import AREA_RNGS, match_groups, warm_up
 from loce_cli.engine.evaluation.results_reader import Detections, read_results
 from loce_cli.errors import DataError
@@ -32,13 +32,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    if sorted_set.size == 0:
-        return np.zeros(codes.shape, np.bool_)
-    at = np.searchsorted(sorted_set, codes).clip(0, sorted_set.size - 1)
-    return sorted_set[at] == codes
 
 
 def select_top(score: np.ndarray, img: np.ndarray, max_dets: int) -> np.ndarray:
@@ -60,7 +53,7 @@ class _Job:
         self.rows = rows  # file positions of the evaluated detections, by (image, category, -score, position)
         self.area = area[rows]
         self.codes = dets.img[rows].astype(np.int64) * k + dets.cat[rows]
-        self.nel = _member(self.codes, gt.nel_codes)
+        self.nel = sorted_member(self.codes, gt.nel_codes)
         self.gt_codes = gt.ann_img.astype(np.int64) * k + gt.ann_cat
         self.box = dets.box[rows] if dets.box is not None else None
 
