@@ -418,6 +418,31 @@ def test_two_processes_signal_to_one_rank(base_ckpt, tiny_dataset, tmp_path):
                                                           "epoch_2.rank1.pth", "latest.pth"]
 
 
+@pytest.mark.slow
+def test_requeue_reports_the_stop_though_slurm_terminates_the_step(base_ckpt, tiny_dataset, tmp_path):
+    """`scontrol requeue` ends the job's running step at once: slurmstepd SIGTERMs every task while rank 0 still has
+    its stop to report (CI lost the 'stopped: ...; requeued' line that way under load). Here `scontrol` on PATH does
+    what the requeue does to its caller, SIGTERM, before it answers: the run still exits 75 with the whole line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    fake = bin_dir / "scontrol"
+    fake.write_text(f"#!/bin/bash\necho \"$*\" >> {calls}\nkill -TERM $PPID\nsleep 1\nexit 0\n")
+    fake.chmod(0o755)
+    work = tmp_path / "run"
+    env = {**ENV, "SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(cli("finetune", work, opts(tiny_dataset), "--requeue", base=base_ckpt),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(logged(work, rf"Epoch \[1\]\[3/{ITERS}\]"), proc, what="iteration 3")
+    proc.send_signal(signal.SIGUSR1)
+    rc, _, err = finish(proc)
+    assert calls.read_text() == "requeue 4242\n"
+    assert rc == 75, err[-2000:]
+    assert re.search(r"^stopped: SIGUSR1 after iteration \d+ \(epoch 1, \d+/10\): checkpoint \S+iter_\d+\.pth; "
+                     r"requeued Slurm job 4242 \(hint: continue with: ", err, re.M), err[-2000:]
+    assert "requeued Slurm job 4242" in (work / "loce_stopped.json").read_text()
+
+
 def _slurm_up() -> bool:
     if not (shutil.which("sbatch") and shutil.which("sinfo") and shutil.which("scancel")):
         return False

@@ -33,7 +33,8 @@ from loce_cli.engine.training.resume import (STOPPED_FILE, interrupted, plan_res
                                              stopped_by_signal, warn, write_stopped)
 from loce_cli.errors import DataError, LoceUsageError, OutputExistsError
 from loce_cli.mmdet_ext.backbone_weights import check_weights_file, use_weights_file
-from loce_cli.mmdet_ext.runner import Preempted, newest_checkpoint, remove_stale_tmp, requeue_slurm_job, run_training
+from loce_cli.mmdet_ext.runner import (Preempted, ignore_stop_signals, newest_checkpoint, remove_stale_tmp,
+                                      requeue_slurm_job, run_training)
 
 STAGES = ("base", "finetune")
 
@@ -323,6 +324,8 @@ def run_worker(req: TrainRequest) -> TrainResult:
                                meta_extra=dict(cfg_options=tuple(started + list(req.cfg_options))),
                                verbose=req.verbose)
     except Preempted as stop:
+        if req.requeue:  # the requeue SIGTERMs every task of the step: not before this run has said how it stopped
+            ignore_stop_signals()
         requeued = requeue_slurm_job() if req.requeue and rank == 0 else ""
         error = stopped_by_signal(req, stop, requeued)
         if rank == 0:

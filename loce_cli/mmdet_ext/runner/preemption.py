@@ -86,8 +86,20 @@ class StopPolicy:
         return self.checkpoint_every > 0 and iteration % self.checkpoint_every == 0
 
 
+def ignore_stop_signals() -> None:
+    """For the rest of this process, SIGTERM and SIGUSR1 change nothing (a run that already stopped, with its
+    checkpoint written, and whose job is being requeued: see :func:`requeue_slurm_job`)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def requeue_slurm_job() -> str:
-    """``scontrol requeue $SLURM_JOB_ID``; returns a line saying what happened (never raises)."""
+    """``scontrol requeue $SLURM_JOB_ID``; returns a line saying what happened (never raises).
+
+    A requeue ends the job's running steps: slurmstepd sends SIGTERM to every task at once (SIGKILL after
+    ``KillWait``), while the run still has its report to print. The run stopped already and its checkpoint is on
+    disk, so this process (every rank calls :func:`ignore_stop_signals` first) ignores SIGTERM and SIGUSR1 from here
+    to its exit; Slurm's SIGKILL stays the backstop."""
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
         return "--requeue: not inside a Slurm job (no SLURM_JOB_ID); not requeued"
