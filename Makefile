@@ -11,11 +11,20 @@ setup:
 demo: setup
 	bash scripts/dev/demo.sh
 
+# The suite in 2 pytest-xdist worker processes, one test file per unit (its module fixtures built once; the session
+# fixtures once for both: tests/shared_fixtures.py). TEST_WORKERS=1 runs it in this process, as plain pytest does.
+TEST_WORKERS ?= 2
+ifeq ($(TEST_WORKERS),1)
+XDIST :=
+else
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+endif
+
 test: setup
-	$(PY) -m pytest --durations=30
+	$(PY) -m pytest $(XDIST) --durations=30
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" --durations=30
+	$(PY) -m pytest $(XDIST) -m "not slow" --durations=30
 
 bench: setup
 	$(PY) bench/run_all.py

@@ -5,9 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_fixtures import built_once, one_at_a_time
+
 
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests skip without CUDA (imported lazily: collecting CLI tests must not need torch)."""
+    """``gpu`` tests skip without CUDA (imported lazily: collecting CLI tests must not need torch); the files with
+    the most ``slow`` tests run first (see :func:`_long_files_first`)."""
+    _long_files_first(items)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return
@@ -19,6 +23,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _long_files_first(items) -> None:
+    """`make test` runs the suite in 2 pytest-xdist workers, each test file one unit of work (``--dist loadfile``:
+    a file's module fixtures are built once), handed out in collection order: the files with the most ``slow`` tests
+    go first, so the long files start early and the two workers end close together."""
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+    slow: dict = {}
+    for item in items:
+        slow[file_of(item)] = slow.get(file_of(item), 0) + ("slow" in item.keywords)
+    order = {name: i for i, name in enumerate(dict.fromkeys(file_of(item) for item in items))}
+    items.sort(key=lambda item: (-slow[file_of(item)], order[file_of(item)]))
+
+
+@pytest.fixture(autouse=True)
+def _one_slurm_job_at_a_time(request, tmp_path_factory):
+    """The ``slurm`` tests share one local Slurm node that runs one two-task job at a time: under xdist, a
+    ``slurm`` test waits for the other worker's to end (else its job would queue, or it would skip on a busy node)."""
+    if "slurm" not in request.keywords:
+        yield
+        return
+    with one_at_a_time(tmp_path_factory, "slurm"):
+        yield
+
+
 TINY = dict(num_classes=6, train_images=40, val_images=16, image_size=64, seed=3)
 
 
@@ -27,9 +55,10 @@ def tiny_dataset(tmp_path_factory) -> Path:
     """A small synthetic LVIS v1 dataset (6 classes, 40 + 16 images of 64 px). Treat as read-only."""
     from loce_cli.engine.data.synth import SynthOptions, synthesize
 
-    out = tmp_path_factory.mktemp("tiny") / "data"
-    synthesize(out, SynthOptions(**TINY))
-    return out
+    def build(folder: Path) -> Path:
+        synthesize(folder / "data", SynthOptions(**TINY))
+        return folder / "data"
+    return built_once(tmp_path_factory, "tiny", build)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +66,9 @@ def default_dataset(tmp_path_factory):
     """The synthetic dataset with ``loce data synth`` defaults. Treat as read-only."""
     from loce_cli.engine.data.synth import SynthOptions, synthesize
 
-    out = tmp_path_factory.mktemp("default") / "data"
-    result = synthesize(out, SynthOptions())
-    return out, result
+    def build(folder: Path):
+        return folder / "data", synthesize(folder / "data", SynthOptions())
+    return built_once(tmp_path_factory, "default", build)
 
 
 TINY_CLASSES = TINY["num_classes"]
@@ -82,11 +111,13 @@ def tiny_base_run(tiny_dataset, tmp_path_factory) -> TinyRun:
     detections. Read-only: a test that writes into a run copies it to its own ``tmp_path``."""
     from loce_cli.engine.training.run import TrainRequest, train
 
-    work = tmp_path_factory.mktemp("tiny_base")
     options = tiny_train_options(tiny_dataset, epochs=2) + ["evaluation.interval=1"]
-    result = train(TrainRequest(config=BASE_NAME, work_dir=str(work), cfg_options=options, no_validate=True,
-                                tensorboard=True))
-    return TinyRun(work, result, SYNTH / "mask_rcnn_r18_fpn_normed_synth.py", options)
+
+    def build(work: Path) -> TinyRun:
+        result = train(TrainRequest(config=BASE_NAME, work_dir=str(work), cfg_options=options, no_validate=True,
+                                    tensorboard=True))
+        return TinyRun(work, result, SYNTH / "mask_rcnn_r18_fpn_normed_synth.py", options)
+    return built_once(tmp_path_factory, "tiny_base", build)
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +134,10 @@ def tiny_loce_run(tiny_base_run, tiny_dataset, tmp_path_factory) -> TinyRun:
     from loce_cli.engine.training.run import TrainRequest, train
 
     config = SYNTH / "loce_mask_rcnn_r18_fpn_normed_synth.py"
-    work = tmp_path_factory.mktemp("tiny_loce")
     options = tiny_train_options(tiny_dataset, epochs=1)
-    result = train(TrainRequest(config=str(config), stage="finetune", work_dir=str(work),
-                                base_checkpoint=str(tiny_base_run.checkpoint), cfg_options=options))
-    return TinyRun(work, result, config, options)
+
+    def build(work: Path) -> TinyRun:
+        result = train(TrainRequest(config=str(config), stage="finetune", work_dir=str(work),
+                                    base_checkpoint=str(tiny_base_run.checkpoint), cfg_options=options))
+        return TinyRun(work, result, config, options)
+    return built_once(tmp_path_factory, "tiny_loce", build)

@@ -4,25 +4,24 @@ folder in which the shipped ``configs/lvis/*`` configs find them at their own ``
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-TIMINGS: dict = {}  # fixture -> seconds (printed by tests that report them)
+from tests.shared_fixtures import built_once
 
 
 def _make(tmp_path_factory, like: str) -> Path:
     from loce_cli.engine.data.prep import prep_dataset
     from loce_cli.engine.data.synth_lvis import LvisLikeOptions, synthesize_lvis_like
 
-    start = time.perf_counter()
-    root = tmp_path_factory.mktemp(like) / "data"
-    synthesize_lvis_like(root, LvisLikeOptions(like=like, seed=0))
-    prep = prep_dataset(root, check_images="none")
-    assert prep.ok, [p.message for _, p in prep.all_problems()]
-    TIMINGS[like] = time.perf_counter() - start
-    return root
+    def build(folder: Path) -> Path:
+        root = folder / "data"
+        synthesize_lvis_like(root, LvisLikeOptions(like=like, seed=0))
+        prep = prep_dataset(root, check_images="none")
+        assert prep.ok, [p.message for _, p in prep.all_problems()]
+        return root
+    return built_once(tmp_path_factory, like, build)
 
 
 @pytest.fixture(scope="session")

@@ -201,7 +201,7 @@ def test_eqlv2_fine_tune_in_two_cpu_processes(finetuned, base_ckpt, tiny_dataset
     result = train(TrainRequest(config=str(config("eqlv2")), stage="finetune", work_dir=str(two),
                                 base_checkpoint=str(base_ckpt),
                                 cfg_options=baseline_opts(tiny_dataset, "eqlv2") + extra,
-                                launch=LaunchOptions(nproc=2, master_port=29741)))
+                                launch=LaunchOptions(nproc=2, master_port=29751)))
     assert result.world_size == 2 and result.iterations == 10
     a, b = _state(one / "epoch_1.pth"), _state(two / "epoch_1.pth")
     key = "roi_head.bbox_head.loss_cls.state.neg_grad"

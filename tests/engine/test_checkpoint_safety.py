@@ -31,7 +31,9 @@ def _refused(r, marker):
 def test_pickle_checkpoint_refused_everywhere(tiny_dataset, tmp_path):
     marker = tmp_path / "pwned"
     evil = write_evil(tmp_path / "evil.pth", marker)
-    options = ["--cfg-options", *opts(tiny_dataset)]
+    val = tiny_dataset / "annotations" / "lvis_v1_val.json"  # eval's data too: not the config's default folder
+    options = ["--cfg-options", *opts(tiny_dataset), f"data.test.ann_file={val}",
+               f"data.test.img_prefix={tiny_dataset}/"]
     work = tmp_path / "run"  # --resume: the newest checkpoint of the work dir is the crafted one
     work.mkdir()
     os.link(evil, work / "epoch_1.pth")
