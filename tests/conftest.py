@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.shared_fixtures import built_once, one_at_a_time
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # 2 workers on 2 cores: one compute thread each (and each loce they start)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -74,7 +74,7 @@ def check_iteration(run, cfg, config):
     loce = Path(config).name.startswith("loce_")
     finetune = cfg.model.get("trainable") is not None  # LOCE and the baselines' decoupled fine-tunes
     out = run.outputs
-    assert math.isfinite(float(out["loss"]))
+    assert math.isfinite(float(out["loss"].detach()))
     # Seesaw reports its classification loss in two parts (loss_cls_objectness, loss_cls_classes)
     cls_keys = [k for k in out["log_vars"] if k.startswith("loss_cls")]
     assert cls_keys == (["loss_cls_objectness", "loss_cls_classes"] if "seesaw" in config else ["loss_cls"])
