@@ -13,7 +13,7 @@ import pickle
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Optional, TypeVar
 
 from filelock import FileLock
 
@@ -23,9 +23,9 @@ T = TypeVar("T")
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], T]) -> T:
     """``build(folder)`` in a new empty ``folder`` named ``name``, once for the whole test run; its return value
     (picklable) is what every worker's fixture returns. Treat the folder as read-only."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = _workers_folder(tmp_path_factory)
+    if shared is None:
         return build(tmp_path_factory.mktemp(name))
-    shared = tmp_path_factory.getbasetemp().parent
     folder, value_file = shared / name, shared / f"{name}.pickle"
     with FileLock(str(shared / f"{name}.lock")):
         if value_file.exists():
@@ -41,8 +41,14 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], T]) -> T:
 @contextmanager
 def one_at_a_time(tmp_path_factory, name: str) -> Iterator[None]:
     """Held by one test of the whole run at a time (a lock file in the workers' shared folder under xdist)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = _workers_folder(tmp_path_factory)
+    if shared is None:
         yield
         return
-    with FileLock(str(tmp_path_factory.getbasetemp().parent / f"{name}.lock")):
+    with FileLock(str(shared / f"{name}.lock")):
         yield
+
+
+def _workers_folder(tmp_path_factory) -> Optional[Path]:
+    """The temp folder all xdist workers of this run share (the parent of each one's own); None without xdist."""
+    return tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
